@@ -1,0 +1,149 @@
+# SlimKV - plain GNU make.
+#   make            libraries (static + shared), tests, demo and bench
+#   make demo       run the demo (installs missing Debian packages first)
+#   make test       run the test suite (same)
+#   make cross-test build for aarch64 and run the tests under qemu-aarch64
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make V=1        show the commands
+# A toolchain file sets CROSS_COMPILE and the runner: make TOOLCHAIN=aarch64-linux-gnu
+
+TOOLCHAIN ?=
+ifneq ($(TOOLCHAIN),)
+include toolchains/$(TOOLCHAIN).mk
+endif
+
+CROSS_COMPILE ?=
+ifeq ($(origin CC),default)
+CC := $(CROSS_COMPILE)gcc
+endif
+AR := $(CROSS_COMPILE)ar
+
+CFLAGS ?= -O2 -g
+CPPFLAGS ?=
+LDFLAGS ?=
+LDLIBS ?=
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DESTDIR ?=
+# Prefix for running target binaries (qemu for cross builds).
+RUNNER ?=
+
+MACHINE := $(shell $(CC) -dumpmachine)
+ARCH := $(firstword $(subst -, ,$(MACHINE)))
+BUILD ?= build/$(ARCH)
+
+VERSION := 0.1.0
+SONAME := libslimkv.so.0
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# Project flags come after the user's so that the essentials stay on.
+ALL_CPPFLAGS := -Iinclude -Isimd -D_GNU_SOURCE $(CPPFLAGS)
+ALL_CFLAGS := -std=c11 -Wall -Wextra -fPIC -fvisibility=hidden -fopenmp $(CFLAGS)
+LIBS := -lsleef -lm -lpthread
+
+CORE_SRC := $(wildcard src/*.c) simd/scalar.c
+ifeq ($(ARCH),x86_64)
+SIMD_SRC := $(wildcard simd/x86/*.c)
+endif
+ifeq ($(ARCH),aarch64)
+SIMD_SRC := $(wildcard simd/arm/*.c)
+endif
+LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(CORE_SRC) $(SIMD_SRC))
+
+# ISA flags per file, never global: one binary holds every variant.
+AVX2_FLAGS := -mavx2 -mfma -mf16c
+AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
+NEON_FLAGS :=
+$(BUILD)/%_avx2.o: ISA_FLAGS := $(AVX2_FLAGS)
+$(BUILD)/%_avx512.o: ISA_FLAGS := $(AVX512_FLAGS)
+$(BUILD)/%_neon.o: ISA_FLAGS := $(NEON_FLAGS)
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TEST_COMMON := $(BUILD)/tests/oracle.o
+
+STATIC_LIB := $(BUILD)/libslimkv.a
+SHARED_LIB := $(BUILD)/$(SONAME)
+PC_FILE := $(BUILD)/slimkv.pc
+DEMO := $(BUILD)/slimkv-demo
+BENCH := $(BUILD)/slimkv-bench
+
+.SECONDARY:
+.PHONY: all lib tests demo test bench cross-test deps install uninstall clean
+all: lib tests $(DEMO) $(BENCH)
+lib: $(STATIC_LIB) $(SHARED_LIB) $(PC_FILE)
+tests: $(TEST_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(ISA_FLAGS) -MMD -MP -c $< -o $@
+
+$(STATIC_LIB): $(LIB_OBJ)
+	$(if $(Q),@echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJ)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) -shared -fopenmp -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $^ $(LIBS) $(LDLIBS)
+	$(Q)ln -sf $(SONAME) $(BUILD)/libslimkv.so
+
+$(PC_FILE): Makefile
+	@mkdir -p $(dir $@)
+	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
+	  'Name: slimkv' 'Description: Quantized, channel-pruned KV cache with attention on compressed storage' \
+	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lslimkv' 'Libs.private: -fopenmp $(LIBS)' \
+	  'Cflags: -I$${includedir}' > $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COMMON) $(STATIC_LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) -fopenmp $(LDFLAGS) -o $@ $^ -lcmocka $(LIBS) $(LDLIBS)
+
+BENCH_COMMON := $(BUILD)/bench/workload.o
+$(BUILD)/slimkv-%: $(BUILD)/bench/%.o $(BENCH_COMMON) $(STATIC_LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) -fopenmp $(LDFLAGS) -o $@ $^ $(LIBS) $(LDLIBS)
+
+deps:
+	$(Q)sh toolchains/install-deps.sh $(TOOLCHAIN)
+
+# The README's two commands.
+demo: deps
+	$(Q)$(MAKE) --no-print-directory $(DEMO)
+	$(RUNNER) $(DEMO)
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory tests
+	$(Q)failed=0; for t in $(TEST_BIN); do echo "== $$t"; $(RUNNER) $$t || failed=$$((failed + 1)); done; \
+	  echo "test programs failed: $$failed"; [ $$failed -eq 0 ]
+
+bench: $(BENCH)
+	$(RUNNER) $(BENCH) $(BENCH_ARGS)
+
+# ARM: the whole library and tests for aarch64 under qemu (one OpenMP thread:
+# qemu-user 7.2 hangs on multi-threaded OpenMP).
+cross-test:
+	$(Q)OMP_NUM_THREADS=1 $(MAKE) --no-print-directory TOOLCHAIN=aarch64-linux-gnu test
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 include/slimkv.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libslimkv.so
+	install -m 644 $(PC_FILE) $(DESTDIR)$(LIBDIR)/pkgconfig/
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/slimkv.h $(DESTDIR)$(LIBDIR)/libslimkv.a $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	  $(DESTDIR)$(LIBDIR)/libslimkv.so $(DESTDIR)$(LIBDIR)/pkgconfig/slimkv.pc
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,153 @@
+/* SlimKV: a quantized, channel-pruned KV cache with attention that runs
+ * directly on the compressed storage.
+ *
+ * This is the only public header. All handles are opaque; every call returns
+ * a slimkv_status and results come back through out-parameters. The library
+ * never prints, aborts or exits, and a call that fails leaves every cache
+ * exactly as it was.
+ *
+ * Tensor layouts (host, float32, row-major): q, k, v and out are
+ * [token][head][head_dim]; q and out use n_q_heads, k and v use n_kv_heads.
+ */
+#ifndef SLIMKV_H
+#define SLIMKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define SLIMKV_API
+#else
+#define SLIMKV_API __attribute__((visibility("default")))
+#endif
+
+#define SLIMKV_VERSION_MAJOR 0
+#define SLIMKV_VERSION_MINOR 1
+#define SLIMKV_VERSION_PATCH 0
+
+/* Stable values: new codes are only ever appended. */
+typedef enum slimkv_status {
+    SLIMKV_OK = 0,
+    SLIMKV_ERR_NULL_ARG = 1,       /* a required pointer is NULL */
+    SLIMKV_ERR_INVALID_CONFIG = 2, /* zero/negative/inconsistent dimensions, bad format, overflow */
+    SLIMKV_ERR_INVALID_ARG = 3,    /* bad call argument (n_tokens <= 0, n_queries > tokens held, ...) */
+    SLIMKV_ERR_CAPACITY = 4,       /* the cache would exceed its capacity */
+    SLIMKV_ERR_NONFINITE = 5,      /* NaN or Inf in q, k or v: rejected, nothing stored */
+    SLIMKV_ERR_NOMEM = 6,          /* an allocation failed; nothing changed */
+    SLIMKV_ERR_UNSUPPORTED = 7,    /* ISA or backend not available on this machine (incl. bad SLIMKV_ISA) */
+    SLIMKV_ERR_FORMAT = 8,         /* malformed file or data */
+    SLIMKV_ERR_IO = 9              /* an operating-system I/O call failed */
+} slimkv_status;
+
+/* Storage format of K or V. Dense formats store values as they are;
+ * Q8/Q4/Q2 are KIVI-style asymmetric min/max quantization with fp16 scale
+ * and min (K per channel over G tokens, V per token over G channels). */
+typedef enum slimkv_format {
+    SLIMKV_F32 = 0,
+    SLIMKV_F16 = 1,
+    SLIMKV_BF16 = 2,
+    SLIMKV_Q8 = 3,
+    SLIMKV_Q4 = 4,
+    SLIMKV_Q2 = 5
+} slimkv_format;
+#define SLIMKV_FORMAT_COUNT 6
+
+typedef enum slimkv_policy {
+    SLIMKV_POLICY_NONE = 0,   /* keep every channel */
+    SLIMKV_POLICY_STATIC = 1  /* per-KV-head kept-channel masks given in the config */
+} slimkv_policy;
+
+typedef enum slimkv_backend {
+    SLIMKV_BACKEND_AUTO = 0,  /* CUDA plugin when usable, else CPU (SLIMKV_BACKEND overrides) */
+    SLIMKV_BACKEND_CPU = 1,
+    SLIMKV_BACKEND_CUDA = 2
+} slimkv_backend;
+
+/* Fill with slimkv_config_init(), then set the fields you need. */
+typedef struct slimkv_config {
+    int n_q_heads;        /* query heads; a multiple of n_kv_heads (GQA), equal for MHA */
+    int n_kv_heads;
+    int head_dim;         /* multiple of 4, at most 1024 */
+    int capacity;         /* most tokens the cache will hold */
+    slimkv_format k_format;
+    slimkv_format v_format;
+    int group_size;       /* G: tokens per K group, channels per V group; multiple of 16, default 32 */
+    int residual;         /* R: newest tokens kept in full precision; multiple of G, default 128 */
+    int n_sink;           /* S: first tokens kept in full precision; default 0 */
+    slimkv_policy policy;
+    /* SLIMKV_POLICY_STATIC: [n_kv_heads][head_dim] 0/1 masks of kept channels.
+     * k_mask is required; v_mask may be NULL (all V channels kept). Kept counts
+     * are rounded up to channel_align by also keeping the lowest-index pruned
+     * channels (slimkv_cache_kept_channels reports the result). A head whose
+     * K mask keeps nothing is a streaming head: it keeps only the sinks and
+     * the last R tokens. The masks are copied at create. */
+    const uint8_t *k_mask;
+    const uint8_t *v_mask;
+    int channel_align;    /* multiple of 4; default 8 */
+    slimkv_backend backend;
+    const char *isa;      /* NULL or "auto": best available (SLIMKV_ISA overrides);
+                             else "scalar", "avx2", "avx512" or "neon" */
+} slimkv_config;
+
+typedef struct slimkv_cache slimkv_cache;
+
+SLIMKV_API const char *slimkv_status_str(slimkv_status status);
+SLIMKV_API const char *slimkv_format_name(slimkv_format format);
+SLIMKV_API const char *slimkv_version(void);
+
+/* Defaults: head counts/dims/capacity 0 (must be set), F16/F16, G=32,
+ * R=128, S=0, no policy, align 8, backend auto, isa auto. */
+SLIMKV_API slimkv_status slimkv_config_init(slimkv_config *config);
+
+/* Checks a config without allocating the cache. */
+SLIMKV_API slimkv_status slimkv_config_validate(const slimkv_config *config);
+
+/* Name of the kernel table that "auto" selects here (honours SLIMKV_ISA).
+ * Fails with SLIMKV_ERR_UNSUPPORTED when SLIMKV_ISA names an unknown or
+ * unsupported ISA. */
+SLIMKV_API slimkv_status slimkv_isa_auto(const char **name);
+/* 1 when the named ISA's kernels are compiled in and the CPU supports them. */
+SLIMKV_API int slimkv_isa_supported(const char *name);
+
+SLIMKV_API slimkv_status slimkv_cache_create(const slimkv_config *config, slimkv_cache **out_cache);
+SLIMKV_API void slimkv_cache_destroy(slimkv_cache *cache);
+
+/* Causal attention of a prompt chunk of n_tokens (queries at the positions
+ * the chunk will take) over what the cache holds plus the chunk itself in
+ * full precision; then the chunk's K/V are stored. out: [n_tokens][n_q_heads][head_dim]. */
+SLIMKV_API slimkv_status slimkv_cache_prefill(slimkv_cache *cache, const float *q, const float *k,
+                                              const float *v, int n_tokens, float *out);
+
+/* Stores n_tokens new K/V rows. */
+SLIMKV_API slimkv_status slimkv_cache_append(slimkv_cache *cache, const float *k, const float *v,
+                                             int n_tokens);
+
+/* Decode attention on the stored (compressed) tokens. The i-th of n_queries
+ * queries sits at position n - n_queries + i (n = tokens held) and attends
+ * causally: usually append the new tokens first, then attend their queries.
+ * n_queries must be between 1 and the number of tokens held. */
+SLIMKV_API slimkv_status slimkv_attend(const slimkv_cache *cache, const float *q, int n_queries,
+                                       float *out);
+
+/* Bytes of K/V storage the cache holds now (sinks, residual windows and the
+ * compressed pages allocated so far). */
+SLIMKV_API slimkv_status slimkv_cache_bytes(const slimkv_cache *cache, size_t *bytes);
+SLIMKV_API slimkv_status slimkv_cache_tokens(const slimkv_cache *cache, int *n_tokens);
+/* The ISA table this cache runs on. */
+SLIMKV_API slimkv_status slimkv_cache_isa(const slimkv_cache *cache, const char **name);
+
+/* Kept channels of one KV head after alignment, ascending. channels may be
+ * NULL to query only the count; else it must hold head_dim entries.
+ * which: 0 = K, 1 = V. */
+SLIMKV_API slimkv_status slimkv_cache_kept_channels(const slimkv_cache *cache, int kv_head, int which,
+                                                    int *channels, int *count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SLIMKV_H */

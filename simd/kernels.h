@@ -1,0 +1,130 @@
+/* The one contract between the core (src/) and the kernels (simd/).
+ *
+ * Kernels are pure and single-threaded: no malloc, no getenv, no globals
+ * besides their own tables. Arguments were validated by the core; kernels
+ * only assume what is written here.
+ *
+ * Storage layouts (one layout for every ISA, so stored bytes are portable)
+ * -----------------------------------------------------------------------
+ * Shapes: G = group size (multiple of 16), dk = kept K channels (multiple
+ * of 4), dv = kept V channels (>= 1), nvg = ceil(dv / G).
+ *
+ * K group (G tokens of one KV head):
+ *   dense f32/f16/bf16: elements [t][dk], token-major.
+ *   quantized, codes of "quad" q = c/4 are bytes [t][c%4] (a 32-bit lane
+ *   holds 4 channels of one token, ready for dot-product instructions):
+ *     q8: byte (q*G + t)*4 + c%4
+ *     q4: byte ((q/2)*G + t)*4 + c%4, low nibble for even q, high for odd q
+ *     q2: byte ((q/4)*G + t)*4 + c%4, bits 2*(q%4)..+1
+ *   then fp16 scale[dk], fp16 min[dk] at slimkv_k_params_offset().
+ * V block (G tokens of one KV head):
+ *   dense: elements [t][dv], token-major.
+ *   quantized, codes of token quad u = t/4 are bytes [c][t%4] (a lane holds
+ *   one channel of 4 tokens):
+ *     q8: byte (u*dv + c)*4 + t%4
+ *     q4: byte ((u/2)*dv + c)*4 + t%4, low nibble for even u, high for odd u
+ *     q2: byte ((u/4)*dv + c)*4 + t%4, bits 2*(u%4)..+1
+ *   then fp16 scale[G][nvg], fp16 min[G][nvg] at slimkv_v_params_offset().
+ * Quantization (KIVI, asymmetric): over the values x of one K channel in a
+ * group, or of one V channel group of a token: s = fp16((max-min)/(2^b-1)),
+ * m = fp16(min), inv = (s == 0 ? 0 : 1.0f / s),
+ * code = clamp(rint((x - m) * inv), 0, 2^b-1) computed in float exactly in
+ * that order (bit-exact across ISAs); x^ = code * s + m.
+ * Code bits of padding quads (q4/q2 with dk/4 not a multiple of 2/4) are 0.
+ * V blocks start zeroed (the core allocates them so); pack_v sets only the
+ * bits and parameters of its own token slot, so slots not yet written read
+ * as code 0, scale 0, min 0.
+ */
+#ifndef SLIMKV_SIMD_KERNELS_H
+#define SLIMKV_SIMD_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "slimkv.h"
+
+#define SLIMKV_HIDDEN __attribute__((visibility("hidden")))
+
+/* Bytes of the code section; the parameters follow it. */
+static inline size_t slimkv_k_params_offset(slimkv_format fmt, int dk, int g)
+{
+    size_t nquad = (size_t)dk / 4, lanes = (size_t)g * 4;
+    switch (fmt) {
+    case SLIMKV_Q8: return nquad * lanes;
+    case SLIMKV_Q4: return (nquad + 1) / 2 * lanes;
+    case SLIMKV_Q2: return (nquad + 3) / 4 * lanes;
+    case SLIMKV_F32: return (size_t)dk * g * 4;
+    default: return (size_t)dk * g * 2;
+    }
+}
+
+static inline size_t slimkv_v_params_offset(slimkv_format fmt, int dv, int g)
+{
+    switch (fmt) {
+    case SLIMKV_Q8: return (size_t)g * dv;
+    case SLIMKV_Q4: return (size_t)g * dv / 2;
+    case SLIMKV_Q2: return (size_t)g * dv / 4;
+    case SLIMKV_F32: return (size_t)dv * g * 4;
+    default: return (size_t)dv * g * 2;
+    }
+}
+
+static inline int slimkv_is_quantized(slimkv_format fmt)
+{
+    return fmt == SLIMKV_Q8 || fmt == SLIMKV_Q4 || fmt == SLIMKV_Q2;
+}
+
+static inline int slimkv_format_bits(slimkv_format fmt)
+{
+    static const int bits[SLIMKV_FORMAT_COUNT] = {32, 16, 16, 8, 4, 2};
+    return bits[fmt];
+}
+
+/* Scores of one K group / row block for nq queries:
+ *   s[i*lds + t] = sum_c q[i*d + c] * k(c, t)   for t < n (n <= G), i < nq.
+ * Entries t >= n are left untouched. */
+typedef void (*slimkv_score_k_fn)(const uint8_t *group, int dk, int g, int n, const float *q, int nq,
+                                  float *s, int lds);
+/* V accumulation of one block for nq weight rows:
+ *   acc[i*dv + c] += sum_{t<n} w[i*ldw + t] * v(t, c). */
+typedef void (*slimkv_accum_v_fn)(const uint8_t *block, int dv, int g, int n, const float *w, int ldw,
+                                  int nq, float *acc);
+/* Packs (quantizes) a whole K group from src[t*dk + c], t < g. */
+typedef void (*slimkv_pack_k_fn)(const float *src, int dk, int g, uint8_t *group);
+/* Packs one V token src[c], c < dv, into token slot `slot` of a block. */
+typedef void (*slimkv_pack_v_fn)(const float *src, int dv, int g, uint8_t *block, int slot);
+
+/* Residual/sink rows: element type f32 or f16, row stride in elements. */
+typedef void (*slimkv_score_rows_fn)(const void *rows, size_t stride, int n, int d, const float *q, int nq,
+                                     float *s, int lds);
+typedef void (*slimkv_accum_rows_fn)(const void *rows, size_t stride, int n, int d, const float *w, int ldw,
+                                     int nq, float *acc);
+
+typedef struct slimkv_kernels {
+    const char *name;
+    slimkv_score_k_fn score_k[SLIMKV_FORMAT_COUNT];
+    slimkv_accum_v_fn accum_v[SLIMKV_FORMAT_COUNT];
+    slimkv_pack_k_fn pack_k[SLIMKV_FORMAT_COUNT];
+    slimkv_pack_v_fn pack_v[SLIMKV_FORMAT_COUNT];
+    slimkv_score_rows_fn score_rows_f32, score_rows_f16;
+    slimkv_accum_rows_fn accum_rows_f32, accum_rows_f16;
+    /* x[i] = exp(x[i] - max) for i < n (exp(-inf) = 0); returns the sum. */
+    float (*exp_sum)(float *x, int n, float max);
+    /* Round-to-nearest-even conversions, bit-exact across ISAs. */
+    void (*f32_to_f16)(const float *src, uint16_t *dst, size_t n);
+    void (*f16_to_f32)(const uint16_t *src, float *dst, size_t n);
+} slimkv_kernels;
+
+/* Each init copies the scalar table, then overrides what its ISA provides. */
+SLIMKV_HIDDEN void slimkv_kernels_init_scalar(slimkv_kernels *k);
+SLIMKV_HIDDEN void slimkv_kernels_init_avx2(slimkv_kernels *k);
+SLIMKV_HIDDEN void slimkv_kernels_init_avx512(slimkv_kernels *k);
+SLIMKV_HIDDEN void slimkv_kernels_init_neon(slimkv_kernels *k);
+
+/* Scalar fp16/bf16 conversions (shared by every ISA for tails). */
+SLIMKV_HIDDEN uint16_t slimkv_f32_to_f16(float f);
+SLIMKV_HIDDEN float slimkv_f16_to_f32(uint16_t h);
+SLIMKV_HIDDEN uint16_t slimkv_f32_to_bf16(float f);
+SLIMKV_HIDDEN float slimkv_bf16_to_f32(uint16_t h);
+
+#endif /* SLIMKV_SIMD_KERNELS_H */

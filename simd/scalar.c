@@ -1,0 +1,380 @@
+/* Reference kernel bodies: portable C, the oracle every ISA is tested against.
+ * Written for clarity, not speed. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+/* ---- fp16 / bf16 conversions (round to nearest even, NaN kept quiet) ---- */
+
+static uint32_t float_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float bits_float(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+uint16_t slimkv_f32_to_f16(float f)
+{
+    uint32_t x = float_bits(f);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t abs = x & 0x7fffffffu;
+    if (abs >= 0x7f800000u) /* Inf or NaN */
+        return (uint16_t)(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u | ((abs >> 13) & 0x3ffu) : 0));
+    if (abs >= 0x477ff000u) /* rounds to >= 65520: overflow to Inf */
+        return (uint16_t)(sign | 0x7c00u);
+    if (abs < 0x38800000u) { /* below the smallest normal half: subnormal or zero */
+        if (abs < 0x33000000u) /* below half of the smallest subnormal */
+            return (uint16_t)sign;
+        uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
+        int shift = 126 - (int)(abs >> 23); /* 14 .. 24 */
+        uint32_t half = mant >> shift;
+        uint32_t rem = mant & ((1u << shift) - 1);
+        uint32_t mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1u)))
+            half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t h = ((abs >> 13) - (112u << 10)); /* rebias exponent 127 -> 15 */
+    uint32_t rem = abs & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
+        h++;
+    return (uint16_t)(sign | h);
+}
+
+float slimkv_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = ((uint32_t)h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t mant = h & 0x3ffu;
+    if (exp == 0x1f) /* Inf, or NaN made quiet as the hardware converters do */
+        return bits_float(sign | 0x7f800000u | (mant << 13) | (mant ? 0x400000u : 0));
+    if (exp == 0) {
+        if (mant == 0)
+            return bits_float(sign);
+        float f = (float)mant * 0x1p-24f;
+        return sign ? -f : f;
+    }
+    return bits_float(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+uint16_t slimkv_f32_to_bf16(float f)
+{
+    uint32_t x = float_bits(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((x >> 16) | 0x40u);
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return (uint16_t)(x >> 16);
+}
+
+float slimkv_bf16_to_f32(uint16_t h)
+{
+    return bits_float((uint32_t)h << 16);
+}
+
+static void f32_to_f16_scalar(const float *src, uint16_t *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = slimkv_f32_to_f16(src[i]);
+}
+
+static void f16_to_f32_scalar(const uint16_t *src, float *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = slimkv_f16_to_f32(src[i]);
+}
+
+/* ---- element access shared by the dense bodies ---- */
+
+static float load_elem(slimkv_format fmt, const void *base, size_t i)
+{
+    switch (fmt) {
+    case SLIMKV_F32: return ((const float *)base)[i];
+    case SLIMKV_F16: return slimkv_f16_to_f32(((const uint16_t *)base)[i]);
+    default: return slimkv_bf16_to_f32(((const uint16_t *)base)[i]);
+    }
+}
+
+static void store_elem(slimkv_format fmt, void *base, size_t i, float x)
+{
+    switch (fmt) {
+    case SLIMKV_F32: ((float *)base)[i] = x; break;
+    case SLIMKV_F16: ((uint16_t *)base)[i] = slimkv_f32_to_f16(x); break;
+    default: ((uint16_t *)base)[i] = slimkv_f32_to_bf16(x); break;
+    }
+}
+
+static void score_dense(slimkv_format fmt, const void *rows, size_t stride, int n, int d, const float *q,
+                        int nq, float *s, int lds)
+{
+    for (int i = 0; i < nq; i++)
+        for (int t = 0; t < n; t++) {
+            float acc = 0.0f;
+            for (int c = 0; c < d; c++)
+                acc += q[(size_t)i * d + c] * load_elem(fmt, rows, (size_t)t * stride + c);
+            s[(size_t)i * lds + t] = acc;
+        }
+}
+
+static void accum_dense(slimkv_format fmt, const void *rows, size_t stride, int n, int d, const float *w,
+                        int ldw, int nq, float *acc)
+{
+    for (int i = 0; i < nq; i++)
+        for (int t = 0; t < n; t++) {
+            float wt = w[(size_t)i * ldw + t];
+            for (int c = 0; c < d; c++)
+                acc[(size_t)i * d + c] += wt * load_elem(fmt, rows, (size_t)t * stride + c);
+        }
+}
+
+static void score_rows_f32(const void *rows, size_t stride, int n, int d, const float *q, int nq, float *s,
+                           int lds)
+{
+    score_dense(SLIMKV_F32, rows, stride, n, d, q, nq, s, lds);
+}
+
+static void score_rows_f16(const void *rows, size_t stride, int n, int d, const float *q, int nq, float *s,
+                           int lds)
+{
+    score_dense(SLIMKV_F16, rows, stride, n, d, q, nq, s, lds);
+}
+
+static void accum_rows_f32(const void *rows, size_t stride, int n, int d, const float *w, int ldw, int nq,
+                           float *acc)
+{
+    accum_dense(SLIMKV_F32, rows, stride, n, d, w, ldw, nq, acc);
+}
+
+static void accum_rows_f16(const void *rows, size_t stride, int n, int d, const float *w, int ldw, int nq,
+                           float *acc)
+{
+    accum_dense(SLIMKV_F16, rows, stride, n, d, w, ldw, nq, acc);
+}
+
+/* Dense K groups and V blocks are token-major rows of the kept channels. */
+#define DENSE_BODIES(NAME, FMT)                                                                          \
+    static void score_k_##NAME(const uint8_t *group, int dk, int g, int n, const float *q, int nq,       \
+                               float *s, int lds)                                                        \
+    {                                                                                                    \
+        (void)g;                                                                                         \
+        score_dense(FMT, group, (size_t)dk, n, dk, q, nq, s, lds);                                       \
+    }                                                                                                    \
+    static void accum_v_##NAME(const uint8_t *block, int dv, int g, int n, const float *w, int ldw,      \
+                               int nq, float *acc)                                                       \
+    {                                                                                                    \
+        (void)g;                                                                                         \
+        accum_dense(FMT, block, (size_t)dv, n, dv, w, ldw, nq, acc);                                     \
+    }                                                                                                    \
+    static void pack_k_##NAME(const float *src, int dk, int g, uint8_t *group)                           \
+    {                                                                                                    \
+        for (size_t i = 0; i < (size_t)dk * g; i++)                                                      \
+            store_elem(FMT, group, i, src[i]);                                                           \
+    }                                                                                                    \
+    static void pack_v_##NAME(const float *src, int dv, int g, uint8_t *block, int slot)                 \
+    {                                                                                                    \
+        (void)g;                                                                                         \
+        for (int c = 0; c < dv; c++)                                                                     \
+            store_elem(FMT, block, (size_t)slot * dv + c, src[c]);                                       \
+    }
+
+DENSE_BODIES(f32, SLIMKV_F32)
+DENSE_BODIES(f16, SLIMKV_F16)
+DENSE_BODIES(bf16, SLIMKV_BF16)
+
+/* ---- quantized codes: position of one code inside a K group / V block ---- */
+
+/* Byte index and bit shift of the code of channel c, token t in a K group. */
+static void k_code_pos(int bits, int g, int c, int t, size_t *byte, int *shift)
+{
+    int quad = c / 4, per_byte = 8 / bits;
+    *byte = ((size_t)(quad / per_byte) * g + t) * 4 + c % 4;
+    *shift = bits * (quad % per_byte);
+}
+
+/* Byte index and bit shift of the code of token t, channel c in a V block. */
+static void v_code_pos(int bits, int dv, int t, int c, size_t *byte, int *shift)
+{
+    int quad = t / 4, per_byte = 8 / bits;
+    *byte = ((size_t)(quad / per_byte) * dv + c) * 4 + t % 4;
+    *shift = bits * (quad % per_byte);
+}
+
+static int read_code(const uint8_t *codes, size_t byte, int shift, int bits)
+{
+    return (codes[byte] >> shift) & ((1 << bits) - 1);
+}
+
+/* KIVI min/max parameters of n values with stride; returns fp16 scale and min. */
+static void quant_params(const float *x, size_t stride, int n, int bits, uint16_t *scale_h, uint16_t *min_h)
+{
+    float lo = x[0], hi = x[0];
+    for (int i = 1; i < n; i++) {
+        float v = x[(size_t)i * stride];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    *scale_h = slimkv_f32_to_f16((hi - lo) / (float)((1 << bits) - 1));
+    *min_h = slimkv_f32_to_f16(lo);
+}
+
+static int quant_code(float x, float mn, float inv, int bits)
+{
+    float r = rintf((x - mn) * inv);
+    float top = (float)((1 << bits) - 1);
+    r = r < 0.0f ? 0.0f : r;
+    r = r > top ? top : r;
+    return (int)r;
+}
+
+static float inverse_scale(float scale)
+{
+    return scale == 0.0f ? 0.0f : 1.0f / scale;
+}
+
+static void pack_k_quant(int bits, slimkv_format fmt, const float *src, int dk, int g, uint8_t *group)
+{
+    size_t off = slimkv_k_params_offset(fmt, dk, g);
+    uint16_t *scale = (uint16_t *)(group + off), *mins = scale + dk;
+    memset(group, 0, off);
+    for (int c = 0; c < dk; c++) {
+        quant_params(src + c, (size_t)dk, g, bits, &scale[c], &mins[c]);
+        float mn = slimkv_f16_to_f32(mins[c]), inv = inverse_scale(slimkv_f16_to_f32(scale[c]));
+        for (int t = 0; t < g; t++) {
+            size_t byte;
+            int shift;
+            k_code_pos(bits, g, c, t, &byte, &shift);
+            group[byte] |= (uint8_t)(quant_code(src[(size_t)t * dk + c], mn, inv, bits) << shift);
+        }
+    }
+}
+
+static void pack_v_quant(int bits, slimkv_format fmt, const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    int nvg = (dv + g - 1) / g;
+    uint16_t *scale = (uint16_t *)(block + slimkv_v_params_offset(fmt, dv, g)), *mins = scale + (size_t)g * nvg;
+    for (int j = 0; j < nvg; j++) {
+        int c0 = j * g, cn = dv - c0 < g ? dv - c0 : g;
+        uint16_t *sh = &scale[(size_t)slot * nvg + j], *mh = &mins[(size_t)slot * nvg + j];
+        quant_params(src + c0, 1, cn, bits, sh, mh);
+        float mn = slimkv_f16_to_f32(*mh), inv = inverse_scale(slimkv_f16_to_f32(*sh));
+        for (int c = c0; c < c0 + cn; c++) {
+            size_t byte;
+            int shift;
+            v_code_pos(bits, dv, slot, c, &byte, &shift);
+            block[byte] = (uint8_t)((block[byte] & ~(((1 << bits) - 1) << shift)) |
+                                    (quant_code(src[c], mn, inv, bits) << shift));
+        }
+    }
+}
+
+/* Score = sum_c (q_c * scale_c) * code_ct + sum_c q_c * min_c: the query is
+ * folded with the group's parameters once, then reused for every token. */
+static void score_k_quant(int bits, slimkv_format fmt, const uint8_t *group, int dk, int g, int n,
+                          const float *q, int nq, float *s, int lds)
+{
+    const uint16_t *scale = (const uint16_t *)(group + slimkv_k_params_offset(fmt, dk, g)), *mins = scale + dk;
+    for (int i = 0; i < nq; i++) {
+        const float *qi = q + (size_t)i * dk;
+        float bias = 0.0f;
+        for (int c = 0; c < dk; c++)
+            bias += qi[c] * slimkv_f16_to_f32(mins[c]);
+        for (int t = 0; t < n; t++) {
+            float acc = 0.0f;
+            for (int c = 0; c < dk; c++) {
+                size_t byte;
+                int shift;
+                k_code_pos(bits, g, c, t, &byte, &shift);
+                acc += qi[c] * slimkv_f16_to_f32(scale[c]) * (float)read_code(group, byte, shift, bits);
+            }
+            s[(size_t)i * lds + t] = acc + bias;
+        }
+    }
+}
+
+/* acc_c += sum_t (w_t * scale_t) * code_tc + sum_t w_t * min_t: the per-token
+ * parameters are folded into the weights. */
+static void accum_v_quant(int bits, slimkv_format fmt, const uint8_t *block, int dv, int g, int n,
+                          const float *w, int ldw, int nq, float *acc)
+{
+    int nvg = (dv + g - 1) / g;
+    const uint16_t *scale = (const uint16_t *)(block + slimkv_v_params_offset(fmt, dv, g));
+    const uint16_t *mins = scale + (size_t)g * nvg;
+    for (int i = 0; i < nq; i++) {
+        const float *wi = w + (size_t)i * ldw;
+        float *ai = acc + (size_t)i * dv;
+        for (int t = 0; t < n; t++)
+            for (int c = 0; c < dv; c++) {
+                size_t byte;
+                int shift;
+                v_code_pos(bits, dv, t, c, &byte, &shift);
+                size_t p = (size_t)t * nvg + c / g;
+                ai[c] += wi[t] * slimkv_f16_to_f32(scale[p]) * (float)read_code(block, byte, shift, bits) +
+                         wi[t] * slimkv_f16_to_f32(mins[p]);
+            }
+    }
+}
+
+#define QUANT_BODIES(NAME, BITS, FMT)                                                                    \
+    static void score_k_##NAME(const uint8_t *group, int dk, int g, int n, const float *q, int nq,       \
+                               float *s, int lds)                                                        \
+    {                                                                                                    \
+        score_k_quant(BITS, FMT, group, dk, g, n, q, nq, s, lds);                                        \
+    }                                                                                                    \
+    static void accum_v_##NAME(const uint8_t *block, int dv, int g, int n, const float *w, int ldw,      \
+                               int nq, float *acc)                                                       \
+    {                                                                                                    \
+        accum_v_quant(BITS, FMT, block, dv, g, n, w, ldw, nq, acc);                                      \
+    }                                                                                                    \
+    static void pack_k_##NAME(const float *src, int dk, int g, uint8_t *group)                           \
+    {                                                                                                    \
+        pack_k_quant(BITS, FMT, src, dk, g, group);                                                      \
+    }                                                                                                    \
+    static void pack_v_##NAME(const float *src, int dv, int g, uint8_t *block, int slot)                 \
+    {                                                                                                    \
+        pack_v_quant(BITS, FMT, src, dv, g, block, slot);                                                \
+    }
+
+QUANT_BODIES(q8, 8, SLIMKV_Q8)
+QUANT_BODIES(q4, 4, SLIMKV_Q4)
+QUANT_BODIES(q2, 2, SLIMKV_Q2)
+
+static float exp_sum_scalar(float *x, int n, float max)
+{
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    return sum;
+}
+
+void slimkv_kernels_init_scalar(slimkv_kernels *k)
+{
+#define SET_FORMAT(FMT, NAME)                                                                            \
+    k->score_k[FMT] = score_k_##NAME;                                                                    \
+    k->accum_v[FMT] = accum_v_##NAME;                                                                    \
+    k->pack_k[FMT] = pack_k_##NAME;                                                                      \
+    k->pack_v[FMT] = pack_v_##NAME;
+    k->name = "scalar";
+    SET_FORMAT(SLIMKV_F32, f32)
+    SET_FORMAT(SLIMKV_F16, f16)
+    SET_FORMAT(SLIMKV_BF16, bf16)
+    SET_FORMAT(SLIMKV_Q8, q8)
+    SET_FORMAT(SLIMKV_Q4, q4)
+    SET_FORMAT(SLIMKV_Q2, q2)
+#undef SET_FORMAT
+    k->score_rows_f32 = score_rows_f32;
+    k->score_rows_f16 = score_rows_f16;
+    k->accum_rows_f32 = accum_rows_f32;
+    k->accum_rows_f16 = accum_rows_f16;
+    k->exp_sum = exp_sum_scalar;
+    k->f32_to_f16 = f32_to_f16_scalar;
+    k->f16_to_f32 = f16_to_f32_scalar;
+}

@@ -1,0 +1,393 @@
+/* Attention driver: walks a KV head's tokens in tiles straight from the
+ * compressed storage (no dense copy), with an online softmax; splits long
+ * contexts into token ranges merged by log-sum-exp; OpenMP over work items.
+ *
+ * Work items are (KV head, block of queries, token split). Their number and
+ * shape depend only on the cache and the call, never on the thread count,
+ * so results are bitwise the same for any number of threads. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "internal.h"
+
+#define QUERY_BLOCK 8     /* queries served together from one pass over K/V */
+#define TARGET_ITEMS 64   /* split tokens until there are about this many items */
+
+typedef struct run {
+    const slimkv_cache *c;
+    const float *q;
+    int n_queries, qpos0;
+    const float *chunk_k, *chunk_v;
+    int n_chunk;
+    float *out;
+    int n_qblocks, n_split;
+    float scale;          /* 1 / sqrt(original head_dim) */
+    float *partials;      /* [item][rows][head_dim + 2] when n_split > 1 */
+} run;
+
+typedef struct tile_plan {
+    int n_sink_tiles, first_window_tile, n_window_tiles, n_chunk_tiles;
+    int window_start;     /* first visible position after the sinks */
+} tile_plan;
+
+typedef struct scratch {
+    float *scores;        /* [rows][G] */
+    float *q_full;        /* [rows][D] scaled query */
+    float *q_kept;        /* [rows][dk] scaled query, kept K channels only */
+    float *acc_body;      /* [rows][dv] V accumulated from the body, kept V channels */
+    float *acc;           /* [rows][D] */
+    float *m, *l;         /* [rows] running max and sum of exp */
+} scratch;
+
+static int max_rows(const slimkv_cache *c)
+{
+    return QUERY_BLOCK * c->q_per_kv;
+}
+
+static tile_plan plan_tiles(const run *r, const slimkv_head *h)
+{
+    const slimkv_config *cfg = &r->c->cfg;
+    int g = cfg->group_size, n = r->c->n_tokens, s = cfg->n_sink;
+    tile_plan p;
+    int sinks = n < s ? n : s;
+    p.n_sink_tiles = (sinks + g - 1) / g;
+    /* Non-streaming heads see every token; streaming heads only the V
+     * window, which is the last R tokens. */
+    p.window_start = h->dk > 0 ? s : s + slimkv_v_body_tokens(cfg, n);
+    if (n > p.window_start) {
+        p.first_window_tile = (p.window_start - s) / g;
+        p.n_window_tiles = (n - s + g - 1) / g - p.first_window_tile;
+    } else {
+        p.first_window_tile = 0;
+        p.n_window_tiles = 0;
+    }
+    p.n_chunk_tiles = (r->n_chunk + g - 1) / g;
+    return p;
+}
+
+static int plan_total(const tile_plan *p)
+{
+    return p->n_sink_tiles + p->n_window_tiles + p->n_chunk_tiles;
+}
+
+/* Where one tile's K and V come from. */
+typedef struct tile_src {
+    int p0, n;                    /* positions p0 .. p0+n-1 */
+    const uint8_t *k_group;       /* compressed K group, or NULL for rows */
+    const void *k_rows;
+    size_t k_stride;
+    slimkv_format k_rows_fmt;
+    const uint8_t *v_block;       /* compressed V block for the first n_v_body tokens */
+    int n_v_body;
+    const void *v_rows;           /* rows for the remaining tokens */
+    size_t v_stride;
+    slimkv_format v_rows_fmt;
+} tile_src;
+
+static tile_src locate_tile(const run *r, const slimkv_head *h, int head, const tile_plan *p, int index)
+{
+    const slimkv_cache *c = r->c;
+    const slimkv_config *cfg = &c->cfg;
+    int g = cfg->group_size, s = cfg->n_sink, n = c->n_tokens, dim = cfg->head_dim;
+    tile_src t;
+    memset(&t, 0, sizeof t);
+    if (index < p->n_sink_tiles) {
+        int sinks = n < s ? n : s;
+        t.p0 = index * g;
+        t.n = sinks - t.p0 < g ? sinks - t.p0 : g;
+        t.k_rows_fmt = c->k_row_fmt;
+        t.v_rows_fmt = c->v_row_fmt;
+        t.k_rows = h->sink_k + (size_t)t.p0 * dim * slimkv_row_elem_bytes(c->k_row_fmt);
+        t.v_rows = h->sink_v + (size_t)t.p0 * dim * slimkv_row_elem_bytes(c->v_row_fmt);
+        t.k_stride = t.v_stride = (size_t)dim;
+        return t;
+    }
+    index -= p->n_sink_tiles;
+    if (index < p->n_window_tiles) {
+        int span = p->first_window_tile + index; /* G-aligned span after the sinks */
+        int start = s + span * g, end = start + g < n ? start + g : n;
+        t.p0 = start > p->window_start ? start : p->window_start;
+        t.n = end - t.p0;
+        t.k_rows_fmt = c->k_row_fmt;
+        t.v_rows_fmt = c->v_row_fmt;
+        t.k_stride = t.v_stride = (size_t)dim;
+        if (h->dk > 0 && t.p0 < s + slimkv_k_body_tokens(cfg, n))
+            t.k_group = slimkv_k_group_ptr(c, h, span);
+        else
+            t.k_rows = slimkv_ring_row(c, h->ring_k, c->k_row_fmt, t.p0);
+        int v_body_end = h->dk > 0 ? s + slimkv_v_body_tokens(cfg, n) : 0;
+        t.n_v_body = v_body_end - t.p0;
+        t.n_v_body = t.n_v_body < 0 ? 0 : t.n_v_body > t.n ? t.n : t.n_v_body;
+        if (t.n_v_body > 0 && h->dv > 0)
+            t.v_block = slimkv_v_block_ptr(c, h, span);
+        if (t.n_v_body < t.n)
+            t.v_rows = slimkv_ring_row(c, h->ring_v, c->v_row_fmt, t.p0 + t.n_v_body);
+        return t;
+    }
+    index -= p->n_window_tiles;
+    size_t stride = (size_t)cfg->n_kv_heads * dim;
+    int first = index * g;
+    t.p0 = n + first;
+    t.n = r->n_chunk - first < g ? r->n_chunk - first : g;
+    t.k_rows_fmt = t.v_rows_fmt = SLIMKV_F32;
+    t.k_rows = r->chunk_k + (size_t)first * stride + (size_t)head * dim;
+    t.v_rows = r->chunk_v + (size_t)first * stride + (size_t)head * dim;
+    t.k_stride = t.v_stride = stride;
+    return t;
+}
+
+static void score_tile(const run *r, const slimkv_head *h, const tile_src *t, const scratch *sc, int rows)
+{
+    const slimkv_kernels *k = r->c->kern;
+    const slimkv_config *cfg = &r->c->cfg;
+    int g = cfg->group_size, dim = cfg->head_dim;
+    if (t->k_group)
+        k->score_k[cfg->k_format](t->k_group, h->dk, g, t->n, sc->q_kept, rows, sc->scores, g);
+    else if (t->k_rows_fmt == SLIMKV_F32)
+        k->score_rows_f32(t->k_rows, t->k_stride, t->n, dim, sc->q_full, rows, sc->scores, g);
+    else
+        k->score_rows_f16(t->k_rows, t->k_stride, t->n, dim, sc->q_full, rows, sc->scores, g);
+}
+
+static void accumulate_tile(const run *r, const slimkv_head *h, const tile_src *t, const scratch *sc, int rows)
+{
+    const slimkv_kernels *k = r->c->kern;
+    const slimkv_config *cfg = &r->c->cfg;
+    int g = cfg->group_size, dim = cfg->head_dim, nb = t->n_v_body;
+    if (t->v_block)
+        k->accum_v[cfg->v_format](t->v_block, h->dv, g, nb, sc->scores, g, rows, sc->acc_body);
+    if (nb < t->n) {
+        if (t->v_rows_fmt == SLIMKV_F32)
+            k->accum_rows_f32(t->v_rows, t->v_stride, t->n - nb, dim, sc->scores + nb, g, rows, sc->acc);
+        else
+            k->accum_rows_f16(t->v_rows, t->v_stride, t->n - nb, dim, sc->scores + nb, g, rows, sc->acc);
+    }
+}
+
+static void scale_row(float *x, int n, float a)
+{
+    for (int i = 0; i < n; i++)
+        x[i] *= a;
+}
+
+/* Online softmax over one tile: masks future positions, turns scores into
+ * weights relative to the running max, rescales what was accumulated. */
+static void softmax_tile(const run *r, const slimkv_head *h, const tile_src *t, const scratch *sc, int qfirst,
+                         int rows)
+{
+    const slimkv_cache *c = r->c;
+    int g = c->cfg.group_size, dim = c->cfg.head_dim, gs = c->q_per_kv;
+    for (int row = 0; row < rows; row++) {
+        float *s = sc->scores + (size_t)row * g;
+        int visible = r->qpos0 + qfirst + row / gs - t->p0 + 1; /* causal limit inside the tile */
+        visible = visible < 0 ? 0 : visible > t->n ? t->n : visible;
+        for (int i = visible; i < t->n; i++)
+            s[i] = -INFINITY;
+        float mx = -INFINITY;
+        for (int i = 0; i < visible; i++)
+            mx = s[i] > mx ? s[i] : mx;
+        float m_new = sc->m[row] > mx ? sc->m[row] : mx;
+        if (m_new == -INFINITY) { /* nothing visible yet: weights are zero */
+            memset(s, 0, (size_t)t->n * sizeof *s);
+            continue;
+        }
+        float alpha = expf(sc->m[row] - m_new);
+        float sum = c->kern->exp_sum(s, t->n, m_new);
+        sc->l[row] = sc->l[row] * alpha + sum;
+        if (alpha != 1.0f) {
+            scale_row(sc->acc + (size_t)row * dim, dim, alpha);
+            scale_row(sc->acc_body + (size_t)row * h->dv, h->dv, alpha);
+        }
+        sc->m[row] = m_new;
+    }
+}
+
+/* Loads the queries of one block, scaled, for all q heads of a KV head. */
+static void load_queries(const run *r, const slimkv_head *h, int head, int qfirst, int nqry, const scratch *sc)
+{
+    const slimkv_config *cfg = &r->c->cfg;
+    int dim = cfg->head_dim, gs = r->c->q_per_kv;
+    for (int j = 0; j < nqry; j++)
+        for (int g = 0; g < gs; g++) {
+            int row = j * gs + g;
+            const float *src = r->q + ((size_t)(qfirst + j) * cfg->n_q_heads + (size_t)head * gs + g) * dim;
+            float *qf = sc->q_full + (size_t)row * dim, *qk = sc->q_kept + (size_t)row * h->dk;
+            for (int c = 0; c < dim; c++)
+                qf[c] = src[c] * r->scale;
+            for (int c = 0; c < h->dk; c++)
+                qk[c] = qf[h->k_chan[c]];
+        }
+}
+
+static void run_item(const run *r, int item, const scratch *sc)
+{
+    const slimkv_cache *c = r->c;
+    int dim = c->cfg.head_dim, gs = c->q_per_kv;
+    int split = item % r->n_split, qblock = (item / r->n_split) % r->n_qblocks;
+    int head = item / r->n_split / r->n_qblocks;
+    const slimkv_head *h = &c->heads[head];
+    int qfirst = qblock * QUERY_BLOCK;
+    int nqry = r->n_queries - qfirst < QUERY_BLOCK ? r->n_queries - qfirst : QUERY_BLOCK;
+    int rows = nqry * gs;
+    int last_pos = r->qpos0 + qfirst + nqry - 1;
+
+    load_queries(r, h, head, qfirst, nqry, sc);
+    memset(sc->acc, 0, (size_t)rows * dim * sizeof(float));
+    memset(sc->acc_body, 0, (size_t)rows * dim * sizeof(float));
+    for (int i = 0; i < rows; i++) {
+        sc->m[i] = -INFINITY;
+        sc->l[i] = 0.0f;
+    }
+    tile_plan plan = plan_tiles(r, h);
+    int total = plan_total(&plan), per_split = (total + r->n_split - 1) / r->n_split;
+    int t_begin = split * per_split, t_end = t_begin + per_split < total ? t_begin + per_split : total;
+    for (int ti = t_begin; ti < t_end; ti++) {
+        tile_src t = locate_tile(r, h, head, &plan, ti);
+        if (t.p0 > last_pos)
+            break; /* tiles are in position order: the rest is in every query's future */
+        score_tile(r, h, &t, sc, rows);
+        softmax_tile(r, h, &t, sc, qfirst, rows);
+        accumulate_tile(r, h, &t, sc, rows);
+    }
+    for (int row = 0; row < rows; row++)
+        for (int j = 0; j < h->dv; j++)
+            sc->acc[(size_t)row * dim + h->v_chan[j]] += sc->acc_body[(size_t)row * h->dv + j];
+}
+
+static float *item_partial(const run *r, int item)
+{
+    size_t per_item = (size_t)max_rows(r->c) * (r->c->cfg.head_dim + 2);
+    return r->partials + (size_t)item * per_item;
+}
+
+static void store_output(const run *r, int head, int qfirst, int row, const float *acc, float inv_l)
+{
+    const slimkv_config *cfg = &r->c->cfg;
+    int dim = cfg->head_dim, gs = r->c->q_per_kv;
+    float *dst = r->out + ((size_t)(qfirst + row / gs) * cfg->n_q_heads + (size_t)head * gs + row % gs) * dim;
+    for (int c = 0; c < dim; c++)
+        dst[c] = acc[c] * inv_l;
+}
+
+static void finish_item(const run *r, int item, const scratch *sc)
+{
+    int dim = r->c->cfg.head_dim, gs = r->c->q_per_kv;
+    int qblock = (item / r->n_split) % r->n_qblocks, head = item / r->n_split / r->n_qblocks;
+    int qfirst = qblock * QUERY_BLOCK;
+    int nqry = r->n_queries - qfirst < QUERY_BLOCK ? r->n_queries - qfirst : QUERY_BLOCK;
+    int rows = nqry * gs;
+    if (r->n_split == 1) {
+        for (int row = 0; row < rows; row++) /* l == 0: nothing visible, output zeros */
+            store_output(r, head, qfirst, row, sc->acc + (size_t)row * dim,
+                         sc->l[row] > 0.0f ? 1.0f / sc->l[row] : 0.0f);
+        return;
+    }
+    float *p = item_partial(r, item);
+    for (int row = 0; row < rows; row++) {
+        float *dst = p + (size_t)row * (dim + 2);
+        dst[0] = sc->m[row];
+        dst[1] = sc->l[row];
+        memcpy(dst + 2, sc->acc + (size_t)row * dim, (size_t)dim * sizeof(float));
+    }
+}
+
+/* Log-sum-exp merge of the token splits of one (head, query block). */
+static void merge_splits(const run *r, int head_qblock, float *acc)
+{
+    int dim = r->c->cfg.head_dim, gs = r->c->q_per_kv;
+    int qblock = head_qblock % r->n_qblocks, head = head_qblock / r->n_qblocks;
+    int qfirst = qblock * QUERY_BLOCK;
+    int nqry = r->n_queries - qfirst < QUERY_BLOCK ? r->n_queries - qfirst : QUERY_BLOCK;
+    int first_item = head_qblock * r->n_split;
+    for (int row = 0; row < nqry * gs; row++) {
+        float m = -INFINITY, l = 0.0f;
+        for (int s = 0; s < r->n_split; s++) {
+            float ms = item_partial(r, first_item + s)[(size_t)row * (dim + 2)];
+            m = ms > m ? ms : m;
+        }
+        memset(acc, 0, (size_t)dim * sizeof(float));
+        if (m != -INFINITY) {
+            for (int s = 0; s < r->n_split; s++) {
+                const float *p = item_partial(r, first_item + s) + (size_t)row * (dim + 2);
+                if (p[0] == -INFINITY)
+                    continue;
+                float w = expf(p[0] - m);
+                l += p[1] * w;
+                for (int c = 0; c < dim; c++)
+                    acc[c] += p[2 + c] * w;
+            }
+        }
+        store_output(r, head, qfirst, row, acc, l > 0.0f ? 1.0f / l : 0.0f);
+    }
+}
+
+slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_queries, int qpos0,
+                                   const float *chunk_k, const float *chunk_v, int n_chunk, float *out)
+{
+    const slimkv_config *cfg = &c->cfg;
+    run r = {0};
+    r.c = c;
+    r.q = q;
+    r.n_queries = n_queries;
+    r.qpos0 = qpos0;
+    r.chunk_k = chunk_k;
+    r.chunk_v = chunk_v;
+    r.n_chunk = chunk_k ? n_chunk : 0;
+    r.out = out;
+    r.scale = 1.0f / sqrtf((float)cfg->head_dim);
+    r.n_qblocks = (n_queries + QUERY_BLOCK - 1) / QUERY_BLOCK;
+    int head_qblocks = cfg->n_kv_heads * r.n_qblocks;
+    r.n_split = head_qblocks >= TARGET_ITEMS ? 1 : TARGET_ITEMS / head_qblocks;
+    int tokens = c->n_tokens + r.n_chunk, max_tiles = (tokens + cfg->group_size - 1) / cfg->group_size + 1;
+    r.n_split = r.n_split < max_tiles ? r.n_split : max_tiles;
+    int items = head_qblocks * r.n_split;
+
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    size_t rows = (size_t)max_rows(c), dim = (size_t)cfg->head_dim;
+    size_t per_thread = rows * cfg->group_size + 4 * rows * dim + 2 * rows;
+    float *work = malloc((size_t)threads * per_thread * sizeof(float));
+    if (r.n_split > 1)
+        r.partials = malloc((size_t)items * rows * (dim + 2) * sizeof(float));
+    if (!work || (r.n_split > 1 && !r.partials)) {
+        free(work);
+        free(r.partials);
+        return SLIMKV_ERR_NOMEM;
+    }
+
+#pragma omp parallel
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *base = work + (size_t)tid * per_thread;
+        scratch sc;
+        sc.scores = base;
+        sc.q_full = sc.scores + rows * cfg->group_size;
+        sc.q_kept = sc.q_full + rows * dim;
+        sc.acc_body = sc.q_kept + rows * dim;
+        sc.acc = sc.acc_body + rows * dim;
+        sc.m = sc.acc + rows * dim;
+        sc.l = sc.m + rows;
+#pragma omp for schedule(dynamic, 1)
+        for (int item = 0; item < items; item++) {
+            run_item(&r, item, &sc);
+            finish_item(&r, item, &sc);
+        }
+        if (r.n_split > 1) {
+#pragma omp for schedule(static)
+            for (int hq = 0; hq < head_qblocks; hq++)
+                merge_splits(&r, hq, sc.acc);
+        }
+    }
+    free(work);
+    free(r.partials);
+    return SLIMKV_OK;
+}

@@ -1,0 +1,461 @@
+/* The cache object: configuration, storage, append with residual flush. */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define MAX_HEAD_DIM 1024
+#define MAX_GROUP 1024
+
+slimkv_status slimkv_config_init(slimkv_config *cfg)
+{
+    if (!cfg)
+        return SLIMKV_ERR_NULL_ARG;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->k_format = SLIMKV_F16;
+    cfg->v_format = SLIMKV_F16;
+    cfg->group_size = 32;
+    cfg->residual = 128;
+    cfg->n_sink = 0;
+    cfg->policy = SLIMKV_POLICY_NONE;
+    cfg->channel_align = 8;
+    cfg->backend = SLIMKV_BACKEND_AUTO;
+    return SLIMKV_OK;
+}
+
+static int valid_mask(const uint8_t *mask, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (mask[i] > 1)
+            return 0;
+    return 1;
+}
+
+/* Bytes of the largest storage this config could ever hold (every format
+ * at its widest), computed with overflow checks: a capacity that cannot be
+ * addressed is refused at create, not discovered at append. */
+static int worst_case_bytes_fit(const slimkv_config *cfg)
+{
+    size_t per_token, total;
+    size_t heads = (size_t)cfg->n_kv_heads, dim = (size_t)cfg->head_dim;
+    size_t tokens = (size_t)cfg->capacity + (size_t)cfg->group_size * (SLIMKV_PAGE_GROUPS + 1) +
+                    (size_t)cfg->residual + (size_t)cfg->n_sink;
+    if (__builtin_mul_overflow(heads, dim, &per_token) || __builtin_mul_overflow(per_token, (size_t)8, &per_token) ||
+        __builtin_mul_overflow(per_token, tokens, &total))
+        return 0;
+    return total < (size_t)PTRDIFF_MAX / 2;
+}
+
+slimkv_status slimkv_config_validate(const slimkv_config *cfg)
+{
+    if (!cfg)
+        return SLIMKV_ERR_NULL_ARG;
+    if (cfg->n_q_heads < 1 || cfg->n_kv_heads < 1 || cfg->n_q_heads % cfg->n_kv_heads != 0)
+        return SLIMKV_ERR_INVALID_CONFIG;
+    if (cfg->head_dim < 4 || cfg->head_dim > MAX_HEAD_DIM || cfg->head_dim % 4 != 0)
+        return SLIMKV_ERR_INVALID_CONFIG;
+    if (cfg->capacity < 1)
+        return SLIMKV_ERR_INVALID_CONFIG;
+    if ((unsigned)cfg->k_format >= SLIMKV_FORMAT_COUNT || (unsigned)cfg->v_format >= SLIMKV_FORMAT_COUNT)
+        return SLIMKV_ERR_INVALID_CONFIG;
+    if (cfg->group_size < 16 || cfg->group_size > MAX_GROUP || cfg->group_size % 16 != 0)
+        return SLIMKV_ERR_INVALID_CONFIG;
+    if (cfg->residual < 0 || cfg->residual % cfg->group_size != 0 || cfg->residual > INT_MAX / 4)
+        return SLIMKV_ERR_INVALID_CONFIG;
+    if (cfg->n_sink < 0 || cfg->n_sink > INT_MAX / 4)
+        return SLIMKV_ERR_INVALID_CONFIG;
+    if (cfg->channel_align < 4 || cfg->channel_align % 4 != 0 || cfg->channel_align > MAX_HEAD_DIM)
+        return SLIMKV_ERR_INVALID_CONFIG;
+    if ((unsigned)cfg->backend > SLIMKV_BACKEND_CUDA)
+        return SLIMKV_ERR_INVALID_CONFIG;
+    size_t mask_len = (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
+    switch (cfg->policy) {
+    case SLIMKV_POLICY_NONE:
+        if (cfg->k_mask || cfg->v_mask) /* masks given but not asked for: almost surely a mistake */
+            return SLIMKV_ERR_INVALID_CONFIG;
+        break;
+    case SLIMKV_POLICY_STATIC:
+        if (!cfg->k_mask)
+            return SLIMKV_ERR_NULL_ARG;
+        if (!valid_mask(cfg->k_mask, mask_len) || (cfg->v_mask && !valid_mask(cfg->v_mask, mask_len)))
+            return SLIMKV_ERR_INVALID_CONFIG;
+        break;
+    default:
+        return SLIMKV_ERR_INVALID_CONFIG;
+    }
+    if (cfg->capacity > INT_MAX - cfg->n_sink - 2 * cfg->group_size || !worst_case_bytes_fit(cfg))
+        return SLIMKV_ERR_INVALID_CONFIG;
+    return SLIMKV_OK;
+}
+
+/* Kept channels of one head: the mask's ones, plus the lowest-index pruned
+ * channels until the count reaches a multiple of the alignment (or D).
+ * A mask that keeps nothing stays empty when allow_empty (streaming head). */
+static int kept_channels(const uint8_t *mask, int dim, int align, int32_t *chan)
+{
+    int count = 0;
+    for (int c = 0; c < dim; c++)
+        count += mask[c];
+    if (count == 0)
+        return 0;
+    int target = (count + align - 1) / align * align;
+    target = target < dim ? target : dim;
+    int extra = target - count, n = 0;
+    for (int c = 0; c < dim; c++) {
+        if (mask[c]) {
+            chan[n++] = c;
+        } else if (extra > 0) {
+            chan[n++] = c;
+            extra--;
+        }
+    }
+    return n;
+}
+
+static void free_head(slimkv_head *h)
+{
+    free(h->k_chan);
+    free(h->v_chan);
+    free(h->sink_k);
+    free(h->sink_v);
+    free(h->ring_k);
+    free(h->ring_v);
+    if (h->k_pages)
+        for (int p = 0; p < h->n_k_pages; p++)
+            free(h->k_pages[p]);
+    if (h->v_pages)
+        for (int p = 0; p < h->n_v_pages; p++)
+            free(h->v_pages[p]);
+    free(h->k_pages);
+    free(h->v_pages);
+}
+
+void slimkv_cache_destroy(slimkv_cache *c)
+{
+    if (!c)
+        return;
+    if (c->heads)
+        for (int h = 0; h < c->cfg.n_kv_heads; h++)
+            free_head(&c->heads[h]);
+    free(c->heads);
+    free(c);
+}
+
+static slimkv_status init_head(slimkv_cache *c, int index, const uint8_t *k_mask, const uint8_t *v_mask)
+{
+    const slimkv_config *cfg = &c->cfg;
+    slimkv_head *h = &c->heads[index];
+    int dim = cfg->head_dim;
+    size_t krow = (size_t)dim * slimkv_row_elem_bytes(c->k_row_fmt);
+    size_t vrow = (size_t)dim * slimkv_row_elem_bytes(c->v_row_fmt);
+    h->k_chan = malloc((size_t)dim * sizeof *h->k_chan);
+    h->v_chan = malloc((size_t)dim * sizeof *h->v_chan);
+    h->k_pages = calloc((size_t)c->max_pages, sizeof *h->k_pages);
+    h->v_pages = calloc((size_t)c->max_pages, sizeof *h->v_pages);
+    h->ring_k = malloc((size_t)c->ring_slots * krow);
+    h->ring_v = malloc((size_t)c->ring_slots * vrow);
+    if (cfg->n_sink > 0) {
+        h->sink_k = malloc((size_t)cfg->n_sink * krow);
+        h->sink_v = malloc((size_t)cfg->n_sink * vrow);
+    }
+    if (!h->k_chan || !h->v_chan || !h->k_pages || !h->v_pages || !h->ring_k || !h->ring_v ||
+        (cfg->n_sink > 0 && (!h->sink_k || !h->sink_v)))
+        return SLIMKV_ERR_NOMEM;
+    if (k_mask) {
+        h->dk = kept_channels(k_mask + (size_t)index * dim, dim, cfg->channel_align, h->k_chan);
+    } else {
+        h->dk = dim;
+        for (int i = 0; i < dim; i++)
+            h->k_chan[i] = i;
+    }
+    if (v_mask) {
+        h->dv = kept_channels(v_mask + (size_t)index * dim, dim, cfg->channel_align, h->v_chan);
+    } else {
+        h->dv = dim;
+        for (int i = 0; i < dim; i++)
+            h->v_chan[i] = i;
+    }
+    if (h->dk == 0) /* streaming head: no compressed body at all */
+        h->dv = 0;
+    return SLIMKV_OK;
+}
+
+slimkv_status slimkv_cache_create(const slimkv_config *config, slimkv_cache **out)
+{
+    if (!config || !out)
+        return SLIMKV_ERR_NULL_ARG;
+    slimkv_status st = slimkv_config_validate(config);
+    if (st != SLIMKV_OK)
+        return st;
+    if (config->backend == SLIMKV_BACKEND_CUDA)
+        return SLIMKV_ERR_UNSUPPORTED; /* no CUDA plugin in this build */
+    const slimkv_kernels *kern;
+    st = slimkv_select_kernels(config->isa, &kern);
+    if (st != SLIMKV_OK)
+        return st;
+
+    slimkv_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return SLIMKV_ERR_NOMEM;
+    c->cfg = *config;
+    c->cfg.k_mask = NULL;
+    c->cfg.v_mask = NULL;
+    c->cfg.isa = NULL;
+    c->kern = kern;
+    c->q_per_kv = config->n_q_heads / config->n_kv_heads;
+    c->ring_slots = config->residual + config->group_size;
+    c->k_row_fmt = slimkv_row_format(config->k_format);
+    c->v_row_fmt = slimkv_row_format(config->v_format);
+    c->max_pages = slimkv_pages_for_tokens(config, config->capacity) + 1;
+    c->heads = calloc((size_t)config->n_kv_heads, sizeof *c->heads);
+    if (!c->heads) {
+        slimkv_cache_destroy(c);
+        return SLIMKV_ERR_NOMEM;
+    }
+    const uint8_t *k_mask = config->policy == SLIMKV_POLICY_STATIC ? config->k_mask : NULL;
+    const uint8_t *v_mask = config->policy == SLIMKV_POLICY_STATIC ? config->v_mask : NULL;
+    for (int h = 0; h < config->n_kv_heads; h++) {
+        st = init_head(c, h, k_mask, v_mask);
+        if (st != SLIMKV_OK) {
+            slimkv_cache_destroy(c);
+            return st;
+        }
+    }
+    *out = c;
+    return SLIMKV_OK;
+}
+
+int slimkv_all_finite(const float *x, size_t n)
+{
+    /* One pass with no early exit: isfinite on every element vectorizes. */
+    int ok = 1;
+    for (size_t i = 0; i < n; i++)
+        ok &= isfinite(x[i]) != 0;
+    return ok;
+}
+
+/* Grows each head's page tables so that body_k / body_v tokens fit.
+ * All-or-nothing: on failure every page allocated here is freed again. */
+static slimkv_status reserve_pages(slimkv_cache *c, int body_k, int body_v)
+{
+    const slimkv_config *cfg = &c->cfg;
+    int need_k = slimkv_pages_for_tokens(cfg, body_k), need_v = slimkv_pages_for_tokens(cfg, body_v);
+    int h;
+    for (h = 0; h < cfg->n_kv_heads; h++) {
+        slimkv_head *hd = &c->heads[h];
+        if (hd->dk == 0)
+            continue;
+        size_t kbytes = slimkv_k_group_bytes(cfg->k_format, hd->dk, cfg->group_size) * SLIMKV_PAGE_GROUPS;
+        size_t vbytes = slimkv_v_block_bytes(cfg->v_format, hd->dv, cfg->group_size) * SLIMKV_PAGE_GROUPS;
+        while (hd->n_k_pages < need_k) {
+            /* zeroed: padding bytes are then deterministic */
+            if (!(hd->k_pages[hd->n_k_pages] = calloc(1, kbytes)))
+                goto fail;
+            hd->n_k_pages++;
+        }
+        while (vbytes && hd->n_v_pages < need_v) {
+            /* zeroed: V slots not yet written must read as code 0, scale 0, min 0 */
+            if (!(hd->v_pages[hd->n_v_pages] = calloc(1, vbytes)))
+                goto fail;
+            hd->n_v_pages++;
+        }
+    }
+    return SLIMKV_OK;
+fail:;
+    int had_k = slimkv_pages_for_tokens(cfg, slimkv_k_body_tokens(cfg, c->n_tokens));
+    int had_v = slimkv_pages_for_tokens(cfg, slimkv_v_body_tokens(cfg, c->n_tokens));
+    for (int j = 0; j <= h && j < cfg->n_kv_heads; j++) {
+        slimkv_head *hd = &c->heads[j];
+        while (hd->n_k_pages > had_k)
+            free(hd->k_pages[--hd->n_k_pages]), hd->k_pages[hd->n_k_pages] = NULL;
+        while (hd->n_v_pages > had_v)
+            free(hd->v_pages[--hd->n_v_pages]), hd->v_pages[hd->n_v_pages] = NULL;
+    }
+    return SLIMKV_ERR_NOMEM;
+}
+
+/* Gathers the kept channels of stored rows into float: dst[t*n_chan + j]. */
+static void gather_rows(const slimkv_cache *c, slimkv_format row_fmt, const uint8_t *row, const int32_t *chan,
+                        int n_chan, float *row_f32, float *dst)
+{
+    int dim = c->cfg.head_dim;
+    if (row_fmt == SLIMKV_F32)
+        memcpy(row_f32, row, (size_t)dim * sizeof(float));
+    else
+        c->kern->f16_to_f32((const uint16_t *)row, row_f32, (size_t)dim);
+    for (int j = 0; j < n_chan; j++)
+        dst[j] = row_f32[chan[j]];
+}
+
+static void store_row(const slimkv_cache *c, slimkv_format row_fmt, const float *src, uint8_t *dst)
+{
+    if (row_fmt == SLIMKV_F32)
+        memcpy(dst, src, (size_t)c->cfg.head_dim * sizeof(float));
+    else
+        c->kern->f32_to_f16(src, (uint16_t *)dst, (size_t)c->cfg.head_dim);
+}
+
+/* Appends tokens [n0, n0 + count) of one head, flushing from the window to
+ * the compressed body as tokens age out. scratch: G*D + D floats. */
+static void append_head(slimkv_cache *c, int index, const float *k, const float *v, int n0, int count,
+                        float *scratch)
+{
+    const slimkv_config *cfg = &c->cfg;
+    slimkv_head *h = &c->heads[index];
+    int dim = cfg->head_dim, g = cfg->group_size;
+    size_t in_stride = (size_t)cfg->n_kv_heads * dim;
+    size_t krow = (size_t)dim * slimkv_row_elem_bytes(c->k_row_fmt);
+    size_t vrow = (size_t)dim * slimkv_row_elem_bytes(c->v_row_fmt);
+    float *row_f32 = scratch + (size_t)g * dim;
+    for (int i = 0; i < count; i++) {
+        int pos = n0 + i;
+        const float *ki = k + (size_t)i * in_stride + (size_t)index * dim;
+        const float *vi = v + (size_t)i * in_stride + (size_t)index * dim;
+        if (pos < cfg->n_sink) {
+            store_row(c, c->k_row_fmt, ki, h->sink_k + (size_t)pos * krow);
+            store_row(c, c->v_row_fmt, vi, h->sink_v + (size_t)pos * vrow);
+            continue;
+        }
+        store_row(c, c->k_row_fmt, ki, slimkv_ring_row(c, h->ring_k, c->k_row_fmt, pos));
+        store_row(c, c->v_row_fmt, vi, slimkv_ring_row(c, h->ring_v, c->v_row_fmt, pos));
+        if (h->dk == 0)
+            continue; /* streaming head: the window just slides */
+        int k_before = slimkv_k_body_tokens(cfg, pos), k_after = slimkv_k_body_tokens(cfg, pos + 1);
+        for (int t0 = k_before; t0 < k_after; t0 += g) {
+            for (int t = 0; t < g; t++) {
+                const uint8_t *row = slimkv_ring_row(c, h->ring_k, c->k_row_fmt, cfg->n_sink + t0 + t);
+                gather_rows(c, c->k_row_fmt, row, h->k_chan, h->dk, row_f32, scratch + (size_t)t * h->dk);
+            }
+            c->kern->pack_k[cfg->k_format](scratch, h->dk, g, slimkv_k_group_ptr(c, h, t0 / g));
+        }
+        int v_before = slimkv_v_body_tokens(cfg, pos), v_after = slimkv_v_body_tokens(cfg, pos + 1);
+        for (int t = v_before; t < v_after && h->dv > 0; t++) {
+            const uint8_t *row = slimkv_ring_row(c, h->ring_v, c->v_row_fmt, cfg->n_sink + t);
+            gather_rows(c, c->v_row_fmt, row, h->v_chan, h->dv, row_f32, scratch);
+            c->kern->pack_v[cfg->v_format](scratch, h->dv, g, slimkv_v_block_ptr(c, h, t / g), t % g);
+        }
+    }
+}
+
+static slimkv_status check_append(const slimkv_cache *c, const float *k, const float *v, int n_tokens)
+{
+    if (!c || !k || !v)
+        return SLIMKV_ERR_NULL_ARG;
+    if (n_tokens < 1)
+        return SLIMKV_ERR_INVALID_ARG;
+    if (n_tokens > c->cfg.capacity - c->n_tokens)
+        return SLIMKV_ERR_CAPACITY;
+    size_t n = (size_t)n_tokens * c->cfg.n_kv_heads * c->cfg.head_dim;
+    if (!slimkv_all_finite(k, n) || !slimkv_all_finite(v, n))
+        return SLIMKV_ERR_NONFINITE;
+    return SLIMKV_OK;
+}
+
+static slimkv_status append_checked(slimkv_cache *c, const float *k, const float *v, int n_tokens)
+{
+    const slimkv_config *cfg = &c->cfg;
+    int n1 = c->n_tokens + n_tokens;
+    size_t per_head = (size_t)(cfg->group_size + 1) * cfg->head_dim;
+    float *scratch = malloc((size_t)cfg->n_kv_heads * per_head * sizeof(float));
+    if (!scratch)
+        return SLIMKV_ERR_NOMEM;
+    slimkv_status st = reserve_pages(c, slimkv_k_body_tokens(cfg, n1), slimkv_v_body_tokens(cfg, n1));
+    if (st != SLIMKV_OK) {
+        free(scratch);
+        return st;
+    }
+    /* Nothing can fail from here on. Heads are independent. */
+#pragma omp parallel for schedule(static) if (n_tokens > 8)
+    for (int h = 0; h < cfg->n_kv_heads; h++)
+        append_head(c, h, k, v, c->n_tokens, n_tokens, scratch + (size_t)h * per_head);
+    c->n_tokens = n1;
+    free(scratch);
+    return SLIMKV_OK;
+}
+
+slimkv_status slimkv_cache_append(slimkv_cache *c, const float *k, const float *v, int n_tokens)
+{
+    slimkv_status st = check_append(c, k, v, n_tokens);
+    return st != SLIMKV_OK ? st : append_checked(c, k, v, n_tokens);
+}
+
+slimkv_status slimkv_cache_prefill(slimkv_cache *c, const float *q, const float *k, const float *v,
+                                   int n_tokens, float *out)
+{
+    if (!q || !out)
+        return SLIMKV_ERR_NULL_ARG;
+    slimkv_status st = check_append(c, k, v, n_tokens);
+    if (st != SLIMKV_OK)
+        return st;
+    if (!slimkv_all_finite(q, (size_t)n_tokens * c->cfg.n_q_heads * c->cfg.head_dim))
+        return SLIMKV_ERR_NONFINITE;
+    st = slimkv_attention_run(c, q, n_tokens, c->n_tokens, k, v, n_tokens, out);
+    if (st != SLIMKV_OK)
+        return st;
+    return append_checked(c, k, v, n_tokens);
+}
+
+slimkv_status slimkv_attend(const slimkv_cache *c, const float *q, int n_queries, float *out)
+{
+    if (!c || !q || !out)
+        return SLIMKV_ERR_NULL_ARG;
+    if (n_queries < 1 || n_queries > c->n_tokens)
+        return SLIMKV_ERR_INVALID_ARG;
+    if (!slimkv_all_finite(q, (size_t)n_queries * c->cfg.n_q_heads * c->cfg.head_dim))
+        return SLIMKV_ERR_NONFINITE;
+    return slimkv_attention_run(c, q, n_queries, c->n_tokens - n_queries, NULL, NULL, 0, out);
+}
+
+slimkv_status slimkv_cache_bytes(const slimkv_cache *c, size_t *bytes)
+{
+    if (!c || !bytes)
+        return SLIMKV_ERR_NULL_ARG;
+    const slimkv_config *cfg = &c->cfg;
+    size_t dim = (size_t)cfg->head_dim, total = 0;
+    size_t row_k = dim * slimkv_row_elem_bytes(c->k_row_fmt), row_v = dim * slimkv_row_elem_bytes(c->v_row_fmt);
+    for (int h = 0; h < cfg->n_kv_heads; h++) {
+        const slimkv_head *hd = &c->heads[h];
+        total += (size_t)(cfg->n_sink + c->ring_slots) * (row_k + row_v);
+        total += (size_t)hd->n_k_pages * SLIMKV_PAGE_GROUPS *
+                 slimkv_k_group_bytes(cfg->k_format, hd->dk, cfg->group_size);
+        total += (size_t)hd->n_v_pages * SLIMKV_PAGE_GROUPS *
+                 slimkv_v_block_bytes(cfg->v_format, hd->dv, cfg->group_size);
+    }
+    *bytes = total;
+    return SLIMKV_OK;
+}
+
+slimkv_status slimkv_cache_tokens(const slimkv_cache *c, int *n_tokens)
+{
+    if (!c || !n_tokens)
+        return SLIMKV_ERR_NULL_ARG;
+    *n_tokens = c->n_tokens;
+    return SLIMKV_OK;
+}
+
+slimkv_status slimkv_cache_isa(const slimkv_cache *c, const char **name)
+{
+    if (!c || !name)
+        return SLIMKV_ERR_NULL_ARG;
+    *name = c->kern->name;
+    return SLIMKV_OK;
+}
+
+slimkv_status slimkv_cache_kept_channels(const slimkv_cache *c, int kv_head, int which, int *channels,
+                                         int *count)
+{
+    if (!c || !count)
+        return SLIMKV_ERR_NULL_ARG;
+    if (kv_head < 0 || kv_head >= c->cfg.n_kv_heads || (which != 0 && which != 1))
+        return SLIMKV_ERR_INVALID_ARG;
+    const slimkv_head *h = &c->heads[kv_head];
+    int n = which == 0 ? h->dk : h->dv;
+    const int32_t *chan = which == 0 ? h->k_chan : h->v_chan;
+    if (channels)
+        for (int i = 0; i < n; i++)
+            channels[i] = chan[i];
+    *count = n;
+    return SLIMKV_OK;
+}

@@ -1,0 +1,61 @@
+/* Internal structures of the core; nothing here is exported. */
+#ifndef SLIMKV_INTERNAL_H
+#define SLIMKV_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../simd/kernels.h"
+#include "slimkv.h"
+
+/* Compressed storage grows in pages of this many K groups / V blocks, so a
+ * cache holds memory for the tokens it has, not for its whole capacity. */
+#define SLIMKV_PAGE_GROUPS 8
+
+typedef struct slimkv_head {
+    int dk, dv;            /* kept K / V channels; dk == 0: streaming head */
+    int32_t *k_chan;       /* [dk] kept K channel indices, ascending */
+    int32_t *v_chan;       /* [dv] */
+    uint8_t *sink_k, *sink_v; /* [S][head_dim] rows, row format */
+    uint8_t *ring_k, *ring_v; /* [R+G][head_dim] residual window, slot = (pos - S) % ring */
+    uint8_t **k_pages;     /* [max_pages], first n_k_pages allocated */
+    uint8_t **v_pages;
+    int n_k_pages, n_v_pages;
+} slimkv_head;
+
+struct slimkv_cache {
+    slimkv_config cfg;     /* copy; mask pointers cleared */
+    const slimkv_kernels *kern;
+    int q_per_kv;          /* n_q_heads / n_kv_heads */
+    int n_tokens;
+    int ring_slots;        /* R + G */
+    slimkv_format k_row_fmt, v_row_fmt; /* F32 or F16: sinks and residual window */
+    int max_pages;
+    slimkv_head *heads;
+};
+
+/* format.c: byte accounting, one place for every size the cache uses. */
+size_t slimkv_row_elem_bytes(slimkv_format row_fmt);
+slimkv_format slimkv_row_format(slimkv_format fmt);
+size_t slimkv_k_group_bytes(slimkv_format fmt, int dk, int g);
+size_t slimkv_v_block_bytes(slimkv_format fmt, int dv, int g);
+/* Tokens of the compressed body after n tokens (K: whole groups, V: FIFO). */
+int slimkv_k_body_tokens(const slimkv_config *cfg, int n);
+int slimkv_v_body_tokens(const slimkv_config *cfg, int n);
+int slimkv_pages_for_tokens(const slimkv_config *cfg, int body_tokens);
+uint8_t *slimkv_k_group_ptr(const slimkv_cache *c, const slimkv_head *h, int group);
+uint8_t *slimkv_v_block_ptr(const slimkv_cache *c, const slimkv_head *h, int block);
+uint8_t *slimkv_ring_row(const slimkv_cache *c, uint8_t *ring, slimkv_format row_fmt, int pos);
+
+/* dispatch.c */
+slimkv_status slimkv_select_kernels(const char *isa, const slimkv_kernels **out);
+
+/* attention.c: causal attention of n_queries queries at positions
+ * qpos0 + i over the cache's tokens, plus (when chunk_k != NULL) n_chunk
+ * full-precision tokens at positions n_tokens .. n_tokens + n_chunk - 1. */
+slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_queries, int qpos0,
+                                   const float *chunk_k, const float *chunk_v, int n_chunk, float *out);
+
+int slimkv_all_finite(const float *x, size_t n);
+
+#endif /* SLIMKV_INTERNAL_H */

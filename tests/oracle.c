@@ -1,0 +1,169 @@
+#include "oracle.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void rng_seed(test_rng *r, uint64_t seed)
+{
+    r->s = seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
+    if (!r->s)
+        r->s = 1;
+}
+
+float rng_uniform(test_rng *r)
+{
+    r->s ^= r->s << 13;
+    r->s ^= r->s >> 7;
+    r->s ^= r->s << 17;
+    return (float)((r->s >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
+
+float rng_normal(test_rng *r)
+{
+    float a = 0;
+    for (int i = 0; i < 4; i++)
+        a += rng_uniform(r);
+    return a * 0.8660254f; /* sum of 4 uniforms in [-1,1): variance 4/3 */
+}
+
+void fill_normal(test_rng *r, float *x, size_t n, float scale)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = rng_normal(r) * scale;
+}
+
+void fill_keys(test_rng *r, float *k, int n_tokens, int pos0, int n_heads, int head_dim)
+{
+    int half = head_dim / 2;
+    for (int t = 0; t < n_tokens; t++)
+        for (int h = 0; h < n_heads; h++) {
+            float *row = k + ((size_t)t * n_heads + h) * head_dim;
+            for (int c = 0; c < head_dim; c++) {
+                float x = rng_normal(r) + 0.5f;
+                /* a few outlier channels per head, with a fixed bias, in
+                 * low-frequency RoPE pairs as in real models */
+                if (c % half >= half * 3 / 4 && (c + 3 * h) % 5 == 0)
+                    x = x * 4.0f + 6.0f;
+                row[c] = x;
+            }
+            for (int i = 0; i < half; i++) { /* RoPE, rotate-half pairing */
+                float theta = (float)(pos0 + t) * powf(10000.0f, -2.0f * i / head_dim);
+                float a = row[i], b = row[i + half], cs = cosf(theta), sn = sinf(theta);
+                row[i] = a * cs - b * sn;
+                row[i + half] = a * sn + b * cs;
+            }
+        }
+}
+
+static int k_body_end(const oracle_cfg *c, int n)
+{
+    int x = n - c->n_sink, g = c->group_size;
+    if (x <= 0)
+        return c->n_sink;
+    int over = x - c->residual, need = over > 0 ? (over + g - 1) / g * g : 0, whole = x / g * g;
+    return c->n_sink + (need < whole ? need : whole);
+}
+
+static int v_body_end(const oracle_cfg *c, int n)
+{
+    int x = n - c->n_sink - c->residual;
+    return c->n_sink + (x > 0 ? x : 0);
+}
+
+void oracle_attend(const oracle_cfg *cfg, const float *k, const float *v, int n, const float *q, int nq,
+                   float *out)
+{
+    int d = cfg->head_dim, gs = cfg->n_q_heads / cfg->n_kv_heads;
+    int kb = k_body_end(cfg, n), vb = v_body_end(cfg, n);
+    double *w = malloc((size_t)n * sizeof *w);
+    for (int i = 0; i < nq; i++)
+        for (int hq = 0; hq < cfg->n_q_heads; hq++) {
+            int h = hq / gs, pos = n - nq + i;
+            const uint8_t *kk = cfg->k_keep ? cfg->k_keep + (size_t)h * d : NULL;
+            const uint8_t *vk = cfg->v_keep ? cfg->v_keep + (size_t)h * d : NULL;
+            int streaming = kk != NULL;
+            for (int c = 0; kk && c < d; c++)
+                streaming &= kk[c] == 0;
+            const float *qi = q + ((size_t)i * cfg->n_q_heads + hq) * d;
+            double mx = -INFINITY;
+            for (int t = 0; t <= pos; t++) {
+                int visible = !streaming || t < cfg->n_sink || t >= vb;
+                if (!visible) {
+                    w[t] = -INFINITY;
+                    continue;
+                }
+                const float *kt = k + ((size_t)t * cfg->n_kv_heads + h) * d;
+                int in_body = !streaming && t >= cfg->n_sink && t < kb;
+                double s = 0;
+                for (int c = 0; c < d; c++)
+                    if (!in_body || !kk || kk[c])
+                        s += (double)qi[c] * kt[c];
+                w[t] = s / sqrt((double)d);
+                mx = w[t] > mx ? w[t] : mx;
+            }
+            float *o = out + ((size_t)i * cfg->n_q_heads + hq) * d;
+            memset(o, 0, (size_t)d * sizeof *o);
+            if (mx == -INFINITY)
+                continue;
+            double l = 0;
+            for (int t = 0; t <= pos; t++) {
+                w[t] = w[t] == -INFINITY ? 0 : exp(w[t] - mx);
+                l += w[t];
+            }
+            for (int c = 0; c < d; c++) {
+                double acc = 0;
+                for (int t = 0; t <= pos; t++) {
+                    int in_body = !streaming && t >= cfg->n_sink && t < vb;
+                    if (w[t] != 0 && (!in_body || !vk || vk[c]))
+                        acc += w[t] * v[((size_t)t * cfg->n_kv_heads + h) * d + c];
+                }
+                o[c] = (float)(acc / l);
+            }
+        }
+    free(w);
+}
+
+void oracle_from_cache(const slimkv_config *config, const slimkv_cache *cache, oracle_cfg *o, uint8_t **k_keep,
+                       uint8_t **v_keep)
+{
+    int d = config->head_dim, n = config->n_kv_heads;
+    o->n_q_heads = config->n_q_heads;
+    o->n_kv_heads = n;
+    o->head_dim = d;
+    o->group_size = config->group_size;
+    o->residual = config->residual;
+    o->n_sink = config->n_sink;
+    uint8_t *km = calloc((size_t)n * d, 1), *vm = calloc((size_t)n * d, 1);
+    int *chan = malloc((size_t)d * sizeof *chan);
+    for (int h = 0; h < n; h++) {
+        int count;
+        slimkv_cache_kept_channels(cache, h, 0, chan, &count);
+        for (int i = 0; i < count; i++)
+            km[(size_t)h * d + chan[i]] = 1;
+        slimkv_cache_kept_channels(cache, h, 1, chan, &count);
+        for (int i = 0; i < count; i++)
+            vm[(size_t)h * d + chan[i]] = 1;
+    }
+    free(chan);
+    o->k_keep = *k_keep = km;
+    o->v_keep = *v_keep = vm;
+}
+
+double max_abs(const float *x, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fabs(x[i]) > m ? fabs(x[i]) : m;
+    return m;
+}
+
+double scaled_max_error(const float *a, const float *b, size_t n, double scale)
+{
+    double err = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        err = e > err ? e : err;
+    }
+    return err / scale;
+}

@@ -1,0 +1,47 @@
+/* Test helpers: deterministic inputs and the fp32 dense attention oracle. */
+#ifndef SLIMKV_TEST_ORACLE_H
+#define SLIMKV_TEST_ORACLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "slimkv.h"
+
+/* xorshift-based uniform floats in [-1, 1), reproducible per seed. */
+typedef struct test_rng { uint64_t s; } test_rng;
+void rng_seed(test_rng *r, uint64_t seed);
+float rng_uniform(test_rng *r);
+float rng_normal(test_rng *r);
+void fill_normal(test_rng *r, float *x, size_t n, float scale);
+
+/* LLM-like keys: a few high-magnitude channels per head and a RoPE rotation
+ * by position, so per-channel quantization sees realistic outliers. */
+void fill_keys(test_rng *r, float *k, int n_tokens, int pos0, int n_heads, int head_dim);
+
+/* What the cache should compute, in fp32 on the original inputs:
+ * k, v: [n_tokens][n_kv][D] (all tokens appended so far), q: [n_queries][n_q][D]
+ * with query i at position n_tokens - n_queries + i (causal).
+ * Channel pruning applies to tokens in the compressed body (K body /
+ * V body as the config defines them); kept channels per head come from the
+ * cache (k_keep[h][c], v_keep[h][c] in 0/1). Streaming heads (no kept K)
+ * see only the sinks and the last R tokens. */
+typedef struct oracle_cfg {
+    int n_q_heads, n_kv_heads, head_dim;
+    int group_size, residual, n_sink;
+    const uint8_t *k_keep, *v_keep; /* NULL: everything kept */
+} oracle_cfg;
+
+void oracle_attend(const oracle_cfg *cfg, const float *k, const float *v, int n_tokens, const float *q,
+                   int n_queries, float *out);
+
+/* Fills oracle_cfg and kept-channel masks (caller frees *_keep) from a cache. */
+void oracle_from_cache(const slimkv_config *config, const slimkv_cache *cache, oracle_cfg *ocfg,
+                       uint8_t **k_keep, uint8_t **v_keep);
+
+/* max |a-b| over n values, divided by scale. Attention outputs are convex
+ * combinations of V rows, so the scale used is max |v|: the error is then
+ * relative to what any output could be, whatever the softmax does. */
+double max_abs(const float *x, size_t n);
+double scaled_max_error(const float *a, const float *b, size_t n, double scale);
+
+#endif

@@ -1,0 +1,495 @@
+/* Every kernel family on every ISA this machine supports, against the scalar
+ * oracle: packing and conversions bit-exact, float results within the
+ * tolerances stated below. One test body, run once per ISA. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../src/internal.h"
+#include "oracle.h"
+
+static const char *const isa_names[] = {"scalar", "avx2", "avx512", "neon"};
+static const slimkv_format all_formats[] = {SLIMKV_F32, SLIMKV_F16, SLIMKV_BF16, SLIMKV_Q8, SLIMKV_Q4, SLIMKV_Q2};
+static const int group_sizes[] = {16, 32, 64};
+static const int k_dims[] = {4, 8, 12, 20, 64, 100, 128};
+static const int v_dims[] = {1, 3, 17, 64, 96, 128, 130};
+static const int query_counts[] = {1, 3, 4, 8, 9};
+
+static const slimkv_kernels *scalar_table(void)
+{
+    const slimkv_kernels *k = NULL;
+    assert_int_equal(slimkv_select_kernels("scalar", &k), SLIMKV_OK);
+    return k;
+}
+
+/* Buffers at an odd offset from malloc's alignment: kernels must not assume
+ * more alignment than the element type's. */
+typedef struct buf {
+    void *raw;
+    uint8_t *p;
+} buf;
+
+static buf buf_alloc(size_t bytes, size_t misalign)
+{
+    buf b;
+    b.raw = calloc(bytes + 128, 1);
+    assert_non_null(b.raw);
+    b.p = (uint8_t *)b.raw + 64 + misalign;
+    return b;
+}
+
+/* Values with an outlier channel and a spread of magnitudes. */
+static void fill_values(test_rng *r, float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = rng_normal(r) * (i % 7 == 0 ? 8.0f : 1.0f) + (i % 5 == 0 ? 3.0f : 0.0f);
+}
+
+static void fill_constant_runs(float *x, size_t n)
+{
+    /* equal values give scale 0: the quantizer must cope */
+    for (size_t i = 0; i < n; i++)
+        x[i] = 1.25f;
+}
+
+/* ---- value of one stored element, computed from the scalar layout ---- */
+
+static float k_value(slimkv_format fmt, const uint8_t *group, int dk, int g, int c, int t)
+{
+    switch (fmt) {
+    case SLIMKV_F32: return ((const float *)group)[(size_t)t * dk + c];
+    case SLIMKV_F16: return slimkv_f16_to_f32(((const uint16_t *)group)[(size_t)t * dk + c]);
+    case SLIMKV_BF16: return slimkv_bf16_to_f32(((const uint16_t *)group)[(size_t)t * dk + c]);
+    default: break;
+    }
+    int bits = slimkv_format_bits(fmt), per = 8 / bits, quad = c / 4;
+    size_t byte = ((size_t)(quad / per) * g + t) * 4 + c % 4;
+    int code = (group[byte] >> (bits * (quad % per))) & ((1 << bits) - 1);
+    const uint16_t *p = (const uint16_t *)(group + slimkv_k_params_offset(fmt, dk, g));
+    return (float)code * slimkv_f16_to_f32(p[c]) + slimkv_f16_to_f32(p[dk + c]);
+}
+
+static int k_code(slimkv_format fmt, const uint8_t *group, int g, int c, int t)
+{
+    int bits = slimkv_format_bits(fmt), per = 8 / bits, quad = c / 4;
+    size_t byte = ((size_t)(quad / per) * g + t) * 4 + c % 4;
+    return (group[byte] >> (bits * (quad % per))) & ((1 << bits) - 1);
+}
+
+static int v_code(slimkv_format fmt, const uint8_t *block, int dv, int t, int c)
+{
+    int bits = slimkv_format_bits(fmt), per = 8 / bits, quad = t / 4;
+    size_t byte = ((size_t)(quad / per) * dv + c) * 4 + t % 4;
+    return (block[byte] >> (bits * (quad % per))) & ((1 << bits) - 1);
+}
+
+static float v_value(slimkv_format fmt, const uint8_t *block, int dv, int g, int t, int c)
+{
+    switch (fmt) {
+    case SLIMKV_F32: return ((const float *)block)[(size_t)t * dv + c];
+    case SLIMKV_F16: return slimkv_f16_to_f32(((const uint16_t *)block)[(size_t)t * dv + c]);
+    case SLIMKV_BF16: return slimkv_bf16_to_f32(((const uint16_t *)block)[(size_t)t * dv + c]);
+    default: break;
+    }
+    int nvg = (dv + g - 1) / g;
+    const uint16_t *p = (const uint16_t *)(block + slimkv_v_params_offset(fmt, dv, g));
+    size_t j = (size_t)t * nvg + c / g;
+    return (float)v_code(fmt, block, dv, t, c) * slimkv_f16_to_f32(p[j]) +
+           slimkv_f16_to_f32(p[(size_t)g * nvg + j]);
+}
+
+static const slimkv_kernels *isa_table_or_skip(const char *name)
+{
+    const slimkv_kernels *k = NULL;
+    if (!slimkv_isa_supported(name))
+        return NULL;
+    assert_int_equal(slimkv_select_kernels(name, &k), SLIMKV_OK);
+    assert_string_equal(k->name, name);
+    return k;
+}
+
+/* ---- packing: bit-exact ---- */
+
+static void check_pack_k(const slimkv_kernels *k, const slimkv_kernels *ref)
+{
+    test_rng r;
+    rng_seed(&r, 11);
+    for (size_t fi = 0; fi < 6; fi++)
+        for (size_t gi = 0; gi < 3; gi++)
+            for (size_t di = 0; di < sizeof k_dims / sizeof *k_dims; di++)
+                for (int constant = 0; constant < 2; constant++) {
+                    slimkv_format fmt = all_formats[fi];
+                    int g = group_sizes[gi], dk = k_dims[di];
+                    size_t bytes = slimkv_k_group_bytes(fmt, dk, g), n = (size_t)g * dk;
+                    buf src = buf_alloc(n * sizeof(float), 4), a = buf_alloc(bytes, 3), b = buf_alloc(bytes, 0);
+                    float *x = (float *)src.p;
+                    if (constant)
+                        fill_constant_runs(x, n);
+                    else
+                        fill_values(&r, x, n);
+                    k->pack_k[fmt](x, dk, g, a.p);
+                    ref->pack_k[fmt](x, dk, g, b.p);
+                    if (memcmp(a.p, b.p, bytes) != 0)
+                        fail_msg("%s pack_k %s dk=%d g=%d differs from scalar", k->name, slimkv_format_name(fmt),
+                                 dk, g);
+                    /* and the stored values reconstruct the input within half a step */
+                    for (int c = 0; c < dk; c++)
+                        for (int t = 0; t < g; t++) {
+                            float got = k_value(fmt, b.p, dk, g, c, t), want = x[(size_t)t * dk + c];
+                            float tol = fabsf(want) * 1e-2f + 1e-6f;
+                            if (slimkv_is_quantized(fmt)) {
+                                const uint16_t *p = (const uint16_t *)(b.p + slimkv_k_params_offset(fmt, dk, g));
+                                tol = slimkv_f16_to_f32(p[c]) * 0.5f + fabsf(want) * 2e-3f + 1e-3f;
+                            }
+                            if (fabsf(got - want) > tol)
+                                fail_msg("pack_k %s dk=%d reconstructs %g for %g", slimkv_format_name(fmt), dk,
+                                         got, want);
+                        }
+                    free(src.raw);
+                    free(a.raw);
+                    free(b.raw);
+                }
+}
+
+static void check_pack_v(const slimkv_kernels *k, const slimkv_kernels *ref)
+{
+    test_rng r;
+    rng_seed(&r, 12);
+    for (size_t fi = 0; fi < 6; fi++)
+        for (size_t gi = 0; gi < 3; gi++)
+            for (size_t di = 0; di < sizeof v_dims / sizeof *v_dims; di++) {
+                slimkv_format fmt = all_formats[fi];
+                int g = group_sizes[gi], dv = v_dims[di];
+                size_t bytes = slimkv_v_block_bytes(fmt, dv, g);
+                buf src = buf_alloc((size_t)dv * sizeof(float), 4), a = buf_alloc(bytes, 1),
+                    b = buf_alloc(bytes, 0);
+                float *x = (float *)src.p;
+                /* slots in a scattered order, some left empty */
+                for (int i = 0; i < g; i++) {
+                    int slot = (i * 7) % g;
+                    if (slot % 5 == 3)
+                        continue;
+                    if (slot == 1)
+                        fill_constant_runs(x, (size_t)dv);
+                    else
+                        fill_values(&r, x, (size_t)dv);
+                    k->pack_v[fmt](x, dv, g, a.p, slot);
+                    ref->pack_v[fmt](x, dv, g, b.p, slot);
+                    for (int c = 0; c < dv; c++) {
+                        float got = v_value(fmt, b.p, dv, g, slot, c), want = x[c];
+                        float tol = fabsf(want) * 1e-2f + 1e-6f;
+                        if (slimkv_is_quantized(fmt)) {
+                            int nvg = (dv + g - 1) / g;
+                            const uint16_t *p = (const uint16_t *)(b.p + slimkv_v_params_offset(fmt, dv, g));
+                            tol = slimkv_f16_to_f32(p[(size_t)slot * nvg + c / g]) * 0.5f + fabsf(want) * 2e-3f +
+                                  1e-3f;
+                        }
+                        if (fabsf(got - want) > tol)
+                            fail_msg("pack_v %s dv=%d reconstructs %g for %g", slimkv_format_name(fmt), dv, got,
+                                     want);
+                    }
+                }
+                if (memcmp(a.p, b.p, bytes) != 0)
+                    fail_msg("%s pack_v %s dv=%d g=%d differs from scalar", k->name, slimkv_format_name(fmt), dv, g);
+                free(src.raw);
+                free(a.raw);
+                free(b.raw);
+            }
+}
+
+/* ---- scores and accumulation: within tolerance ----
+ * Float paths: |got - ref| <= 1e-4 * sum of |terms| + 1e-6.
+ * Quantized formats may also quantize the folded query q_c*scale_c (K) or
+ * the folded weight w_t*scale_t (V) to int8 per group: on top of the float
+ * bound they may be off by max|folded| / 254 * sum of codes (half an int8
+ * step on every term), which the DESIGN allows. */
+
+static void check_score_k(const slimkv_kernels *k, const slimkv_kernels *ref)
+{
+    test_rng r;
+    rng_seed(&r, 13);
+    for (size_t fi = 0; fi < 6; fi++)
+        for (size_t gi = 0; gi < 3; gi++)
+            for (size_t di = 0; di < sizeof k_dims / sizeof *k_dims; di++)
+                for (size_t qi = 0; qi < sizeof query_counts / sizeof *query_counts; qi++) {
+                    slimkv_format fmt = all_formats[fi];
+                    int g = group_sizes[gi], dk = k_dims[di], nq = query_counts[qi];
+                    int n = (int)(qi % 3 == 0 ? g : qi % 3 == 1 ? g - 1 : 1 + (int)qi);
+                    size_t bytes = slimkv_k_group_bytes(fmt, dk, g);
+                    float *x = malloc((size_t)g * dk * sizeof(float));
+                    buf grp = buf_alloc(bytes, 2), qb = buf_alloc((size_t)nq * dk * sizeof(float), 4);
+                    float *q = (float *)qb.p;
+                    int lds = g + 3;
+                    float *s = malloc((size_t)nq * lds * sizeof(float)), *s_ref = malloc((size_t)nq * lds * sizeof(float));
+                    fill_values(&r, x, (size_t)g * dk);
+                    fill_normal(&r, q, (size_t)nq * dk, 0.3f);
+                    ref->pack_k[fmt](x, dk, g, grp.p);
+                    for (int i = 0; i < nq * lds; i++)
+                        s[i] = s_ref[i] = 12345.0f;
+                    k->score_k[fmt](grp.p, dk, g, n, q, nq, s, lds);
+                    ref->score_k[fmt](grp.p, dk, g, n, q, nq, s_ref, lds);
+                    const uint16_t *scale = (const uint16_t *)(grp.p + slimkv_k_params_offset(fmt, dk, g));
+                    for (int i = 0; i < nq; i++)
+                        for (int t = 0; t < lds; t++) {
+                            float got = s[(size_t)i * lds + t], want = s_ref[(size_t)i * lds + t];
+                            if (t >= n) {
+                                if (got != 12345.0f)
+                                    fail_msg("%s score_k wrote past n", k->name);
+                                continue;
+                            }
+                            double l1 = 0, folded_max = 0, codes = 0;
+                            for (int c = 0; c < dk; c++) {
+                                float qc = q[(size_t)i * dk + c];
+                                l1 += fabs((double)qc * k_value(fmt, grp.p, dk, g, c, t));
+                                if (slimkv_is_quantized(fmt)) {
+                                    double f = fabs((double)qc * slimkv_f16_to_f32(scale[c]));
+                                    folded_max = f > folded_max ? f : folded_max;
+                                    codes += k_code(fmt, grp.p, g, c, t);
+                                }
+                            }
+                            double tol = 1e-4 * l1 + 1e-6 + folded_max / 254.0 * codes;
+                            if (fabs((double)got - want) > tol)
+                                fail_msg("%s score_k %s dk=%d g=%d nq=%d n=%d: %g vs %g (tol %g)", k->name,
+                                         slimkv_format_name(fmt), dk, g, nq, n, got, want, tol);
+                        }
+                    free(x);
+                    free(grp.raw);
+                    free(qb.raw);
+                    free(s);
+                    free(s_ref);
+                }
+}
+
+static void check_accum_v(const slimkv_kernels *k, const slimkv_kernels *ref)
+{
+    test_rng r;
+    rng_seed(&r, 14);
+    for (size_t fi = 0; fi < 6; fi++)
+        for (size_t gi = 0; gi < 3; gi++)
+            for (size_t di = 0; di < sizeof v_dims / sizeof *v_dims; di++)
+                for (size_t qi = 0; qi < sizeof query_counts / sizeof *query_counts; qi++) {
+                    slimkv_format fmt = all_formats[fi];
+                    int g = group_sizes[gi], dv = v_dims[di], nq = query_counts[qi];
+                    int n = (int)(qi % 3 == 0 ? g : qi % 3 == 1 ? g - 1 : 1 + (int)qi);
+                    int ldw = g + 1;
+                    size_t bytes = slimkv_v_block_bytes(fmt, dv, g);
+                    buf blk = buf_alloc(bytes, 0), wb = buf_alloc((size_t)nq * ldw * sizeof(float), 4);
+                    float *x = malloc((size_t)dv * sizeof(float)), *w = (float *)wb.p;
+                    float *acc = malloc((size_t)nq * dv * sizeof(float)), *acc_ref = malloc((size_t)nq * dv * sizeof(float));
+                    for (int t = 0; t < n; t++) { /* slots >= n stay empty (zero), as in the cache */
+                        fill_values(&r, x, (size_t)dv);
+                        ref->pack_v[fmt](x, dv, g, blk.p, t);
+                    }
+                    for (int i = 0; i < nq * ldw; i++)
+                        w[i] = fabsf(rng_uniform(&r)) * 0.2f;
+                    for (int i = 0; i < nq * dv; i++)
+                        acc[i] = acc_ref[i] = (float)(i % 5) * 0.5f;
+                    k->accum_v[fmt](blk.p, dv, g, n, w, ldw, nq, acc);
+                    ref->accum_v[fmt](blk.p, dv, g, n, w, ldw, nq, acc_ref);
+                    int nvg = (dv + g - 1) / g;
+                    const uint16_t *scale = (const uint16_t *)(blk.p + slimkv_v_params_offset(fmt, dv, g));
+                    for (int i = 0; i < nq; i++)
+                        for (int c = 0; c < dv; c++) {
+                            double l1 = (double)((i * dv + c) % 5) * 0.5; /* the initial accumulator */
+                            double folded_max = 0, codes = 0;
+                            for (int t = 0; t < n; t++) {
+                                double wt = w[(size_t)i * ldw + t];
+                                l1 += fabs(wt * v_value(fmt, blk.p, dv, g, t, c));
+                                if (slimkv_is_quantized(fmt)) {
+                                    double f = fabs(wt * slimkv_f16_to_f32(scale[(size_t)t * nvg + c / g]));
+                                    folded_max = f > folded_max ? f : folded_max;
+                                    codes += v_code(fmt, blk.p, dv, t, c);
+                                }
+                            }
+                            double tol = 1e-4 * l1 + 1e-6 + folded_max / 254.0 * codes;
+                            float got = acc[(size_t)i * dv + c], want = acc_ref[(size_t)i * dv + c];
+                            if (fabs((double)got - want) > tol)
+                                fail_msg("%s accum_v %s dv=%d g=%d nq=%d n=%d: %g vs %g (tol %g)", k->name,
+                                         slimkv_format_name(fmt), dv, g, nq, n, got, want, tol);
+                        }
+                    free(blk.raw);
+                    free(wb.raw);
+                    free(x);
+                    free(acc);
+                    free(acc_ref);
+                }
+}
+
+/* Residual/sink rows: f32 and f16, strided. */
+static void check_rows(const slimkv_kernels *k, const slimkv_kernels *ref)
+{
+    test_rng r;
+    rng_seed(&r, 15);
+    static const int dims[] = {4, 12, 64, 96, 128, 132};
+    static const int counts[] = {1, 5, 16, 31, 32};
+    for (int half = 0; half < 2; half++)
+        for (size_t di = 0; di < sizeof dims / sizeof *dims; di++)
+            for (size_t ni = 0; ni < sizeof counts / sizeof *counts; ni++) {
+                int d = dims[di], n = counts[ni], nq = query_counts[ni];
+                size_t stride = (size_t)d + (ni % 2 ? 8 : 0), esize = half ? 2 : 4;
+                buf rows = buf_alloc((size_t)n * stride * esize, esize == 2 ? 2 : 4);
+                float *tmp = malloc((size_t)n * stride * sizeof(float));
+                fill_values(&r, tmp, (size_t)n * stride);
+                if (half)
+                    ref->f32_to_f16(tmp, (uint16_t *)rows.p, (size_t)n * stride);
+                else
+                    memcpy(rows.p, tmp, (size_t)n * stride * sizeof(float));
+                float *q = malloc((size_t)nq * d * sizeof(float));
+                fill_normal(&r, q, (size_t)nq * d, 0.3f);
+                int ld = n + 2;
+                float *s = calloc((size_t)nq * ld, sizeof(float)), *s_ref = calloc((size_t)nq * ld, sizeof(float));
+                float *acc = calloc((size_t)nq * d, sizeof(float)), *acc_ref = calloc((size_t)nq * d, sizeof(float));
+                (half ? k->score_rows_f16 : k->score_rows_f32)(rows.p, stride, n, d, q, nq, s, ld);
+                (half ? ref->score_rows_f16 : ref->score_rows_f32)(rows.p, stride, n, d, q, nq, s_ref, ld);
+                (half ? k->accum_rows_f16 : k->accum_rows_f32)(rows.p, stride, n, d, q, d > n ? n : d, nq, acc);
+                (half ? ref->accum_rows_f16 : ref->accum_rows_f32)(rows.p, stride, n, d, q, d > n ? n : d, nq,
+                                                                   acc_ref);
+                for (int i = 0; i < nq * ld; i++)
+                    if (fabsf(s[i] - s_ref[i]) > 1e-4f * (fabsf(s_ref[i]) + 1.0f) * sqrtf((float)d))
+                        fail_msg("%s score_rows d=%d n=%d: %g vs %g", k->name, d, n, s[i], s_ref[i]);
+                for (int i = 0; i < nq * d; i++)
+                    if (fabsf(acc[i] - acc_ref[i]) > 1e-4f * (fabsf(acc_ref[i]) + 1.0f) * sqrtf((float)n))
+                        fail_msg("%s accum_rows d=%d n=%d: %g vs %g", k->name, d, n, acc[i], acc_ref[i]);
+                free(rows.raw);
+                free(tmp);
+                free(q);
+                free(s);
+                free(s_ref);
+                free(acc);
+                free(acc_ref);
+            }
+}
+
+static void check_exp_sum(const slimkv_kernels *k, const slimkv_kernels *ref)
+{
+    test_rng r;
+    rng_seed(&r, 16);
+    for (int n = 1; n <= 67; n += 3) {
+        float x[80], y[80];
+        for (int i = 0; i < n; i++)
+            x[i] = y[i] = i % 9 == 4 ? -INFINITY : rng_uniform(&r) * 30.0f - 10.0f;
+        float sum = k->exp_sum(x, n, 20.0f), sum_ref = ref->exp_sum(y, n, 20.0f);
+        assert_true(fabsf(sum - sum_ref) <= 1e-5f * sum_ref + 1e-30f);
+        for (int i = 0; i < n; i++)
+            if (fabsf(x[i] - y[i]) > 2e-6f * y[i] + 1e-37f)
+                fail_msg("%s exp_sum n=%d at %d: %g vs %g", k->name, n, i, x[i], y[i]);
+    }
+}
+
+static void check_conversions(const slimkv_kernels *k, const slimkv_kernels *ref)
+{
+    enum { N = 4099 };
+    static float x[N], back[N], back_ref[N];
+    static uint16_t h[N], h_ref[N];
+    test_rng r;
+    rng_seed(&r, 17);
+    const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, 65504.0f, 65519.0f, 65520.0f, 1e-8f, 5.96e-8f,
+                             2.98e-8f, 6.1e-5f, 6.0e-5f, 1.00048828125f, 1.000732421875f, -3.5f};
+    for (int i = 0; i < N; i++) {
+        int kind = i % 4;
+        float v = rng_uniform(&r);
+        x[i] = kind == 0 ? v * 70000.0f : kind == 1 ? v * 1e-4f : kind == 2 ? v * 1e-6f : v * 3.0f;
+    }
+    memcpy(x, special, sizeof special);
+    k->f32_to_f16(x + 1, h + 1, N - 1); /* odd start and length: tails */
+    ref->f32_to_f16(x + 1, h_ref + 1, N - 1);
+    assert_memory_equal(h + 1, h_ref + 1, (N - 1) * sizeof(uint16_t));
+    for (int i = 0; i < N; i++)
+        h[i] = (uint16_t)(i * 16 + (i & 15)); /* every exponent, subnormals, Inf and NaN patterns */
+    k->f16_to_f32(h + 1, back + 1, N - 1);
+    ref->f16_to_f32(h + 1, back_ref + 1, N - 1);
+    assert_memory_equal(back + 1, back_ref + 1, (N - 1) * sizeof(float));
+}
+
+/* One body over every ISA. */
+typedef void (*family_check)(const slimkv_kernels *, const slimkv_kernels *);
+
+static void run_on_every_isa(family_check check)
+{
+    const slimkv_kernels *ref = scalar_table();
+    int ran = 0;
+    for (size_t i = 0; i < sizeof isa_names / sizeof *isa_names; i++) {
+        const slimkv_kernels *k = isa_table_or_skip(isa_names[i]);
+        if (!k)
+            continue;
+        print_message("  [%s]\n", k->name);
+        check(k, ref);
+        ran++;
+    }
+    assert_true(ran >= 1);
+}
+
+static void test_pack_k(void **state) { (void)state; run_on_every_isa(check_pack_k); }
+static void test_pack_v(void **state) { (void)state; run_on_every_isa(check_pack_v); }
+static void test_score_k(void **state) { (void)state; run_on_every_isa(check_score_k); }
+static void test_accum_v(void **state) { (void)state; run_on_every_isa(check_accum_v); }
+static void test_rows(void **state) { (void)state; run_on_every_isa(check_rows); }
+static void test_exp_sum(void **state) { (void)state; run_on_every_isa(check_exp_sum); }
+static void test_conversions(void **state) { (void)state; run_on_every_isa(check_conversions); }
+
+/* The scalar fp16 conversion itself against known encodings. */
+static void test_f16_reference_values(void **state)
+{
+    (void)state;
+    assert_int_equal(slimkv_f32_to_f16(1.0f), 0x3c00);
+    assert_int_equal(slimkv_f32_to_f16(-2.0f), 0xc000);
+    assert_int_equal(slimkv_f32_to_f16(65504.0f), 0x7bff);
+    assert_int_equal(slimkv_f32_to_f16(65520.0f), 0x7c00);
+    assert_int_equal(slimkv_f32_to_f16(5.9604645e-8f), 0x0001);
+    assert_int_equal(slimkv_f32_to_f16(2.9802322e-8f), 0x0000); /* tie to even */
+    assert_int_equal(slimkv_f32_to_f16(1.00048828125f), 0x3c00); /* tie to even */
+    assert_int_equal(slimkv_f32_to_f16(1.000732421875f), 0x3c01); /* 0.75 ulp rounds up */
+    assert_int_equal(slimkv_f32_to_f16(1.00146484375f), 0x3c02);  /* 1.5 ulp: tie to even */
+    assert_int_equal(slimkv_f32_to_f16(6.097555e-5f), 0x03ff);
+    assert_true(slimkv_f16_to_f32(0x0001) == 5.9604645e-8f);
+    assert_true(slimkv_f16_to_f32(0x7bff) == 65504.0f);
+    assert_true(isinf(slimkv_f16_to_f32(0xfc00)));
+    assert_true(isnan(slimkv_f16_to_f32(0x7e00)));
+    assert_int_equal(slimkv_f32_to_bf16(1.0f), 0x3f80);
+    assert_int_equal(slimkv_f32_to_bf16(1.00390625f), 0x3f80); /* tie to even */
+    assert_int_equal(slimkv_f32_to_bf16(1.01171875f), 0x3f82);
+}
+
+/* The ISA override: unknown names are errors, never silent fallbacks. */
+static void test_isa_selection(void **state)
+{
+    (void)state;
+    const slimkv_kernels *k;
+    assert_int_equal(slimkv_select_kernels("scalar", &k), SLIMKV_OK);
+    assert_int_equal(slimkv_select_kernels("sse9", &k), SLIMKV_ERR_UNSUPPORTED);
+    assert_int_equal(slimkv_isa_supported("scalar"), 1);
+    assert_int_equal(slimkv_isa_supported("bogus"), 0);
+    assert_int_equal(slimkv_isa_supported(NULL), 0);
+#if defined(__x86_64__)
+    assert_int_equal(slimkv_isa_supported("neon"), 0);
+#elif defined(__aarch64__)
+    assert_int_equal(slimkv_isa_supported("avx2"), 0);
+    assert_int_equal(slimkv_isa_supported("neon"), 1);
+#endif
+    const char *name;
+    assert_int_equal(slimkv_isa_auto(&name), SLIMKV_OK);
+    assert_true(slimkv_isa_supported(name));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_f16_reference_values),
+        cmocka_unit_test(test_isa_selection),
+        cmocka_unit_test(test_conversions),
+        cmocka_unit_test(test_pack_k),
+        cmocka_unit_test(test_pack_v),
+        cmocka_unit_test(test_score_k),
+        cmocka_unit_test(test_accum_v),
+        cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_exp_sum),
+    };
+    return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
+}

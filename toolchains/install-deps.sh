@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs the Debian packages SlimKV builds and tests with, only when missing.
+# Usage: install-deps.sh [TOOLCHAIN]   (aarch64-linux-gnu adds the ARM cross build)
+set -e
+need=""
+check() { # check PACKAGE: queue it unless installed
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || need="$need $1"
+}
+for p in gcc make libsleef-dev libcmocka-dev libcjson-dev; do check "$p"; done
+if [ "$1" = "aarch64-linux-gnu" ]; then
+    for p in gcc-aarch64-linux-gnu qemu-user libsleef-dev:arm64 libcmocka-dev:arm64 libcjson-dev:arm64 \
+             libgomp1:arm64; do check "$p"; done
+fi
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "missing Debian packages:$need (run as root, or install them)" >&2
+    exit 1
+fi
+echo "installing:$need"
+case "$need" in *:arm64*) dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64 ;; esac
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $need
