@@ -40,7 +40,9 @@ typedef enum slimkv_status {
     SLIMKV_ERR_NOMEM = 6,          /* an allocation failed; nothing changed */
     SLIMKV_ERR_UNSUPPORTED = 7,    /* ISA or backend not available on this machine (incl. bad SLIMKV_ISA) */
     SLIMKV_ERR_FORMAT = 8,         /* malformed file or data */
-    SLIMKV_ERR_IO = 9              /* an operating-system I/O call failed */
+    SLIMKV_ERR_IO = 9,             /* an operating-system I/O call failed */
+    SLIMKV_ERR_STATE = 10          /* not valid in the cache's current state (e.g. append before
+                                      the first prefill of a query-aware policy) */
 } slimkv_status;
 
 /* Storage format of K or V. Dense formats store values as they are;
@@ -58,7 +60,9 @@ typedef enum slimkv_format {
 
 typedef enum slimkv_policy {
     SLIMKV_POLICY_NONE = 0,   /* keep every channel */
-    SLIMKV_POLICY_STATIC = 1  /* per-KV-head kept-channel masks given in the config */
+    SLIMKV_POLICY_STATIC = 1, /* per-KV-head kept-channel masks given in the config (LeanK, KVPruner) */
+    SLIMKV_POLICY_THINK = 2,  /* query-aware K channel mask chosen at the first prefill (ThinK) */
+    SLIMKV_POLICY_SPARK = 3   /* per-token top-T K channels, pruned ones restored in the score (SparK) */
 } slimkv_policy;
 
 typedef enum slimkv_backend {
@@ -88,6 +92,14 @@ typedef struct slimkv_config {
     const uint8_t *k_mask;
     const uint8_t *v_mask;
     int channel_align;    /* multiple of 4; default 8 */
+    /* SLIMKV_POLICY_THINK and SLIMKV_POLICY_SPARK: the first call must be
+     * slimkv_cache_prefill (its last `window` queries choose the channels;
+     * an earlier append gets SLIMKV_ERR_STATE). prune_ratio is the fraction
+     * of K channels pruned: ThinK keeps D - floor(ratio * D) channels per KV
+     * head (rounded up to channel_align), SparK keeps T = D - floor(ratio * D)
+     * channels per token. */
+    float prune_ratio;    /* in [0, 1); default 0.4 */
+    int window;           /* W, default 32 */
     slimkv_backend backend;
     const char *isa;      /* NULL or "auto": best available (SLIMKV_ISA overrides);
                              else "scalar", "avx2", "avx512" or "neon" */
@@ -100,7 +112,8 @@ SLIMKV_API const char *slimkv_format_name(slimkv_format format);
 SLIMKV_API const char *slimkv_version(void);
 
 /* Defaults: head counts/dims/capacity 0 (must be set), F16/F16, G=32,
- * R=128, S=0, no policy, align 8, backend auto, isa auto. */
+ * R=128, S=0, no policy, align 8, prune ratio 0.4, window 32, backend auto,
+ * isa auto. */
 SLIMKV_API slimkv_status slimkv_config_init(slimkv_config *config);
 
 /* Checks a config without allocating the cache. */
@@ -145,6 +158,8 @@ SLIMKV_API slimkv_status slimkv_cache_isa(const slimkv_cache *cache, const char 
  * which: 0 = K, 1 = V. */
 SLIMKV_API slimkv_status slimkv_cache_kept_channels(const slimkv_cache *cache, int kv_head, int which,
                                                     int *channels, int *count);
+
+/* ---- Files: channel masks and per-layer plans (safetensors) ---- */
 
 #ifdef __cplusplus
 }

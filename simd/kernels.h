@@ -30,6 +30,18 @@
  * m = fp16(min), inv = (s == 0 ? 0 : 1.0f / s),
  * code = clamp(rint((x - m) * inv), 0, 2^b-1) computed in float exactly in
  * that order (bit-exact across ISAs); x^ = code * s + m.
+ * SparK K group (G tokens, each keeping its own top-T of D channels): G
+ * token records of slimkv_spark_record_bytes() each:
+ *   mask[ceil(D/8)]   bit c (byte c/8, bit c%8) set when channel c is kept
+ *   sign[ceil(D/8)]   bit c set when k_c < 0 (meaningful for pruned c)
+ *   a_t               f32: mean saliency of the pruned channels
+ *   dense values:     T elements, kept channels in ascending order
+ *   quantized values: fp16 scale[nvg], fp16 min[nvg] (nvg = ceil(T/G), one
+ *                     pair per G consecutive values), then codes, value j at
+ *                     byte j*b/8, bits (j % (8/b))*b (plain little-endian packing)
+ * A pruned channel c is restored in the score as sign * sqrt(a_t / qnorm_c),
+ * so its term is q_c * sign * sqrt(a_t) / sqrt(qnorm_c); the driver passes
+ * u_c = q_c / sqrt(qnorm_c).
  * Code bits of padding quads (q4/q2 with dk/4 not a multiple of 2/4) are 0.
  * V blocks start zeroed (the core allocates them so); pack_v sets only the
  * bits and parameters of its own token slot, so slots not yet written read
@@ -69,6 +81,18 @@ static inline size_t slimkv_v_params_offset(slimkv_format fmt, int dv, int g)
     }
 }
 
+static inline size_t slimkv_spark_record_bytes(slimkv_format fmt, int dim, int t_keep, int g)
+{
+    size_t bits = (size_t)(dim + 7) / 8, bytes = 2 * bits + 4;
+    if (fmt == SLIMKV_Q8 || fmt == SLIMKV_Q4 || fmt == SLIMKV_Q2) {
+        size_t b = fmt == SLIMKV_Q8 ? 8 : fmt == SLIMKV_Q4 ? 4 : 2;
+        bytes += (size_t)((t_keep + g - 1) / g) * 4 + ((size_t)t_keep * b + 7) / 8;
+    } else {
+        bytes += (size_t)t_keep * (fmt == SLIMKV_F32 ? 4 : 2);
+    }
+    return (bytes + 3) & ~(size_t)3;
+}
+
 static inline int slimkv_is_quantized(slimkv_format fmt)
 {
     return fmt == SLIMKV_Q8 || fmt == SLIMKV_Q4 || fmt == SLIMKV_Q2;
@@ -94,6 +118,15 @@ typedef void (*slimkv_pack_k_fn)(const float *src, int dk, int g, uint8_t *group
 /* Packs one V token src[c], c < dv, into token slot `slot` of a block. */
 typedef void (*slimkv_pack_v_fn)(const float *src, int dv, int g, uint8_t *block, int slot);
 
+/* SparK: scores of one group, q and u [nq][dim]; s as for score_k. */
+typedef void (*slimkv_score_spark_fn)(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                      const float *u, int nq, float *s, int lds);
+/* SparK: packs a whole group from src[t*dim + c] with the head's query
+ * norms qnorm[dim] (all > 0): each token keeps its t_keep channels of
+ * largest k^2 * qnorm (ties: lower channel first). */
+typedef void (*slimkv_pack_spark_fn)(const float *src, const float *qnorm, int dim, int t_keep, int g,
+                                     uint8_t *group);
+
 /* Residual/sink rows: element type f32 or f16, row stride in elements. */
 typedef void (*slimkv_score_rows_fn)(const void *rows, size_t stride, int n, int d, const float *q, int nq,
                                      float *s, int lds);
@@ -106,6 +139,8 @@ typedef struct slimkv_kernels {
     slimkv_accum_v_fn accum_v[SLIMKV_FORMAT_COUNT];
     slimkv_pack_k_fn pack_k[SLIMKV_FORMAT_COUNT];
     slimkv_pack_v_fn pack_v[SLIMKV_FORMAT_COUNT];
+    slimkv_score_spark_fn score_spark[SLIMKV_FORMAT_COUNT];
+    slimkv_pack_spark_fn pack_spark[SLIMKV_FORMAT_COUNT];
     slimkv_score_rows_fn score_rows_f32, score_rows_f16;
     slimkv_accum_rows_fn accum_rows_f32, accum_rows_f16;
     /* x[i] = exp(x[i] - max) for i < n (exp(-inf) = 0); returns the sum. */

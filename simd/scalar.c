@@ -345,6 +345,163 @@ QUANT_BODIES(q8, 8, SLIMKV_Q8)
 QUANT_BODIES(q4, 4, SLIMKV_Q4)
 QUANT_BODIES(q2, 2, SLIMKV_Q2)
 
+/* ---- SparK: per-token top-T channels, pruned ones restored in the score ---- */
+
+typedef struct spark_record {
+    uint8_t *mask, *sign;
+    uint8_t *a_t;      /* f32, possibly unaligned */
+    uint16_t *params;  /* quantized: scale[nvg], min[nvg] */
+    uint8_t *values;
+} spark_record;
+
+static spark_record spark_locate(slimkv_format fmt, const uint8_t *group, int dim, int t_keep, int g, int t)
+{
+    size_t bits = (size_t)(dim + 7) / 8;
+    spark_record r;
+    r.mask = (uint8_t *)group + (size_t)t * slimkv_spark_record_bytes(fmt, dim, t_keep, g);
+    r.sign = r.mask + bits;
+    r.a_t = r.sign + bits;
+    r.params = (uint16_t *)(r.a_t + 4);
+    r.values = r.a_t + 4;
+    if (slimkv_is_quantized(fmt))
+        r.values += (size_t)((t_keep + g - 1) / g) * 4;
+    return r;
+}
+
+/* The k-th largest of x[0..n) (k counted from 0), by quickselect on a copy. */
+static float kth_largest(const float *x, int n, int k)
+{
+    float buf[1024];
+    memcpy(buf, x, (size_t)n * sizeof *buf);
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float pivot = buf[(lo + hi) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (buf[i] > pivot)
+                i++;
+            while (buf[j] < pivot)
+                j--;
+            if (i <= j) {
+                float tmp = buf[i];
+                buf[i++] = buf[j];
+                buf[j--] = tmp;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            break;
+    }
+    return buf[k];
+}
+
+static void pack_spark_body(slimkv_format fmt, const float *src, const float *qnorm, int dim, int t_keep, int g,
+                            uint8_t *group)
+{
+    float sal[1024], kept[1024];
+    memset(group, 0, (size_t)g * slimkv_spark_record_bytes(fmt, dim, t_keep, g));
+    for (int t = 0; t < g; t++) {
+        const float *k = src + (size_t)t * dim;
+        spark_record r = spark_locate(fmt, group, dim, t_keep, g, t);
+        for (int c = 0; c < dim; c++)
+            sal[c] = k[c] * k[c] * qnorm[c];
+        float thr = kth_largest(sal, dim, t_keep - 1);
+        int above = 0;
+        for (int c = 0; c < dim; c++)
+            above += sal[c] > thr;
+        int ties_left = t_keep - above, n_kept = 0;
+        float pruned_sum = 0.0f;
+        for (int c = 0; c < dim; c++) {
+            int keep = sal[c] > thr || (sal[c] == thr && ties_left-- > 0);
+            if (keep) {
+                r.mask[c / 8] |= (uint8_t)(1u << (c % 8));
+                kept[n_kept++] = k[c];
+            } else {
+                pruned_sum += sal[c];
+            }
+            if (k[c] < 0.0f)
+                r.sign[c / 8] |= (uint8_t)(1u << (c % 8));
+        }
+        float a_t = dim > t_keep ? pruned_sum / (float)(dim - t_keep) : 0.0f;
+        memcpy(r.a_t, &a_t, sizeof a_t);
+        if (!slimkv_is_quantized(fmt)) {
+            for (int j = 0; j < t_keep; j++)
+                store_elem(fmt, r.values, (size_t)j, kept[j]);
+            continue;
+        }
+        int b = slimkv_format_bits(fmt), nvg = (t_keep + g - 1) / g;
+        for (int vg = 0; vg < nvg; vg++) {
+            int j0 = vg * g, jn = t_keep - j0 < g ? t_keep - j0 : g;
+            uint16_t sh, mh;
+            quant_params(kept + j0, 1, jn, b, &sh, &mh);
+            memcpy(&r.params[vg], &sh, sizeof sh);
+            memcpy(&r.params[nvg + vg], &mh, sizeof mh);
+            float mn = slimkv_f16_to_f32(mh), inv = inverse_scale(slimkv_f16_to_f32(sh));
+            for (int j = j0; j < j0 + jn; j++)
+                r.values[(size_t)j * b / 8] |= (uint8_t)(quant_code(kept[j], mn, inv, b) << ((j * b) % 8));
+        }
+    }
+}
+
+/* Value j of a record, dequantized. */
+static float spark_value(slimkv_format fmt, const spark_record *r, int t_keep, int g, int j)
+{
+    if (!slimkv_is_quantized(fmt))
+        return load_elem(fmt, r->values, (size_t)j);
+    int b = slimkv_format_bits(fmt), nvg = (t_keep + g - 1) / g;
+    uint16_t sh, mh;
+    memcpy(&sh, &r->params[j / g], sizeof sh);
+    memcpy(&mh, &r->params[nvg + j / g], sizeof mh);
+    int code = (r->values[(size_t)j * b / 8] >> ((j * b) % 8)) & ((1 << b) - 1);
+    return (float)code * slimkv_f16_to_f32(sh) + slimkv_f16_to_f32(mh);
+}
+
+static void score_spark_body(slimkv_format fmt, const uint8_t *group, int dim, int t_keep, int g, int n,
+                             const float *q, const float *u, int nq, float *s, int lds)
+{
+    for (int t = 0; t < n; t++) {
+        spark_record r = spark_locate(fmt, group, dim, t_keep, g, t);
+        float a_t;
+        memcpy(&a_t, r.a_t, sizeof a_t);
+        float restored = sqrtf(a_t);
+        for (int i = 0; i < nq; i++) {
+            const float *qi = q + (size_t)i * dim, *ui = u + (size_t)i * dim;
+            float kept_sum = 0.0f, pruned_sum = 0.0f;
+            for (int c = 0, j = 0; c < dim; c++) {
+                if (r.mask[c / 8] >> (c % 8) & 1) {
+                    kept_sum += qi[c] * spark_value(fmt, &r, t_keep, g, j++);
+                } else {
+                    float sign = (r.sign[c / 8] >> (c % 8) & 1) ? -1.0f : 1.0f;
+                    pruned_sum += sign * ui[c];
+                }
+            }
+            s[(size_t)i * lds + t] = kept_sum + restored * pruned_sum;
+        }
+    }
+}
+
+#define SPARK_BODIES(NAME, FMT)                                                                          \
+    static void score_spark_##NAME(const uint8_t *group, int dim, int t_keep, int g, int n,              \
+                                   const float *q, const float *u, int nq, float *s, int lds)            \
+    {                                                                                                    \
+        score_spark_body(FMT, group, dim, t_keep, g, n, q, u, nq, s, lds);                               \
+    }                                                                                                    \
+    static void pack_spark_##NAME(const float *src, const float *qnorm, int dim, int t_keep, int g,      \
+                                  uint8_t *group)                                                        \
+    {                                                                                                    \
+        pack_spark_body(FMT, src, qnorm, dim, t_keep, g, group);                                         \
+    }
+
+SPARK_BODIES(f32, SLIMKV_F32)
+SPARK_BODIES(f16, SLIMKV_F16)
+SPARK_BODIES(bf16, SLIMKV_BF16)
+SPARK_BODIES(q8, SLIMKV_Q8)
+SPARK_BODIES(q4, SLIMKV_Q4)
+SPARK_BODIES(q2, SLIMKV_Q2)
+
 static float exp_sum_scalar(float *x, int n, float max)
 {
     float sum = 0.0f;
@@ -361,7 +518,9 @@ void slimkv_kernels_init_scalar(slimkv_kernels *k)
     k->score_k[FMT] = score_k_##NAME;                                                                    \
     k->accum_v[FMT] = accum_v_##NAME;                                                                    \
     k->pack_k[FMT] = pack_k_##NAME;                                                                      \
-    k->pack_v[FMT] = pack_v_##NAME;
+    k->pack_v[FMT] = pack_v_##NAME;                                                                      \
+    k->score_spark[FMT] = score_spark_##NAME;                                                            \
+    k->pack_spark[FMT] = pack_spark_##NAME;
     k->name = "scalar";
     SET_FORMAT(SLIMKV_F32, f32)
     SET_FORMAT(SLIMKV_F16, f16)

@@ -38,6 +38,7 @@ typedef struct scratch {
     float *scores;        /* [rows][G] */
     float *q_full;        /* [rows][D] scaled query */
     float *q_kept;        /* [rows][dk] scaled query, kept K channels only */
+    float *q_spark;       /* [rows][D] SparK: scaled query / sqrt(qnorm), for restored channels */
     float *acc_body;      /* [rows][dv] V accumulated from the body, kept V channels */
     float *acc;           /* [rows][D] */
     float *m, *l;         /* [rows] running max and sum of exp */
@@ -116,14 +117,14 @@ static tile_src locate_tile(const run *r, const slimkv_head *h, int head, const 
         t.v_rows_fmt = c->v_row_fmt;
         t.k_stride = t.v_stride = (size_t)dim;
         if (h->dk > 0 && t.p0 < s + slimkv_k_body_tokens(cfg, n))
-            t.k_group = slimkv_k_group_ptr(c, h, span);
+            t.k_group = slimkv_k_group_ptr(h, span);
         else
             t.k_rows = slimkv_ring_row(c, h->ring_k, c->k_row_fmt, t.p0);
         int v_body_end = h->dk > 0 ? s + slimkv_v_body_tokens(cfg, n) : 0;
         t.n_v_body = v_body_end - t.p0;
         t.n_v_body = t.n_v_body < 0 ? 0 : t.n_v_body > t.n ? t.n : t.n_v_body;
         if (t.n_v_body > 0 && h->dv > 0)
-            t.v_block = slimkv_v_block_ptr(c, h, span);
+            t.v_block = slimkv_v_block_ptr(h, span);
         if (t.n_v_body < t.n)
             t.v_rows = slimkv_ring_row(c, h->ring_v, c->v_row_fmt, t.p0 + t.n_v_body);
         return t;
@@ -145,7 +146,10 @@ static void score_tile(const run *r, const slimkv_head *h, const tile_src *t, co
     const slimkv_kernels *k = r->c->kern;
     const slimkv_config *cfg = &r->c->cfg;
     int g = cfg->group_size, dim = cfg->head_dim;
-    if (t->k_group)
+    if (t->k_group && cfg->policy == SLIMKV_POLICY_SPARK)
+        k->score_spark[cfg->k_format](t->k_group, dim, r->c->spark_keep, g, t->n, sc->q_full, sc->q_spark, rows,
+                                      sc->scores, g);
+    else if (t->k_group)
         k->score_k[cfg->k_format](t->k_group, h->dk, g, t->n, sc->q_kept, rows, sc->scores, g);
     else if (t->k_rows_fmt == SLIMKV_F32)
         k->score_rows_f32(t->k_rows, t->k_stride, t->n, dim, sc->q_full, rows, sc->scores, g);
@@ -220,6 +224,9 @@ static void load_queries(const run *r, const slimkv_head *h, int head, int qfirs
                 qf[c] = src[c] * r->scale;
             for (int c = 0; c < h->dk; c++)
                 qk[c] = qf[h->k_chan[c]];
+            if (h->qnorm_rsqrt)
+                for (int c = 0; c < dim; c++)
+                    sc->q_spark[(size_t)row * dim + c] = qf[c] * h->qnorm_rsqrt[c];
         }
 }
 
@@ -351,7 +358,7 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
     threads = omp_get_max_threads();
 #endif
     size_t rows = (size_t)max_rows(c), dim = (size_t)cfg->head_dim;
-    size_t per_thread = rows * cfg->group_size + 4 * rows * dim + 2 * rows;
+    size_t per_thread = rows * cfg->group_size + 5 * rows * dim + 2 * rows;
     float *work = malloc((size_t)threads * per_thread * sizeof(float));
     if (r.n_split > 1)
         r.partials = malloc((size_t)items * rows * (dim + 2) * sizeof(float));
@@ -372,7 +379,8 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
         sc.scores = base;
         sc.q_full = sc.scores + rows * cfg->group_size;
         sc.q_kept = sc.q_full + rows * dim;
-        sc.acc_body = sc.q_kept + rows * dim;
+        sc.q_spark = sc.q_kept + rows * dim;
+        sc.acc_body = sc.q_spark + rows * dim;
         sc.acc = sc.acc_body + rows * dim;
         sc.m = sc.acc + rows * dim;
         sc.l = sc.m + rows;

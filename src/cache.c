@@ -21,6 +21,8 @@ slimkv_status slimkv_config_init(slimkv_config *cfg)
     cfg->n_sink = 0;
     cfg->policy = SLIMKV_POLICY_NONE;
     cfg->channel_align = 8;
+    cfg->prune_ratio = 0.4f;
+    cfg->window = 32;
     cfg->backend = SLIMKV_BACKEND_AUTO;
     return SLIMKV_OK;
 }
@@ -82,6 +84,13 @@ slimkv_status slimkv_config_validate(const slimkv_config *cfg)
         if (!valid_mask(cfg->k_mask, mask_len) || (cfg->v_mask && !valid_mask(cfg->v_mask, mask_len)))
             return SLIMKV_ERR_INVALID_CONFIG;
         break;
+    case SLIMKV_POLICY_THINK:
+    case SLIMKV_POLICY_SPARK:
+        if (cfg->k_mask || cfg->v_mask)
+            return SLIMKV_ERR_INVALID_CONFIG;
+        if (!(cfg->prune_ratio >= 0.0f && cfg->prune_ratio < 1.0f) || cfg->window < 1)
+            return SLIMKV_ERR_INVALID_CONFIG;
+        break;
     default:
         return SLIMKV_ERR_INVALID_CONFIG;
     }
@@ -116,6 +125,8 @@ static int kept_channels(const uint8_t *mask, int dim, int align, int32_t *chan)
 
 static void free_head(slimkv_head *h)
 {
+    free(h->qnorm);
+    free(h->qnorm_rsqrt);
     free(h->k_chan);
     free(h->v_chan);
     free(h->sink_k);
@@ -141,6 +152,17 @@ void slimkv_cache_destroy(slimkv_cache *c)
             free_head(&c->heads[h]);
     free(c->heads);
     free(c);
+}
+
+/* Sizes of one K group and V block of a head, once its channels are known. */
+static void set_group_bytes(const slimkv_cache *c, slimkv_head *h)
+{
+    const slimkv_config *cfg = &c->cfg;
+    if (cfg->policy == SLIMKV_POLICY_SPARK)
+        h->k_group_bytes = slimkv_spark_group_bytes(cfg->k_format, cfg->head_dim, c->spark_keep, cfg->group_size);
+    else
+        h->k_group_bytes = slimkv_k_group_bytes(cfg->k_format, h->dk, cfg->group_size);
+    h->v_block_bytes = slimkv_v_block_bytes(cfg->v_format, h->dv, cfg->group_size);
 }
 
 static slimkv_status init_head(slimkv_cache *c, int index, const uint8_t *k_mask, const uint8_t *v_mask)
@@ -179,6 +201,13 @@ static slimkv_status init_head(slimkv_cache *c, int index, const uint8_t *k_mask
     }
     if (h->dk == 0) /* streaming head: no compressed body at all */
         h->dv = 0;
+    if (cfg->policy == SLIMKV_POLICY_SPARK) {
+        h->qnorm = malloc((size_t)dim * sizeof *h->qnorm);
+        h->qnorm_rsqrt = malloc((size_t)dim * sizeof *h->qnorm_rsqrt);
+        if (!h->qnorm || !h->qnorm_rsqrt)
+            return SLIMKV_ERR_NOMEM;
+    }
+    set_group_bytes(c, h);
     return SLIMKV_OK;
 }
 
@@ -209,6 +238,8 @@ slimkv_status slimkv_cache_create(const slimkv_config *config, slimkv_cache **ou
     c->k_row_fmt = slimkv_row_format(config->k_format);
     c->v_row_fmt = slimkv_row_format(config->v_format);
     c->max_pages = slimkv_pages_for_tokens(config, config->capacity) + 1;
+    c->channels_pending = config->policy == SLIMKV_POLICY_THINK || config->policy == SLIMKV_POLICY_SPARK;
+    c->spark_keep = config->policy == SLIMKV_POLICY_SPARK ? slimkv_spark_keep(config) : 0;
     c->heads = calloc((size_t)config->n_kv_heads, sizeof *c->heads);
     if (!c->heads) {
         slimkv_cache_destroy(c);
@@ -236,6 +267,18 @@ int slimkv_all_finite(const float *x, size_t n)
     return ok;
 }
 
+/* Finite, and within f16 range where the full-precision window is f16:
+ * a value that would turn into Inf there is refused like Inf itself. */
+static int representable(const float *x, size_t n, slimkv_format row_fmt)
+{
+    if (row_fmt != SLIMKV_F16)
+        return slimkv_all_finite(x, n);
+    int ok = 1;
+    for (size_t i = 0; i < n; i++)
+        ok &= fabsf(x[i]) <= 65504.0f; /* false for NaN too */
+    return ok;
+}
+
 /* Grows each head's page tables so that body_k / body_v tokens fit.
  * All-or-nothing: on failure every page allocated here is freed again. */
 static slimkv_status reserve_pages(slimkv_cache *c, int body_k, int body_v)
@@ -247,8 +290,7 @@ static slimkv_status reserve_pages(slimkv_cache *c, int body_k, int body_v)
         slimkv_head *hd = &c->heads[h];
         if (hd->dk == 0)
             continue;
-        size_t kbytes = slimkv_k_group_bytes(cfg->k_format, hd->dk, cfg->group_size) * SLIMKV_PAGE_GROUPS;
-        size_t vbytes = slimkv_v_block_bytes(cfg->v_format, hd->dv, cfg->group_size) * SLIMKV_PAGE_GROUPS;
+        size_t kbytes = hd->k_group_bytes * SLIMKV_PAGE_GROUPS, vbytes = hd->v_block_bytes * SLIMKV_PAGE_GROUPS;
         while (hd->n_k_pages < need_k) {
             /* zeroed: padding bytes are then deterministic */
             if (!(hd->k_pages[hd->n_k_pages] = calloc(1, kbytes)))
@@ -328,13 +370,17 @@ static void append_head(slimkv_cache *c, int index, const float *k, const float 
                 const uint8_t *row = slimkv_ring_row(c, h->ring_k, c->k_row_fmt, cfg->n_sink + t0 + t);
                 gather_rows(c, c->k_row_fmt, row, h->k_chan, h->dk, row_f32, scratch + (size_t)t * h->dk);
             }
-            c->kern->pack_k[cfg->k_format](scratch, h->dk, g, slimkv_k_group_ptr(c, h, t0 / g));
+            uint8_t *group = slimkv_k_group_ptr(h, t0 / g);
+            if (cfg->policy == SLIMKV_POLICY_SPARK)
+                c->kern->pack_spark[cfg->k_format](scratch, h->qnorm, h->dk, c->spark_keep, g, group);
+            else
+                c->kern->pack_k[cfg->k_format](scratch, h->dk, g, group);
         }
         int v_before = slimkv_v_body_tokens(cfg, pos), v_after = slimkv_v_body_tokens(cfg, pos + 1);
         for (int t = v_before; t < v_after && h->dv > 0; t++) {
             const uint8_t *row = slimkv_ring_row(c, h->ring_v, c->v_row_fmt, cfg->n_sink + t);
             gather_rows(c, c->v_row_fmt, row, h->v_chan, h->dv, row_f32, scratch);
-            c->kern->pack_v[cfg->v_format](scratch, h->dv, g, slimkv_v_block_ptr(c, h, t / g), t % g);
+            c->kern->pack_v[cfg->v_format](scratch, h->dv, g, slimkv_v_block_ptr(h, t / g), t % g);
         }
     }
 }
@@ -348,7 +394,7 @@ static slimkv_status check_append(const slimkv_cache *c, const float *k, const f
     if (n_tokens > c->cfg.capacity - c->n_tokens)
         return SLIMKV_ERR_CAPACITY;
     size_t n = (size_t)n_tokens * c->cfg.n_kv_heads * c->cfg.head_dim;
-    if (!slimkv_all_finite(k, n) || !slimkv_all_finite(v, n))
+    if (!representable(k, n, c->k_row_fmt) || !representable(v, n, c->v_row_fmt))
         return SLIMKV_ERR_NONFINITE;
     return SLIMKV_OK;
 }
@@ -378,7 +424,27 @@ static slimkv_status append_checked(slimkv_cache *c, const float *k, const float
 slimkv_status slimkv_cache_append(slimkv_cache *c, const float *k, const float *v, int n_tokens)
 {
     slimkv_status st = check_append(c, k, v, n_tokens);
+    if (st == SLIMKV_OK && c->channels_pending)
+        st = SLIMKV_ERR_STATE; /* ThinK/SparK choose channels from the first prefill's queries */
     return st != SLIMKV_OK ? st : append_checked(c, k, v, n_tokens);
+}
+
+/* ThinK / SparK: channel choices from the first prefill chunk. Cannot fail. */
+static void choose_channels(slimkv_cache *c, const float *q, const float *k, int n_tokens)
+{
+    const slimkv_config *cfg = &c->cfg;
+    for (int i = 0; i < cfg->n_kv_heads; i++) {
+        slimkv_head *h = &c->heads[i];
+        if (cfg->policy == SLIMKV_POLICY_THINK) {
+            h->dk = slimkv_think_select(cfg, q, k, n_tokens, i, h->k_chan);
+        } else {
+            slimkv_spark_qnorm(cfg, q, n_tokens, i, h->qnorm);
+            for (int ch = 0; ch < cfg->head_dim; ch++)
+                h->qnorm_rsqrt[ch] = 1.0f / sqrtf(h->qnorm[ch]);
+        }
+        set_group_bytes(c, h);
+    }
+    c->channels_pending = 0;
 }
 
 slimkv_status slimkv_cache_prefill(slimkv_cache *c, const float *q, const float *k, const float *v,
@@ -394,7 +460,13 @@ slimkv_status slimkv_cache_prefill(slimkv_cache *c, const float *q, const float 
     st = slimkv_attention_run(c, q, n_tokens, c->n_tokens, k, v, n_tokens, out);
     if (st != SLIMKV_OK)
         return st;
-    return append_checked(c, k, v, n_tokens);
+    int first_choice = c->channels_pending;
+    if (first_choice)
+        choose_channels(c, q, k, n_tokens);
+    st = append_checked(c, k, v, n_tokens);
+    if (st != SLIMKV_OK && first_choice)
+        c->channels_pending = 1; /* the choice is made again by the next prefill */
+    return st;
 }
 
 slimkv_status slimkv_attend(const slimkv_cache *c, const float *q, int n_queries, float *out)
@@ -418,10 +490,10 @@ slimkv_status slimkv_cache_bytes(const slimkv_cache *c, size_t *bytes)
     for (int h = 0; h < cfg->n_kv_heads; h++) {
         const slimkv_head *hd = &c->heads[h];
         total += (size_t)(cfg->n_sink + c->ring_slots) * (row_k + row_v);
-        total += (size_t)hd->n_k_pages * SLIMKV_PAGE_GROUPS *
-                 slimkv_k_group_bytes(cfg->k_format, hd->dk, cfg->group_size);
-        total += (size_t)hd->n_v_pages * SLIMKV_PAGE_GROUPS *
-                 slimkv_v_block_bytes(cfg->v_format, hd->dv, cfg->group_size);
+        total += (size_t)hd->n_k_pages * SLIMKV_PAGE_GROUPS * hd->k_group_bytes;
+        total += (size_t)hd->n_v_pages * SLIMKV_PAGE_GROUPS * hd->v_block_bytes;
+        if (hd->qnorm)
+            total += (size_t)cfg->head_dim * sizeof(float);
     }
     *bytes = total;
     return SLIMKV_OK;

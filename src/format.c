@@ -66,16 +66,19 @@ int slimkv_pages_for_tokens(const slimkv_config *cfg, int body_tokens)
     return (blocks + SLIMKV_PAGE_GROUPS - 1) / SLIMKV_PAGE_GROUPS;
 }
 
-uint8_t *slimkv_k_group_ptr(const slimkv_cache *c, const slimkv_head *h, int group)
+size_t slimkv_spark_group_bytes(slimkv_format fmt, int dim, int t_keep, int g)
 {
-    size_t bytes = slimkv_k_group_bytes(c->cfg.k_format, h->dk, c->cfg.group_size);
-    return h->k_pages[group / SLIMKV_PAGE_GROUPS] + (size_t)(group % SLIMKV_PAGE_GROUPS) * bytes;
+    return round_up_64((size_t)g * slimkv_spark_record_bytes(fmt, dim, t_keep, g));
 }
 
-uint8_t *slimkv_v_block_ptr(const slimkv_cache *c, const slimkv_head *h, int block)
+uint8_t *slimkv_k_group_ptr(const slimkv_head *h, int group)
 {
-    size_t bytes = slimkv_v_block_bytes(c->cfg.v_format, h->dv, c->cfg.group_size);
-    return h->v_pages[block / SLIMKV_PAGE_GROUPS] + (size_t)(block % SLIMKV_PAGE_GROUPS) * bytes;
+    return h->k_pages[group / SLIMKV_PAGE_GROUPS] + (size_t)(group % SLIMKV_PAGE_GROUPS) * h->k_group_bytes;
+}
+
+uint8_t *slimkv_v_block_ptr(const slimkv_head *h, int block)
+{
+    return h->v_pages[block / SLIMKV_PAGE_GROUPS] + (size_t)(block % SLIMKV_PAGE_GROUPS) * h->v_block_bytes;
 }
 
 uint8_t *slimkv_ring_row(const slimkv_cache *c, uint8_t *ring, slimkv_format row_fmt, int pos)

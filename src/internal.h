@@ -14,6 +14,10 @@
 
 typedef struct slimkv_head {
     int dk, dv;            /* kept K / V channels; dk == 0: streaming head */
+    size_t k_group_bytes;  /* bytes of one compressed K group / V block */
+    size_t v_block_bytes;
+    float *qnorm;          /* SparK: [head_dim] ||qbar|| per channel */
+    float *qnorm_rsqrt;    /* SparK: 1 / sqrt(qnorm) */
     int32_t *k_chan;       /* [dk] kept K channel indices, ascending */
     int32_t *v_chan;       /* [dv] */
     uint8_t *sink_k, *sink_v; /* [S][head_dim] rows, row format */
@@ -31,6 +35,8 @@ struct slimkv_cache {
     int ring_slots;        /* R + G */
     slimkv_format k_row_fmt, v_row_fmt; /* F32 or F16: sinks and residual window */
     int max_pages;
+    int channels_pending;  /* ThinK/SparK: channels not chosen yet (before the first prefill) */
+    int spark_keep;        /* SparK: T channels kept per token */
     slimkv_head *heads;
 };
 
@@ -39,13 +45,21 @@ size_t slimkv_row_elem_bytes(slimkv_format row_fmt);
 slimkv_format slimkv_row_format(slimkv_format fmt);
 size_t slimkv_k_group_bytes(slimkv_format fmt, int dk, int g);
 size_t slimkv_v_block_bytes(slimkv_format fmt, int dv, int g);
+size_t slimkv_spark_group_bytes(slimkv_format fmt, int dim, int t_keep, int g);
 /* Tokens of the compressed body after n tokens (K: whole groups, V: FIFO). */
 int slimkv_k_body_tokens(const slimkv_config *cfg, int n);
 int slimkv_v_body_tokens(const slimkv_config *cfg, int n);
 int slimkv_pages_for_tokens(const slimkv_config *cfg, int body_tokens);
-uint8_t *slimkv_k_group_ptr(const slimkv_cache *c, const slimkv_head *h, int group);
-uint8_t *slimkv_v_block_ptr(const slimkv_cache *c, const slimkv_head *h, int block);
+uint8_t *slimkv_k_group_ptr(const slimkv_head *h, int group);
+uint8_t *slimkv_v_block_ptr(const slimkv_head *h, int block);
 uint8_t *slimkv_ring_row(const slimkv_cache *c, uint8_t *ring, slimkv_format row_fmt, int pos);
+
+/* policy_think.c / policy_spark.c: choices made at the first prefill from
+ * its queries q [n][n_q_heads][D] and keys k [n][n_kv_heads][D]. */
+int slimkv_think_select(const slimkv_config *cfg, const float *q, const float *k, int n_tokens, int head,
+                        int32_t *chan);
+void slimkv_spark_qnorm(const slimkv_config *cfg, const float *q, int n_tokens, int head, float *qnorm);
+int slimkv_spark_keep(const slimkv_config *cfg);
 
 /* dispatch.c */
 slimkv_status slimkv_select_kernels(const char *isa, const slimkv_kernels **out);

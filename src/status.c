@@ -17,6 +17,7 @@ const char *slimkv_status_str(slimkv_status status)
     case SLIMKV_ERR_UNSUPPORTED: return "ISA or backend not supported here";
     case SLIMKV_ERR_FORMAT: return "malformed data";
     case SLIMKV_ERR_IO: return "I/O error";
+    case SLIMKV_ERR_STATE: return "call not valid in the cache's current state";
     }
     return "unknown status";
 }

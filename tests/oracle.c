@@ -71,6 +71,25 @@ static int v_body_end(const oracle_cfg *c, int n)
     return c->n_sink + (x > 0 ? x : 0);
 }
 
+void oracle_spark_restore(const float *k, const float *qnorm, int dim, int t_keep, float *restored)
+{
+    double sal[1024], pruned = 0;
+    int keep[1024];
+    for (int c = 0; c < dim; c++)
+        sal[c] = (double)k[c] * k[c] * qnorm[c];
+    for (int c = 0; c < dim; c++) { /* rank by (saliency desc, index asc) */
+        int above = 0;
+        for (int j = 0; j < dim; j++)
+            above += sal[j] > sal[c] || (sal[j] == sal[c] && j < c);
+        keep[c] = above < t_keep;
+        if (!keep[c])
+            pruned += sal[c];
+    }
+    double a = dim > t_keep ? pruned / (dim - t_keep) : 0;
+    for (int c = 0; c < dim; c++)
+        restored[c] = keep[c] ? k[c] : (float)((k[c] < 0 ? -1 : 1) * sqrt(a / qnorm[c]));
+}
+
 void oracle_attend(const oracle_cfg *cfg, const float *k, const float *v, int n, const float *q, int nq,
                    float *out)
 {
@@ -95,6 +114,11 @@ void oracle_attend(const oracle_cfg *cfg, const float *k, const float *v, int n,
                 }
                 const float *kt = k + ((size_t)t * cfg->n_kv_heads + h) * d;
                 int in_body = !streaming && t >= cfg->n_sink && t < kb;
+                float restored[1024];
+                if (in_body && cfg->spark_keep > 0) {
+                    oracle_spark_restore(kt, cfg->qnorm + (size_t)h * d, d, cfg->spark_keep, restored);
+                    kt = restored;
+                }
                 double s = 0;
                 for (int c = 0; c < d; c++)
                     if (!in_body || !kk || kk[c])
@@ -134,6 +158,8 @@ void oracle_from_cache(const slimkv_config *config, const slimkv_cache *cache, o
     o->group_size = config->group_size;
     o->residual = config->residual;
     o->n_sink = config->n_sink;
+    o->spark_keep = 0;
+    o->qnorm = NULL;
     uint8_t *km = calloc((size_t)n * d, 1), *vm = calloc((size_t)n * d, 1);
     int *chan = malloc((size_t)d * sizeof *chan);
     for (int h = 0; h < n; h++) {
@@ -166,4 +192,20 @@ double scaled_max_error(const float *a, const float *b, size_t n, double scale)
         err = e > err ? e : err;
     }
     return err / scale;
+}
+
+/* Error bounds of attention output vs the fp32 dense oracle, as max abs
+ * error over max |v| (see scaled_max_error), per storage format.
+ * They come from the formats' resolution on these inputs with margin: f16
+ * has 11 significant bits, bf16 8; q8/q4/q2 are KIVI min/max codes. */
+double format_error_bound(slimkv_format fmt)
+{
+    switch (fmt) {
+    case SLIMKV_F32: return 1e-5;
+    case SLIMKV_F16: return 5e-3;
+    case SLIMKV_BF16: return 4e-2;
+    case SLIMKV_Q8: return 4e-2;
+    case SLIMKV_Q4: return 0.3;
+    default: return 0.7; /* 4 levels per channel: a smoke bound more than an accuracy claim */
+    }
 }

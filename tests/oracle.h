@@ -29,7 +29,14 @@ typedef struct oracle_cfg {
     int n_q_heads, n_kv_heads, head_dim;
     int group_size, residual, n_sink;
     const uint8_t *k_keep, *v_keep; /* NULL: everything kept */
+    int spark_keep;                 /* SparK: T > 0 restores body keys from their top T */
+    const float *qnorm;             /* SparK: [n_kv][D] ||qbar|| */
 } oracle_cfg;
+
+/* SparK's restored key: the top-T channels by k^2 * qnorm kept (ties: lower
+ * index), the others replaced by sign(k) * sqrt(a / qnorm) with a the mean
+ * saliency of the pruned channels. */
+void oracle_spark_restore(const float *k, const float *qnorm, int dim, int t_keep, float *restored);
 
 void oracle_attend(const oracle_cfg *cfg, const float *k, const float *v, int n_tokens, const float *q,
                    int n_queries, float *out);
@@ -43,5 +50,9 @@ void oracle_from_cache(const slimkv_config *config, const slimkv_cache *cache, o
  * relative to what any output could be, whatever the softmax does. */
 double max_abs(const float *x, size_t n);
 double scaled_max_error(const float *a, const float *b, size_t n, double scale);
+
+/* Error bound of attention vs the fp32 oracle for a storage format, as
+ * scaled_max_error with scale max |v| (see oracle.c for the reasoning). */
+double format_error_bound(slimkv_format fmt);
 
 #endif

@@ -19,22 +19,6 @@
 #include "../src/internal.h"
 #include "oracle.h"
 
-/* Error bounds of attention output vs the fp32 dense oracle, as max abs
- * error over max |v| (see scaled_max_error), per storage format.
- * They come from the formats' resolution on these inputs with margin: f16
- * has 11 significant bits, bf16 8; q8/q4/q2 are KIVI min/max codes. */
-static double format_bound(slimkv_format fmt)
-{
-    switch (fmt) {
-    case SLIMKV_F32: return 1e-5;
-    case SLIMKV_F16: return 5e-3;
-    case SLIMKV_BF16: return 4e-2;
-    case SLIMKV_Q8: return 4e-2;
-    case SLIMKV_Q4: return 0.3;
-    default: return 0.6;
-    }
-}
-
 typedef struct shape {
     int n_q, n_kv, dim;
 } shape;
@@ -128,14 +112,14 @@ static void test_every_format(void **state)
     for (int i = 0; i < 6; i++) {
         slimkv_config cfg = make_config(s, all_formats[i], all_formats[i], 600);
         cfg.residual = 64;
-        expect_within(&cfg, 600, 1, format_bound(all_formats[i]), "format");
-        expect_within(&cfg, 517, 5, format_bound(all_formats[i]), "format, 5 queries");
+        expect_within(&cfg, 600, 1, format_error_bound(all_formats[i]), "format");
+        expect_within(&cfg, 517, 5, format_error_bound(all_formats[i]), "format, 5 queries");
     }
     /* K and V formats chosen independently: the bound of the coarser one */
     slimkv_config cfg = make_config(s, SLIMKV_Q2, SLIMKV_Q8, 400);
-    expect_within(&cfg, 400, 1, format_bound(SLIMKV_Q2), "mixed");
+    expect_within(&cfg, 400, 1, format_error_bound(SLIMKV_Q2), "mixed");
     cfg = make_config(s, SLIMKV_F16, SLIMKV_Q4, 400);
-    expect_within(&cfg, 400, 1, format_bound(SLIMKV_Q4), "mixed");
+    expect_within(&cfg, 400, 1, format_error_bound(SLIMKV_Q4), "mixed");
 }
 
 /* Token counts around each place where something flushes. */
@@ -154,7 +138,7 @@ static void test_flush_boundaries(void **state)
                     cfg.group_size = g;
                     cfg.residual = res;
                     cfg.n_sink = sinks;
-                    expect_within(&cfg, counts[i], 1, format_bound(formats[f]), "flush boundary");
+                    expect_within(&cfg, counts[i], 1, format_error_bound(formats[f]), "flush boundary");
                 }
 }
 
@@ -167,9 +151,9 @@ static void test_gqa_and_head_dims(void **state)
             shape s = {2 * ratios[i], 2, dims[j]};
             slimkv_config cfg = make_config(s, SLIMKV_Q4, SLIMKV_Q8, 333);
             cfg.residual = 32;
-            expect_within(&cfg, 333, 2, format_bound(SLIMKV_Q4), "gqa/head_dim");
+            expect_within(&cfg, 333, 2, format_error_bound(SLIMKV_Q4), "gqa/head_dim");
             cfg.k_format = cfg.v_format = SLIMKV_F32;
-            expect_within(&cfg, 333, 2, format_bound(SLIMKV_F32), "gqa/head_dim");
+            expect_within(&cfg, 333, 2, format_error_bound(SLIMKV_F32), "gqa/head_dim");
         }
 }
 
@@ -195,10 +179,10 @@ static void test_static_masks(void **state)
         cfg.policy = SLIMKV_POLICY_STATIC;
         cfg.k_mask = kmask;
         cfg.v_mask = vmask;
-        expect_within(&cfg, 500, 1, format_bound(all_formats[f]), "static mask");
-        expect_within(&cfg, 203, 3, format_bound(all_formats[f]), "static mask");
+        expect_within(&cfg, 500, 1, format_error_bound(all_formats[f]), "static mask");
+        expect_within(&cfg, 203, 3, format_error_bound(all_formats[f]), "static mask");
         cfg.v_mask = NULL;
-        expect_within(&cfg, 500, 1, format_bound(all_formats[f]), "static mask, K only");
+        expect_within(&cfg, 500, 1, format_error_bound(all_formats[f]), "static mask, K only");
     }
     /* the kept counts as reported: rounded to the alignment, streaming = 0 */
     slimkv_config cfg = make_config(s, SLIMKV_Q4, SLIMKV_Q4, 100);
@@ -236,7 +220,7 @@ static void test_streaming_only(void **state)
     cfg.group_size = 16;
     cfg.residual = 16;
     cfg.n_sink = 2;
-    expect_within(&cfg, 200, 4, format_bound(SLIMKV_F16), "streaming");
+    expect_within(&cfg, 200, 4, format_error_bound(SLIMKV_F16), "streaming");
     cfg.n_sink = 0;
     cfg.residual = 0;
     slimkv_cache *c;
@@ -280,19 +264,19 @@ static void test_prefill(void **state)
         assert_int_equal(slimkv_cache_tokens(c, &held), SLIMKV_OK);
         assert_int_equal(held, n);
         /* oracle: every query causally over the exact inputs */
-        oracle_cfg ocfg = {s.n_q, s.n_kv, s.dim, cfg.group_size, cfg.residual, 0, NULL, NULL};
+        oracle_cfg ocfg = {s.n_q, s.n_kv, s.dim, cfg.group_size, cfg.residual, 0, NULL, NULL, 0, NULL};
         for (int i = 0; i < n; i++)
             oracle_attend(&ocfg, in.k, in.v, i + 1, in.q + i * row_q, 1, want + i * row_q);
         /* The first chunk is exact; the second sees the first chunk stored. */
         double vmax = max_abs(in.v, n * row_kv);
         double err_first = scaled_max_error(out, want, first * row_q, vmax);
         double err_second = scaled_max_error(out + first * row_q, want + first * row_q, (n - first) * row_q, vmax);
-        if (err_first > 1e-5 || err_second > format_bound(all_formats[f]))
+        if (err_first > 1e-5 || err_second > format_error_bound(all_formats[f]))
             fail_msg("prefill %s: errors %.3g %.3g", slimkv_format_name(all_formats[f]), err_first, err_second);
         /* decode after prefill still works and agrees with attend on the same query */
         float *dec = malloc(row_q * sizeof(float));
         assert_int_equal(slimkv_attend(c, in.q + (n - 1) * row_q, 1, dec), SLIMKV_OK);
-        if (scaled_max_error(dec, want + (n - 1) * row_q, row_q, vmax) > format_bound(all_formats[f]))
+        if (scaled_max_error(dec, want + (n - 1) * row_q, row_q, vmax) > format_error_bound(all_formats[f]))
             fail_msg("attend after prefill %s", slimkv_format_name(all_formats[f]));
         free(dec);
         free(out);
@@ -598,7 +582,7 @@ static void test_bad_calls_leave_cache_unchanged(void **state)
 static void test_status_strings(void **state)
 {
     (void)state;
-    for (int s = 0; s <= SLIMKV_ERR_IO; s++)
+    for (int s = 0; s <= SLIMKV_ERR_STATE; s++)
         assert_true(strcmp(slimkv_status_str((slimkv_status)s), "unknown status") != 0);
     assert_string_equal(slimkv_status_str((slimkv_status)999), "unknown status");
     assert_string_equal(slimkv_format_name(SLIMKV_Q4), "q4");

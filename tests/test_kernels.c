@@ -322,6 +322,60 @@ static void check_accum_v(const slimkv_kernels *k, const slimkv_kernels *ref)
                 }
 }
 
+/* SparK: packing bit-exact, scores within the float bound (no int8 path:
+ * the restored channels are not codes). */
+static void check_spark(const slimkv_kernels *k, const slimkv_kernels *ref)
+{
+    test_rng r;
+    rng_seed(&r, 18);
+    static const int dims[] = {4, 12, 64, 100, 128};
+    for (size_t fi = 0; fi < 6; fi++)
+        for (size_t gi = 0; gi < 3; gi++)
+            for (size_t di = 0; di < sizeof dims / sizeof *dims; di++)
+                for (int ti = 0; ti < 3; ti++) {
+                    slimkv_format fmt = all_formats[fi];
+                    int g = group_sizes[gi], dim = dims[di], nq = query_counts[(di + ti) % 5];
+                    int t_keep = ti == 0 ? dim : ti == 1 ? dim / 2 + 1 : 1;
+                    int n = ti == 2 ? g - 3 : g;
+                    size_t bytes = slimkv_spark_group_bytes(fmt, dim, t_keep, g);
+                    float *x = malloc((size_t)g * dim * sizeof(float)), *qnorm = malloc((size_t)dim * sizeof(float));
+                    float *q = malloc((size_t)nq * dim * sizeof(float)), *u = malloc((size_t)nq * dim * sizeof(float));
+                    buf a = buf_alloc(bytes, 1), b = buf_alloc(bytes, 0);
+                    fill_values(&r, x, (size_t)g * dim);
+                    for (int c = 0; c < dim; c++)
+                        qnorm[c] = 0.1f + fabsf(rng_uniform(&r));
+                    x[3] = x[2]; /* equal saliencies: ties go to the lower channel */
+                    fill_normal(&r, q, (size_t)nq * dim, 0.3f);
+                    for (int i = 0; i < nq * dim; i++)
+                        u[i] = q[i] / sqrtf(qnorm[i % dim]);
+                    k->pack_spark[fmt](x, qnorm, dim, t_keep, g, a.p);
+                    ref->pack_spark[fmt](x, qnorm, dim, t_keep, g, b.p);
+                    if (memcmp(a.p, b.p, (size_t)g * slimkv_spark_record_bytes(fmt, dim, t_keep, g)) != 0)
+                        fail_msg("%s pack_spark %s dim=%d T=%d differs from scalar", k->name,
+                                 slimkv_format_name(fmt), dim, t_keep);
+                    float s[9 * 64], s_ref[9 * 64];
+                    for (int i = 0; i < 9 * 64; i++)
+                        s[i] = s_ref[i] = 777.0f;
+                    k->score_spark[fmt](b.p, dim, t_keep, g, n, q, u, nq, s, 64);
+                    ref->score_spark[fmt](b.p, dim, t_keep, g, n, q, u, nq, s_ref, 64);
+                    for (int i = 0; i < nq * 64; i++) {
+                        double l1 = 0;
+                        if (i % 64 < n)
+                            for (int c = 0; c < dim; c++)
+                                l1 += fabs(q[(i / 64) * dim + c]) * 10.0 + fabs(u[(i / 64) * dim + c]) * 10.0;
+                        if (fabs((double)s[i] - s_ref[i]) > 1e-4 * l1 + 1e-6)
+                            fail_msg("%s score_spark %s dim=%d T=%d: %g vs %g", k->name, slimkv_format_name(fmt),
+                                     dim, t_keep, s[i], s_ref[i]);
+                    }
+                    free(x);
+                    free(qnorm);
+                    free(q);
+                    free(u);
+                    free(a.raw);
+                    free(b.raw);
+                }
+}
+
 /* Residual/sink rows: f32 and f16, strided. */
 static void check_rows(const slimkv_kernels *k, const slimkv_kernels *ref)
 {
@@ -431,6 +485,7 @@ static void test_pack_v(void **state) { (void)state; run_on_every_isa(check_pack
 static void test_score_k(void **state) { (void)state; run_on_every_isa(check_score_k); }
 static void test_accum_v(void **state) { (void)state; run_on_every_isa(check_accum_v); }
 static void test_rows(void **state) { (void)state; run_on_every_isa(check_rows); }
+static void test_spark(void **state) { (void)state; run_on_every_isa(check_spark); }
 static void test_exp_sum(void **state) { (void)state; run_on_every_isa(check_exp_sum); }
 static void test_conversions(void **state) { (void)state; run_on_every_isa(check_conversions); }
 
@@ -489,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_score_k),
         cmocka_unit_test(test_accum_v),
         cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_spark),
         cmocka_unit_test(test_exp_sum),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);

@@ -1,0 +1,651 @@
+/* NEON kernel bodies, ARMv8.0-A AdvSIMD baseline (every aarch64 CPU).
+ *
+ * Packing and conversions repeat the oracle's operations in the oracle's
+ * order, so their bytes match simd/scalar.c exactly. Scores and V sums are
+ * float: dense rows are FMA'd directly, quantized codes are widened to float
+ * and FMA'd with the query (weights) folded with the group's scales. On CPUs
+ * with the ARMv8.2 dot product, kernels_dotprod_neon.c replaces the quantized
+ * score_k / accum_v with int8 versions. */
+#include <math.h>
+#include <sys/auxv.h>
+
+#include <sleef.h>
+
+#include "neon_common.h"
+
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+
+/* ---- fp16 / bf16 conversions ---- */
+
+/* FCVTN/FCVTL round to nearest even, keep subnormals (FPCR.FZ is clear on
+ * Linux) and quieten NaNs keeping their payload: the oracle's rules. */
+static void f32_to_f16_neon(const float *src, uint16_t *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float16x8_t h = vcvt_high_f16_f32(vcvt_f16_f32(vld1q_f32(src + i)), vld1q_f32(src + i + 4));
+        vst1q_u16(dst + i, vreinterpretq_u16_f16(h));
+    }
+    for (; i < n; i++)
+        dst[i] = slimkv_f32_to_f16(src[i]);
+}
+
+static void f16_to_f32_neon(const uint16_t *src, float *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(src + i));
+        vst1q_f32(dst + i, vcvt_f32_f16(vget_low_f16(h)));
+        vst1q_f32(dst + i + 4, vcvt_high_f32_f16(h));
+    }
+    for (; i < n; i++)
+        dst[i] = slimkv_f16_to_f32(src[i]);
+}
+
+/* bf16 has no ARMv8.0 instruction: the oracle's integer rounding, 4 lanes. */
+NEON_INLINE uint16x4_t f32_to_bf16x4(float32x4_t f)
+{
+    uint32x4_t x = vreinterpretq_u32_f32(f);
+    uint32x4_t bias = vaddq_u32(vandq_u32(vshrq_n_u32(x, 16), vdupq_n_u32(1)), vdupq_n_u32(0x7fff));
+    uint16x4_t rounded = vaddhn_u32(x, bias); /* (x + bias) >> 16, wrapping as uint32 does */
+    uint16x4_t quiet_nan = vorr_u16(vshrn_n_u32(x, 16), vdup_n_u16(0x40));
+    uint32x4_t is_nan = vcgtq_u32(vandq_u32(x, vdupq_n_u32(0x7fffffffu)), vdupq_n_u32(0x7f800000u));
+    return vbsl_u16(vmovn_u32(is_nan), quiet_nan, rounded);
+}
+
+static void f32_to_bf16_neon(const float *src, uint16_t *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1_u16(dst + i, f32_to_bf16x4(vld1q_f32(src + i)));
+    for (; i < n; i++)
+        dst[i] = slimkv_f32_to_bf16(src[i]);
+}
+
+/* ---- dense rows: f32, f16, bf16 elements ---- */
+
+NEON_INLINE float32x4_t load_elems4(slimkv_format fmt, const void *base, size_t i)
+{
+    if (fmt == SLIMKV_F32)
+        return vld1q_f32((const float *)base + i);
+    uint16x4_t h = vld1_u16((const uint16_t *)base + i);
+    if (fmt == SLIMKV_F16)
+        return vcvt_f32_f16(vreinterpret_f16_u16(h));
+    return vreinterpretq_f32_u32(vshll_n_u16(h, 16)); /* bf16: the high half of a float */
+}
+
+/* count (0..4) elements, zero-filled: channel tails never read past a row. */
+NEON_INLINE float32x4_t load_elems_partial(slimkv_format fmt, const void *base, size_t i, int count)
+{
+    if (count >= 4)
+        return load_elems4(fmt, base, i);
+    float tmp[4] = {0};
+    for (int k = 0; k < count; k++) {
+        if (fmt == SLIMKV_F32)
+            tmp[k] = ((const float *)base)[i + k];
+        else if (fmt == SLIMKV_F16)
+            tmp[k] = slimkv_f16_to_f32(((const uint16_t *)base)[i + k]);
+        else
+            tmp[k] = slimkv_bf16_to_f32(((const uint16_t *)base)[i + k]);
+    }
+    return vld1q_f32(tmp);
+}
+
+NEON_INLINE float32x4_t load_f32_partial(const float *p, int count)
+{
+    return load_elems_partial(SLIMKV_F32, p, 0, count);
+}
+
+/* Scores of nq (<= 4) queries against n rows, 4 rows at a time: 16 lane-wise
+ * accumulators, then one pairwise-add tree per query gives 4 adjacent scores. */
+NEON_INLINE void score_dense_block(slimkv_format fmt, const void *rows, size_t stride, int n, int d, const float *q,
+                                   const int nq, float *s, int lds)
+{
+    for (int t0 = 0; t0 < n; t0 += 4) {
+        int nt = n - t0 < 4 ? n - t0 : 4;
+        size_t row[4];
+        for (int k = 0; k < 4; k++) /* a short last block repeats its last row */
+            row[k] = (size_t)(t0 + (k < nt ? k : nt - 1)) * stride;
+        float32x4_t acc[NEON_QUERY_BLOCK][4];
+#pragma GCC unroll 4
+        for (int i = 0; i < nq; i++)
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                acc[i][k] = vdupq_n_f32(0.0f);
+        for (int c = 0; c < d; c += 4) {
+            int cnt = d - c < 4 ? d - c : 4;
+            float32x4_t kv[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                kv[k] = load_elems_partial(fmt, rows, row[k] + c, cnt);
+#pragma GCC unroll 4
+            for (int i = 0; i < nq; i++) {
+                float32x4_t qv = load_f32_partial(q + (size_t)i * d + c, cnt);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++)
+                    acc[i][k] = vfmaq_f32(acc[i][k], qv, kv[k]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < nq; i++) {
+            float32x4_t sums = vpaddq_f32(vpaddq_f32(acc[i][0], acc[i][1]), vpaddq_f32(acc[i][2], acc[i][3]));
+            float *dst = s + (size_t)i * lds + t0;
+            if (nt == 4) {
+                vst1q_f32(dst, sums);
+            } else {
+                float tmp[4];
+                vst1q_f32(tmp, sums);
+                memcpy(dst, tmp, (size_t)nt * sizeof(float));
+            }
+        }
+    }
+}
+
+/* acc[i][c0 .. c0+nc) += sum_t w[i][t] * row_t[c], nc <= 16 channels held in
+ * 4 vectors per query; tokens 4 at a time with the weights as lanes. */
+NEON_INLINE void accum_dense_cols(slimkv_format fmt, const void *rows, size_t stride, int n, int d, const float *w,
+                                  int ldw, const int nq, float *acc, int c0, int nc)
+{
+    float32x4_t a[NEON_QUERY_BLOCK][4];
+    int cnt[4];
+    for (int v = 0; v < 4; v++)
+        cnt[v] = nc - 4 * v < 0 ? 0 : nc - 4 * v > 4 ? 4 : nc - 4 * v;
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++)
+        load_f32x16(acc + (size_t)i * d + c0, nc, a[i]);
+    int t = 0;
+    for (; t + 4 <= n; t += 4) {
+        float32x4_t wv[NEON_QUERY_BLOCK];
+#pragma GCC unroll 4
+        for (int i = 0; i < nq; i++)
+            wv[i] = vld1q_f32(w + (size_t)i * ldw + t);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            float32x4_t x[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++)
+                x[v] = load_elems_partial(fmt, rows, (size_t)(t + k) * stride + c0 + 4 * v, cnt[v]);
+#pragma GCC unroll 4
+            for (int i = 0; i < nq; i++)
+#pragma GCC unroll 4
+                for (int v = 0; v < 4; v++)
+                    a[i][v] = fma_lane(a[i][v], x[v], wv[i], k);
+        }
+    }
+    for (; t < n; t++) {
+        float32x4_t x[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            x[v] = load_elems_partial(fmt, rows, (size_t)t * stride + c0 + 4 * v, cnt[v]);
+#pragma GCC unroll 4
+        for (int i = 0; i < nq; i++)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++)
+                a[i][v] = vfmaq_n_f32(a[i][v], x[v], w[(size_t)i * ldw + t]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++)
+        store_f32x16(acc + (size_t)i * d + c0, nc, a[i]);
+}
+
+NEON_INLINE void accum_dense_block(slimkv_format fmt, const void *rows, size_t stride, int n, int d, const float *w,
+                                   int ldw, const int nq, float *acc)
+{
+    int c0 = 0;
+    for (; c0 + 16 <= d; c0 += 16)
+        accum_dense_cols(fmt, rows, stride, n, d, w, ldw, nq, acc, c0, 16);
+    if (c0 < d)
+        accum_dense_cols(fmt, rows, stride, n, d, w, ldw, nq, acc, c0, d - c0);
+}
+
+NEON_INLINE void score_dense(slimkv_format fmt, const void *rows, size_t stride, int n, int d, const float *q,
+                             int nq, float *s, int lds)
+{
+#define SCORE_DENSE(B) score_dense_block(fmt, rows, stride, n, d, q + (size_t)i0 * d, B, s + (size_t)i0 * lds, lds)
+    FOR_QUERY_BLOCKS(nq, i0, SCORE_DENSE)
+#undef SCORE_DENSE
+}
+
+NEON_INLINE void accum_dense(slimkv_format fmt, const void *rows, size_t stride, int n, int d, const float *w,
+                             int ldw, int nq, float *acc)
+{
+#define ACCUM_DENSE(B) accum_dense_block(fmt, rows, stride, n, d, w + (size_t)i0 * ldw, ldw, B, acc + (size_t)i0 * d)
+    FOR_QUERY_BLOCKS(nq, i0, ACCUM_DENSE)
+#undef ACCUM_DENSE
+}
+
+static void score_rows_f32_neon(const void *rows, size_t stride, int n, int d, const float *q, int nq, float *s,
+                                int lds)
+{
+    score_dense(SLIMKV_F32, rows, stride, n, d, q, nq, s, lds);
+}
+
+static void score_rows_f16_neon(const void *rows, size_t stride, int n, int d, const float *q, int nq, float *s,
+                                int lds)
+{
+    score_dense(SLIMKV_F16, rows, stride, n, d, q, nq, s, lds);
+}
+
+static void accum_rows_f32_neon(const void *rows, size_t stride, int n, int d, const float *w, int ldw, int nq,
+                                float *acc)
+{
+    accum_dense(SLIMKV_F32, rows, stride, n, d, w, ldw, nq, acc);
+}
+
+static void accum_rows_f16_neon(const void *rows, size_t stride, int n, int d, const float *w, int ldw, int nq,
+                                float *acc)
+{
+    accum_dense(SLIMKV_F16, rows, stride, n, d, w, ldw, nq, acc);
+}
+
+/* Stores n floats in a dense format. */
+NEON_INLINE void store_dense(slimkv_format fmt, const float *src, size_t n, uint8_t *dst)
+{
+    if (fmt == SLIMKV_F32)
+        memcpy(dst, src, n * sizeof(float)); /* bit copy, as the oracle's float stores */
+    else if (fmt == SLIMKV_F16)
+        f32_to_f16_neon(src, (uint16_t *)dst, n);
+    else
+        f32_to_bf16_neon(src, (uint16_t *)dst, n);
+}
+
+/* Dense K groups and V blocks are token-major rows of the kept channels. */
+#define DENSE_BODIES(NAME, FMT)                                                                          \
+    static void score_k_##NAME##_neon(const uint8_t *group, int dk, int g, int n, const float *q, int nq, \
+                                      float *s, int lds)                                                 \
+    {                                                                                                    \
+        (void)g;                                                                                         \
+        score_dense(FMT, group, (size_t)dk, n, dk, q, nq, s, lds);                                       \
+    }                                                                                                    \
+    static void accum_v_##NAME##_neon(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, \
+                                      int nq, float *acc)                                                \
+    {                                                                                                    \
+        (void)g;                                                                                         \
+        accum_dense(FMT, block, (size_t)dv, n, dv, w, ldw, nq, acc);                                     \
+    }                                                                                                    \
+    static void pack_k_##NAME##_neon(const float *src, int dk, int g, uint8_t *group)                    \
+    {                                                                                                    \
+        store_dense(FMT, src, (size_t)dk * g, group);                                                    \
+    }                                                                                                    \
+    static void pack_v_##NAME##_neon(const float *src, int dv, int g, uint8_t *block, int slot)          \
+    {                                                                                                    \
+        (void)g;                                                                                         \
+        store_dense(FMT, src, (size_t)dv, block + (size_t)slot * dv * (FMT == SLIMKV_F32 ? 4 : 2));      \
+    }
+
+DENSE_BODIES(f32, SLIMKV_F32)
+DENSE_BODIES(f16, SLIMKV_F16)
+DENSE_BODIES(bf16, SLIMKV_BF16)
+
+/* ---- quantization (bit-exact with the oracle) ---- */
+
+/* clamp(rint((x - m) * inv), 0, top): FCVTNU rounds to nearest even like
+ * rintf and saturates negatives to 0, the low clamp. Subtract, then multiply:
+ * never fused. */
+NEON_INLINE uint32x4_t quant_codes(float32x4_t x, float32x4_t m, float32x4_t inv, uint32x4_t top)
+{
+    return vminq_u32(vcvtnq_u32_f32(vmulq_f32(vsubq_f32(x, m), inv)), top);
+}
+
+/* The same for one value (tails). */
+NEON_INLINE uint32_t quant_code1(float x, float m, float inv, int bits)
+{
+    float r = rintf((x - m) * inv), top = (float)((1 << bits) - 1);
+    r = r < 0.0f ? 0.0f : r;
+    r = r > top ? top : r;
+    return (uint32_t)r;
+}
+
+/* Per-channel KIVI parameters of one K quad (4 channels) over g tokens.
+ * Min/max as compare-and-select in token order, exactly the oracle's
+ * `v < lo ? v : lo` (FMIN could pick the other sign of zero). */
+NEON_INLINE void k_quad_params(const float *src, int dk, int g, int bits, uint8_t *scale_out, uint8_t *min_out,
+                               float32x4_t *m, float32x4_t *inv)
+{
+    float32x4_t lo = vld1q_f32(src), hi = lo;
+    for (int t = 1; t < g; t++) {
+        float32x4_t v = vld1q_f32(src + (size_t)t * dk);
+        lo = vbslq_f32(vcltq_f32(v, lo), v, lo);
+        hi = vbslq_f32(vcgtq_f32(v, hi), v, hi);
+    }
+    float16x4_t sh = vcvt_f16_f32(vdivq_f32(vsubq_f32(hi, lo), vdupq_n_f32((float)((1 << bits) - 1))));
+    float16x4_t mh = vcvt_f16_f32(lo);
+    vst1_u8(scale_out, vreinterpret_u8_f16(sh));
+    vst1_u8(min_out, vreinterpret_u8_f16(mh));
+    float32x4_t s = vcvt_f32_f16(sh);
+    *m = vcvt_f32_f16(mh);
+    *inv = vbslq_f32(vceqzq_f32(s), vdupq_n_f32(0.0f), vdivq_f32(vdupq_n_f32(1.0f), s));
+}
+
+/* Codes of one quad for 4 tokens as 16 bytes [t][c%4], the K lane order. */
+NEON_INLINE uint8x16_t k_quad_codes4(const float *src, int dk, float32x4_t m, float32x4_t inv, uint32x4_t top)
+{
+    uint32x4_t c[4];
+    for (int k = 0; k < 4; k++)
+        c[k] = quant_codes(vld1q_f32(src + (size_t)k * dk), m, inv, top);
+    uint16x8_t c01 = vuzp1q_u16(vreinterpretq_u16_u32(c[0]), vreinterpretq_u16_u32(c[1]));
+    uint16x8_t c23 = vuzp1q_u16(vreinterpretq_u16_u32(c[2]), vreinterpretq_u16_u32(c[3]));
+    return vuzp1q_u8(vreinterpretq_u8_u16(c01), vreinterpretq_u8_u16(c23));
+}
+
+/* One byte plane at a time: the parameters of its 8/bits quads, then each
+ * 4-token row of the plane ORed together from the quads' fields and stored
+ * once. Every code byte is written, padding quads' bits as 0. */
+NEON_INLINE void pack_k_quant(int bits, slimkv_format fmt, const float *src, int dk, int g, uint8_t *group)
+{
+    const int per = 8 / bits, nquad = dk / 4, nplane = (nquad + per - 1) / per;
+    uint8_t *scale_p = group + slimkv_k_params_offset(fmt, dk, g), *min_p = scale_p + 2 * (size_t)dk;
+    uint32x4_t top = vdupq_n_u32((1u << bits) - 1);
+    for (int p = 0; p < nplane; p++) {
+        int in_plane = nquad - p * per < per ? nquad - p * per : per;
+        float32x4_t m[4], inv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < per; j++)
+            if (j < in_plane) {
+                int quad = p * per + j;
+                k_quad_params(src + 4 * quad, dk, g, bits, scale_p + 8 * (size_t)quad, min_p + 8 * (size_t)quad,
+                              &m[j], &inv[j]);
+            }
+        for (int t = 0; t < g; t += 4) {
+            uint8x16_t word = vdupq_n_u8(0);
+#pragma GCC unroll 4
+            for (int j = 0; j < per; j++)
+                if (j < in_plane) {
+                    const float *x = src + (size_t)t * dk + 4 * (p * per + j);
+                    uint8x16_t codes = k_quad_codes4(x, dk, m[j], inv[j], top);
+                    word = vorrq_u8(word, j == 0 ? codes : vshlq_u8(codes, vdupq_n_s8((int8_t)(bits * j))));
+                }
+            vst1q_u8(group + ((size_t)p * g + t) * 4, word);
+        }
+    }
+}
+
+/* The first element equal to v: the oracle keeps the first extreme it meets,
+ * which matters only for the sign of a zero. */
+static float first_equal(const float *x, int n, float v)
+{
+    for (int i = 0; i < n; i++)
+        if (x[i] == v)
+            return x[i];
+    return v;
+}
+
+/* Min and max of n values, bit-identical to the oracle's sequential scan:
+ * the values agree whatever the order; zeros get the oracle's sign. */
+static void min_max_exact(const float *x, int n, float *lo_out, float *hi_out)
+{
+    float32x4_t lo4 = vdupq_n_f32(x[0]), hi4 = lo4;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t v = vld1q_f32(x + i);
+        lo4 = vminq_f32(lo4, v);
+        hi4 = vmaxq_f32(hi4, v);
+    }
+    float lo = vminvq_f32(lo4), hi = vmaxvq_f32(hi4);
+    for (; i < n; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    *lo_out = lo == 0.0f ? first_equal(x, n, lo) : lo;
+    *hi_out = hi == 0.0f ? first_equal(x, n, hi) : hi;
+}
+
+/* One token into slot `slot`: its code field sits at bit 8*(slot%4) +
+ * bits*((slot/4) % per) of the 32-bit lane of each channel, so 4 channels
+ * are one load, bit-select, store; other slots' bits are kept. */
+NEON_INLINE void pack_v_quant(int bits, slimkv_format fmt, const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    const int per = 8 / bits, nvg = (dv + g - 1) / g, quad = slot / 4;
+    uint8_t *scale_p = block + slimkv_v_params_offset(fmt, dv, g), *min_p = scale_p + 2 * (size_t)g * nvg;
+    uint8_t *codes = block + (size_t)(quad / per) * dv * 4;
+    int pos = 8 * (slot % 4) + bits * (quad % per);
+    uint32_t mask = (1u << bits) - 1;
+    uint32x4_t field = vdupq_n_u32(mask << pos), top = vdupq_n_u32(mask);
+    int32x4_t shift = vdupq_n_s32(pos);
+    for (int j = 0; j < nvg; j++) {
+        int c0 = j * g, cn = dv - c0 < g ? dv - c0 : g;
+        float lo, hi;
+        min_max_exact(src + c0, cn, &lo, &hi);
+        uint16_t sh = slimkv_f32_to_f16((hi - lo) / (float)((1 << bits) - 1)), mh = slimkv_f32_to_f16(lo);
+        store_u16(scale_p + 2 * ((size_t)slot * nvg + j), sh);
+        store_u16(min_p + 2 * ((size_t)slot * nvg + j), mh);
+        float m = slimkv_f16_to_f32(mh), s = slimkv_f16_to_f32(sh), inv = s == 0.0f ? 0.0f : 1.0f / s;
+        float32x4_t m4 = vdupq_n_f32(m), inv4 = vdupq_n_f32(inv);
+        int c = c0;
+        for (; c + 4 <= c0 + cn; c += 4) {
+            uint32x4_t code = quant_codes(vld1q_f32(src + c), m4, inv4, top);
+            uint8_t *lane = codes + (size_t)c * 4;
+            uint32x4_t words = vreinterpretq_u32_u8(vld1q_u8(lane));
+            words = vbslq_u32(field, vshlq_u32(code, shift), words);
+            vst1q_u8(lane, vreinterpretq_u8_u32(words));
+        }
+        for (; c < c0 + cn; c++) {
+            uint8_t *b = codes + (size_t)c * 4 + slot % 4;
+            int bit = bits * (quad % per);
+            *b = (uint8_t)((*b & ~(mask << bit)) | (quant_code1(src[c], m, inv, bits) << bit));
+        }
+    }
+}
+
+/* ---- quantized scores and V sums, float arithmetic ---- */
+
+/* Scores of nq (<= 4) queries, 16 tokens at a time with tokens as lanes: a
+ * 4-way de-interleaving load splits a plane row into the 4 channels of the
+ * quad(s), whose codes are widened to float and FMA'd with the query folded
+ * with the channel's scale (one lane of the folded quad). */
+NEON_INLINE void score_k_quant_block(int bits, slimkv_format fmt, const uint8_t *group, int dk, int g, int n,
+                                     const float *q, const int nq, float *s, int lds)
+{
+    const int per = 8 / bits, nquad = dk / 4, nplane = (nquad + per - 1) / per;
+    const uint8_t *scale_p = group + slimkv_k_params_offset(fmt, dk, g), *min_p = scale_p + 2 * (size_t)dk;
+    float bias[NEON_QUERY_BLOCK]; /* sum_c q_c * min_c, the same for every token */
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        float32x4_t b = vdupq_n_f32(0.0f);
+        for (int c = 0; c < dk; c += 4)
+            b = vfmaq_f32(b, vld1q_f32(q + (size_t)i * dk + c), load_f16x4(min_p + 2 * (size_t)c));
+        bias[i] = vaddvq_f32(b);
+    }
+    for (int t0 = 0; t0 < n; t0 += 16) {
+        float32x4_t acc[NEON_QUERY_BLOCK][4];
+#pragma GCC unroll 4
+        for (int i = 0; i < nq; i++)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++)
+                acc[i][v] = vdupq_n_f32(0.0f);
+        for (int p = 0; p < nplane; p++) {
+            uint8x16x4_t raw = vld4q_u8(group + ((size_t)p * g + t0) * 4); /* the whole group has g tokens */
+#pragma GCC unroll 4
+            for (int j = 0; j < per; j++) {
+                int quad = p * per + j;
+                if (quad >= nquad)
+                    break;
+                float32x4_t sc = load_f16x4(scale_p + 8 * (size_t)quad), fq[NEON_QUERY_BLOCK];
+#pragma GCC unroll 4
+                for (int i = 0; i < nq; i++)
+                    fq[i] = vmulq_f32(vld1q_f32(q + (size_t)i * dk + 4 * quad), sc);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    float32x4_t f[4];
+                    widen_codes_f32(code_field(raw.val[k], bits, j), f);
+#pragma GCC unroll 4
+                    for (int i = 0; i < nq; i++)
+#pragma GCC unroll 4
+                        for (int v = 0; v < 4; v++)
+                            acc[i][v] = fma_lane(acc[i][v], f[v], fq[i], k);
+                }
+            }
+        }
+        int cnt = n - t0 < 16 ? n - t0 : 16;
+#pragma GCC unroll 4
+        for (int i = 0; i < nq; i++) {
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++)
+                acc[i][v] = vaddq_f32(acc[i][v], vdupq_n_f32(bias[i]));
+            store_f32x16(s + (size_t)i * lds + t0, cnt, acc[i]);
+        }
+    }
+}
+
+/* V sums of nq (<= 4) weight rows for the channels [c0, c0 + nc) (nc <= 16)
+ * of one channel group, tokens [t0, t0 + nt): a de-interleaving load splits
+ * a token quad's row into its 4 tokens, whose codes are widened and FMA'd
+ * with the folded weight of that token (one lane). */
+NEON_INLINE void accum_v_quant_cols(int bits, const uint8_t *block, int dv, int t0, int nt, const int nq,
+                                    float fw[][NEON_V_CHUNK], const float *bias, float *acc, int c0, int nc)
+{
+    const int per = 8 / bits;
+    float32x4_t a[NEON_QUERY_BLOCK][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        load_f32x16(acc + (size_t)i * dv + c0, nc, a[i]);
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            a[i][v] = vaddq_f32(a[i][v], vdupq_n_f32(bias[i]));
+    }
+    for (int u = 0; u < (nt + 3) / 4; u++) { /* token quads; weights past nt are 0 */
+        int quad = t0 / 4 + u, j = quad % per;
+        const uint8_t *row = block + ((size_t)(quad / per) * dv + c0) * 4;
+        uint8x16x4_t raw;
+        if (nc == 16) {
+            raw = vld4q_u8(row);
+        } else {
+            uint8_t tmp[64] = {0};
+            memcpy(tmp, row, (size_t)nc * 4);
+            raw = vld4q_u8(tmp);
+        }
+        float32x4_t wv[NEON_QUERY_BLOCK];
+#pragma GCC unroll 4
+        for (int i = 0; i < nq; i++)
+            wv[i] = vld1q_f32(fw[i] + 4 * u);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            float32x4_t f[4];
+            widen_codes_f32(code_field(raw.val[k], bits, j), f);
+#pragma GCC unroll 4
+            for (int i = 0; i < nq; i++)
+#pragma GCC unroll 4
+                for (int v = 0; v < 4; v++)
+                    a[i][v] = fma_lane(a[i][v], f[v], wv[i], k);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++)
+        store_f32x16(acc + (size_t)i * dv + c0, nc, a[i]);
+}
+
+NEON_INLINE void accum_v_quant_block(int bits, slimkv_format fmt, const uint8_t *block, int dv, int g, int n,
+                                     const float *w, int ldw, const int nq, float *acc)
+{
+    const int nvg = (dv + g - 1) / g;
+    const uint8_t *scale_p = block + slimkv_v_params_offset(fmt, dv, g), *min_p = scale_p + 2 * (size_t)g * nvg;
+    for (int t0 = 0; t0 < n; t0 += NEON_V_CHUNK) {
+        int nt = n - t0 < NEON_V_CHUNK ? n - t0 : NEON_V_CHUNK;
+        for (int j = 0; j < nvg; j++) {
+            float fw[NEON_QUERY_BLOCK][NEON_V_CHUNK], bias[NEON_QUERY_BLOCK];
+            fold_v_weights(scale_p, min_p, nvg, j, t0, nt, w, ldw, nq, fw, bias);
+            int c_end = (j + 1) * g < dv ? (j + 1) * g : dv;
+            for (int c = j * g; c < c_end; c += 16) {
+                int nc = c_end - c < 16 ? c_end - c : 16;
+                if (nc == 16)
+                    accum_v_quant_cols(bits, block, dv, t0, nt, nq, fw, bias, acc, c, 16);
+                else
+                    accum_v_quant_cols(bits, block, dv, t0, nt, nq, fw, bias, acc, c, nc);
+            }
+        }
+    }
+}
+
+NEON_INLINE void score_k_quant(int bits, slimkv_format fmt, const uint8_t *group, int dk, int g, int n,
+                               const float *q, int nq, float *s, int lds)
+{
+#define SCORE_K_QUANT(B) score_k_quant_block(bits, fmt, group, dk, g, n, q + (size_t)i0 * dk, B, s + (size_t)i0 * lds, lds)
+    FOR_QUERY_BLOCKS(nq, i0, SCORE_K_QUANT)
+#undef SCORE_K_QUANT
+}
+
+NEON_INLINE void accum_v_quant(int bits, slimkv_format fmt, const uint8_t *block, int dv, int g, int n,
+                               const float *w, int ldw, int nq, float *acc)
+{
+#define ACCUM_V_QUANT(B) accum_v_quant_block(bits, fmt, block, dv, g, n, w + (size_t)i0 * ldw, ldw, B, acc + (size_t)i0 * dv)
+    FOR_QUERY_BLOCKS(nq, i0, ACCUM_V_QUANT)
+#undef ACCUM_V_QUANT
+}
+
+#define QUANT_BODIES(NAME, BITS, FMT)                                                                    \
+    static void score_k_##NAME##_neon(const uint8_t *group, int dk, int g, int n, const float *q, int nq, \
+                                      float *s, int lds)                                                 \
+    {                                                                                                    \
+        score_k_quant(BITS, FMT, group, dk, g, n, q, nq, s, lds);                                        \
+    }                                                                                                    \
+    static void accum_v_##NAME##_neon(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, \
+                                      int nq, float *acc)                                                \
+    {                                                                                                    \
+        accum_v_quant(BITS, FMT, block, dv, g, n, w, ldw, nq, acc);                                      \
+    }                                                                                                    \
+    static void pack_k_##NAME##_neon(const float *src, int dk, int g, uint8_t *group)                    \
+    {                                                                                                    \
+        pack_k_quant(BITS, FMT, src, dk, g, group);                                                      \
+    }                                                                                                    \
+    static void pack_v_##NAME##_neon(const float *src, int dv, int g, uint8_t *block, int slot)          \
+    {                                                                                                    \
+        pack_v_quant(BITS, FMT, src, dv, g, block, slot);                                                \
+    }
+
+QUANT_BODIES(q8, 8, SLIMKV_Q8)
+QUANT_BODIES(q4, 4, SLIMKV_Q4)
+QUANT_BODIES(q2, 2, SLIMKV_Q2)
+
+/* ---- softmax exponentials ---- */
+
+/* SLEEF's 1-ulp expf, 4 lanes; the tail is padded with -inf (exp = 0). */
+static float exp_sum_neon(float *x, int n, float max)
+{
+    float32x4_t vmax = vdupq_n_f32(max), sum = vdupq_n_f32(0.0f);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t e = Sleef_expf4_u10advsimd(vsubq_f32(vld1q_f32(x + i), vmax));
+        vst1q_f32(x + i, e);
+        sum = vaddq_f32(sum, e);
+    }
+    if (i < n) {
+        float tmp[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+        memcpy(tmp, x + i, (size_t)(n - i) * sizeof(float));
+        float32x4_t e = Sleef_expf4_u10advsimd(vsubq_f32(vld1q_f32(tmp), vmax));
+        vst1q_f32(tmp, e);
+        memcpy(x + i, tmp, (size_t)(n - i) * sizeof(float));
+        sum = vaddq_f32(sum, e);
+    }
+    return vaddvq_f32(sum);
+}
+
+void slimkv_kernels_init_neon(slimkv_kernels *k)
+{
+    slimkv_kernels_init_scalar(k);
+    k->name = "neon";
+#define SET_FORMAT(FMT, NAME)                                                                            \
+    k->score_k[FMT] = score_k_##NAME##_neon;                                                             \
+    k->accum_v[FMT] = accum_v_##NAME##_neon;                                                             \
+    k->pack_k[FMT] = pack_k_##NAME##_neon;                                                               \
+    k->pack_v[FMT] = pack_v_##NAME##_neon;
+    SET_FORMAT(SLIMKV_F32, f32)
+    SET_FORMAT(SLIMKV_F16, f16)
+    SET_FORMAT(SLIMKV_BF16, bf16)
+    SET_FORMAT(SLIMKV_Q8, q8)
+    SET_FORMAT(SLIMKV_Q4, q4)
+    SET_FORMAT(SLIMKV_Q2, q2)
+#undef SET_FORMAT
+    k->score_rows_f32 = score_rows_f32_neon;
+    k->score_rows_f16 = score_rows_f16_neon;
+    k->accum_rows_f32 = accum_rows_f32_neon;
+    k->accum_rows_f16 = accum_rows_f16_neon;
+    k->exp_sum = exp_sum_neon;
+    k->f32_to_f16 = f32_to_f16_neon;
+    k->f16_to_f32 = f16_to_f32_neon;
+    /* Same table name: the dot-product kernels are a faster body of the
+     * same contract, chosen once here from the CPU's features. */
+    if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP)
+        slimkv_kernels_use_dotprod_neon(k);
+}

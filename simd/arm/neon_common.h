@@ -1,0 +1,165 @@
+/* Helpers shared by the NEON kernel files (baseline ARMv8.0 AdvSIMD and the
+ * ARMv8.2 dot-product variant). Everything here is static inline and forced
+ * inline, so each file compiles it for its own target and the constant
+ * arguments (bit widths, block sizes, lane numbers) fold away. */
+#ifndef SLIMKV_NEON_COMMON_H
+#define SLIMKV_NEON_COMMON_H
+
+#include <arm_neon.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define NEON_INLINE static inline __attribute__((always_inline))
+
+/* Queries (or weight rows) served together from one pass over a block: the
+ * usual GQA group, and 16 accumulators that leave room in 32 registers. */
+#define NEON_QUERY_BLOCK 4
+/* Tokens of a V block whose folded weights are prepared at once. */
+#define NEON_V_CHUNK 64
+
+/* The dot-product variant overrides the quantized score_k / accum_v. */
+SLIMKV_HIDDEN void slimkv_kernels_use_dotprod_neon(slimkv_kernels *k);
+
+/* Splits nq into blocks of 4 and instantiates the body for 4, 3, 2 and 1 rows
+ * (compile-time counts keep every accumulator in a register). */
+#define FOR_QUERY_BLOCKS(NQ, I0, BODY)                                                                   \
+    for (int I0 = 0; I0 < (NQ); I0 += NEON_QUERY_BLOCK) {                                                \
+        switch ((NQ) - I0 < NEON_QUERY_BLOCK ? (NQ) - I0 : NEON_QUERY_BLOCK) {                           \
+        case 4: BODY(4); break;                                                                          \
+        case 3: BODY(3); break;                                                                          \
+        case 2: BODY(2); break;                                                                          \
+        default: BODY(1); break;                                                                         \
+        }                                                                                                \
+    }
+
+/* ---- loads and stores that assume no alignment ----
+ * fp16 parameters can sit at any byte address (a group's code section has
+ * any length), so they are read through byte pointers. */
+
+NEON_INLINE float32x4_t load_f16x4(const uint8_t *p)
+{
+    return vcvt_f32_f16(vreinterpret_f16_u8(vld1_u8(p)));
+}
+
+NEON_INLINE uint16_t load_u16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+NEON_INLINE void store_u16(uint8_t *p, uint16_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* count (1..16) floats into four vectors, zeros past count. */
+NEON_INLINE void load_f32x16(const float *src, int count, float32x4_t v[4])
+{
+    if (count == 16) {
+        for (int k = 0; k < 4; k++)
+            v[k] = vld1q_f32(src + 4 * k);
+        return;
+    }
+    float tmp[16] = {0};
+    memcpy(tmp, src, (size_t)count * sizeof(float));
+    for (int k = 0; k < 4; k++)
+        v[k] = vld1q_f32(tmp + 4 * k);
+}
+
+/* The first count (1..16) lanes of four vectors; the rest of dst is untouched. */
+NEON_INLINE void store_f32x16(float *dst, int count, const float32x4_t v[4])
+{
+    if (count == 16) {
+        for (int k = 0; k < 4; k++)
+            vst1q_f32(dst + 4 * k, v[k]);
+        return;
+    }
+    float tmp[16];
+    for (int k = 0; k < 4; k++)
+        vst1q_f32(tmp + 4 * k, v[k]);
+    memcpy(dst, tmp, (size_t)count * sizeof(float));
+}
+
+/* 64 code bytes (16 lanes of 4), or the first 4*lanes of them zero-padded:
+ * partial channel blocks of a V block must not read past channel dv. */
+NEON_INLINE void load_code_lanes(const uint8_t *src, int lanes, uint8x16_t v[4])
+{
+    if (lanes == 16) {
+        for (int k = 0; k < 4; k++)
+            v[k] = vld1q_u8(src + 16 * k);
+        return;
+    }
+    uint8_t tmp[64] = {0};
+    memcpy(tmp, src, (size_t)lanes * 4);
+    for (int k = 0; k < 4; k++)
+        v[k] = vld1q_u8(tmp + 16 * k);
+}
+
+/* ---- code fields ----
+ * A byte holds 8/bits codes; field j is bits [bits*j, bits*(j+1)). */
+NEON_INLINE uint8x16_t code_field(uint8x16_t raw, int bits, int j)
+{
+    if (bits == 8)
+        return raw;
+    uint8x16_t shifted = j == 0 ? raw : vshlq_u8(raw, vdupq_n_s8((int8_t)(-bits * j)));
+    if (bits * (j + 1) == 8) /* the top field needs no mask */
+        return shifted;
+    return vandq_u8(shifted, vdupq_n_u8((uint8_t)((1 << bits) - 1)));
+}
+
+/* 16 codes (0..255) as four float vectors. */
+NEON_INLINE void widen_codes_f32(uint8x16_t x, float32x4_t f[4])
+{
+    uint16x8_t lo = vmovl_u8(vget_low_u8(x)), hi = vmovl_high_u8(x);
+    f[0] = vcvtq_f32_u32(vmovl_u16(vget_low_u16(lo)));
+    f[1] = vcvtq_f32_u32(vmovl_high_u16(lo));
+    f[2] = vcvtq_f32_u32(vmovl_u16(vget_low_u16(hi)));
+    f[3] = vcvtq_f32_u32(vmovl_high_u16(hi));
+}
+
+/* acc + x * v[lane]: the lane must be an immediate, so switch on it (the
+ * switch folds away when the caller's loop is unrolled). */
+NEON_INLINE float32x4_t fma_lane(float32x4_t acc, float32x4_t x, float32x4_t v, int lane)
+{
+    switch (lane) {
+    case 0: return vfmaq_laneq_f32(acc, x, v, 0);
+    case 1: return vfmaq_laneq_f32(acc, x, v, 1);
+    case 2: return vfmaq_laneq_f32(acc, x, v, 2);
+    default: return vfmaq_laneq_f32(acc, x, v, 3);
+    }
+}
+
+/* ---- V block parameters ----
+ * Folded weights of channel group j for nq (<= 4) weight rows over tokens
+ * [t0, t0 + nt) of a block, nt <= NEON_V_CHUNK:
+ *   fw[i][t] = w[i][t0 + t] * scale(t0 + t, j), zero from nt up to the next
+ *   multiple of 16 (a q2 byte plane spans 16 tokens);
+ *   bias[i] = sum_t w[i][t0 + t] * min(t0 + t, j), added to every channel. */
+NEON_INLINE void fold_v_weights(const uint8_t *scale_p, const uint8_t *min_p, int nvg, int j, int t0, int nt,
+                                const float *w, int ldw, int nq, float fw[][NEON_V_CHUNK], float *bias)
+{
+    uint16_t sh[NEON_V_CHUNK] = {0}, mh[NEON_V_CHUNK] = {0};
+    for (int t = 0; t < nt; t++) { /* parameters are [token][group]: a strided gather */
+        size_t idx = (size_t)(t0 + t) * nvg + j;
+        sh[t] = load_u16(scale_p + 2 * idx);
+        mh[t] = load_u16(min_p + 2 * idx);
+    }
+    int padded = (nt + 15) & ~15;
+    for (int i = 0; i < nq; i++) {
+        float wt[NEON_V_CHUNK] = {0};
+        memcpy(wt, w + (size_t)i * ldw + t0, (size_t)nt * sizeof(float));
+        float32x4_t b = vdupq_n_f32(0.0f);
+        for (int t = 0; t < padded; t += 4) {
+            float32x4_t wv = vld1q_f32(wt + t);
+            float32x4_t sc = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(sh + t)));
+            float32x4_t mn = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(mh + t)));
+            vst1q_f32(fw[i] + t, vmulq_f32(wv, sc));
+            b = vfmaq_f32(b, wv, mn);
+        }
+        bias[i] = vaddvq_f32(b);
+    }
+}
+
+#endif /* SLIMKV_NEON_COMMON_H */
