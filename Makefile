@@ -45,7 +45,7 @@ endif
 # Project flags come after the user's so that the essentials stay on.
 ALL_CPPFLAGS := -Iinclude -Isimd -D_GNU_SOURCE $(CPPFLAGS)
 ALL_CFLAGS := -std=c11 -Wall -Wextra -fPIC -fvisibility=hidden -fopenmp $(CFLAGS)
-LIBS := -lsleef -lm -lpthread
+LIBS := -lsleef -lcjson -lm -lpthread
 
 CORE_SRC := $(wildcard src/*.c) simd/scalar.c
 ifeq ($(ARCH),x86_64)
@@ -73,12 +73,17 @@ SHARED_LIB := $(BUILD)/$(SONAME)
 PC_FILE := $(BUILD)/slimkv.pc
 DEMO := $(BUILD)/slimkv-demo
 BENCH := $(BUILD)/slimkv-bench
+# Command-line tools: bench/tools/NAME.c is the main of $(BUILD)/slimkv-NAME;
+# the other bench/tools/*.c are their shared code (also linked by test_tools).
+TOOL_MAIN := bench/tools/plan.c bench/tools/prune.c
+TOOLS := $(patsubst bench/tools/%.c,$(BUILD)/slimkv-%,$(TOOL_MAIN))
+TOOL_COMMON := $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(TOOL_MAIN),$(wildcard bench/tools/*.c)))
 
 .SECONDARY:
-.PHONY: all lib tests demo test bench cross-test deps install uninstall clean
-all: lib tests $(DEMO) $(BENCH)
+.PHONY: all lib tests demo test bench cross-test sanitize-test valgrind-test deps install uninstall clean
+all: lib tests $(DEMO) $(BENCH) $(TOOLS)
 lib: $(STATIC_LIB) $(SHARED_LIB) $(PC_FILE)
-tests: $(TEST_BIN)
+tests: $(TEST_BIN) $(TOOLS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -103,10 +108,15 @@ $(PC_FILE): Makefile
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COMMON) $(STATIC_LIB)
 	$(if $(Q),@echo "  LD      $@")
-	$(Q)$(CC) -fopenmp $(LDFLAGS) -o $@ $^ -lcmocka $(LIBS) $(LDLIBS)
+	$(Q)$(CC) -fopenmp $(LDFLAGS) -o $@ $(filter-out %.a,$^) $(filter %.a,$^) -lcmocka $(LIBS) $(LDLIBS)
+$(BUILD)/tests/test_tools: $(TOOL_COMMON)
 
 BENCH_COMMON := $(BUILD)/bench/workload.o
 $(BUILD)/slimkv-%: $(BUILD)/bench/%.o $(BENCH_COMMON) $(STATIC_LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) -fopenmp $(LDFLAGS) -o $@ $^ $(LIBS) $(LDLIBS)
+
+$(TOOLS): $(BUILD)/slimkv-%: $(BUILD)/bench/tools/%.o $(TOOL_COMMON) $(STATIC_LIB)
 	$(if $(Q),@echo "  LD      $@")
 	$(Q)$(CC) -fopenmp $(LDFLAGS) -o $@ $^ $(LIBS) $(LDLIBS)
 
@@ -130,6 +140,19 @@ bench: $(BENCH)
 # qemu-user 7.2 hangs on multi-threaded OpenMP).
 cross-test:
 	$(Q)OMP_NUM_THREADS=1 $(MAKE) --no-print-directory TOOLCHAIN=aarch64-linux-gnu test
+
+# The suite under AddressSanitizer + UndefinedBehaviorSanitizer (own build dir).
+SANITIZE_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+sanitize-test:
+	$(Q)$(MAKE) --no-print-directory BUILD=build/sanitize-$(ARCH) CFLAGS="$(SANITIZE_FLAGS)" \
+	  LDFLAGS="-fsanitize=address,undefined" test
+
+# The suite under valgrind memcheck (one OpenMP thread keeps it quick).
+VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite
+valgrind-test: tests
+	$(Q)failed=0; for t in $(TEST_BIN); do echo "== valgrind $$t"; \
+	  OMP_NUM_THREADS=1 $(VALGRIND) $$t || failed=$$((failed + 1)); done; \
+	  echo "test programs failed under valgrind: $$failed"; [ $$failed -eq 0 ]
 
 install: lib
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)

@@ -159,7 +159,72 @@ SLIMKV_API slimkv_status slimkv_cache_isa(const slimkv_cache *cache, const char 
 SLIMKV_API slimkv_status slimkv_cache_kept_channels(const slimkv_cache *cache, int kv_head, int which,
                                                     int *channels, int *count);
 
+/* ---- Memory ---- */
+
+/* Every allocation the library makes goes through these (OpenMP's and
+ * SLEEF's own internals aside). Set before creating caches or loading
+ * files, and keep the same allocator while anything it allocated lives;
+ * NULL restores malloc/calloc/free. Not thread-safe: call it at start-up. */
+typedef struct slimkv_allocator {
+    void *(*malloc_fn)(size_t size, void *user);
+    void *(*calloc_fn)(size_t count, size_t size, void *user);
+    void (*free_fn)(void *ptr, void *user);
+    void *user;
+} slimkv_allocator;
+
+SLIMKV_API slimkv_status slimkv_set_allocator(const slimkv_allocator *allocator);
+
 /* ---- Files: channel masks and per-layer plans (safetensors) ---- */
+
+/* Files are safetensors (README "File formats" gives tensor names, dtypes and
+ * metadata keys). Readers treat files as hostile: any malformed content is
+ * SLIMKV_ERR_FORMAT, a failing OS call SLIMKV_ERR_IO. Writers replace the
+ * target atomically (temporary file, fsync, rename): on failure the target is
+ * untouched. On failure no output parameter is written. */
+
+/* Static channel masks for a whole model (LeanK): per (layer, KV head) 0/1
+ * masks of kept K channels and, optionally, V channels. */
+typedef struct slimkv_masks slimkv_masks;
+
+/* Reads "k_mask" and the optional "v_mask", each [layers][kv_heads][head_dim]
+ * of any numeric dtype (U8, BOOL, F32, F16, ...) whose values are exactly 0
+ * or 1. A plan file is also a masks file. */
+SLIMKV_API slimkv_status slimkv_masks_load(const char *path, slimkv_masks **out_masks);
+SLIMKV_API void slimkv_masks_destroy(slimkv_masks *masks);
+SLIMKV_API slimkv_status slimkv_masks_shape(const slimkv_masks *masks, int *layers, int *kv_heads,
+                                            int *head_dim);
+/* Sets config->policy = SLIMKV_POLICY_STATIC and config->k_mask / v_mask to
+ * this layer's masks (v_mask NULL when the file has none). The pointers stay
+ * valid while masks lives. config->n_kv_heads and head_dim must match the
+ * file (else SLIMKV_ERR_INVALID_CONFIG); layer out of range is
+ * SLIMKV_ERR_INVALID_ARG. */
+SLIMKV_API slimkv_status slimkv_masks_apply(const slimkv_masks *masks, int layer, slimkv_config *config);
+/* Writes U8 masks [layers][kv_heads][head_dim]; v_mask may be NULL. Values
+ * other than 0/1 are SLIMKV_ERR_INVALID_ARG. */
+SLIMKV_API slimkv_status slimkv_masks_save(const char *path, int layers, int kv_heads, int head_dim,
+                                           const uint8_t *k_mask, const uint8_t *v_mask);
+
+/* A per-layer plan (KVPruner, Tyr-the-Pruner budgets; written by the
+ * slimkv-plan tool): per (layer, KV head) K and V channel masks and kept
+ * counts, plus the storage settings every layer's cache uses (k_format,
+ * v_format, group_size, residual, n_sink, channel_align). */
+typedef struct slimkv_plan slimkv_plan;
+
+/* A plan from masks [layers][settings->n_kv_heads][settings->head_dim]
+ * (v_mask may be NULL: V unpruned) and the storage fields of settings; the
+ * other fields of settings are ignored. Each layer must make a valid
+ * config (else SLIMKV_ERR_INVALID_CONFIG). The masks are copied. */
+SLIMKV_API slimkv_status slimkv_plan_create(const slimkv_config *settings, int layers, const uint8_t *k_mask,
+                                            const uint8_t *v_mask, slimkv_plan **out_plan);
+SLIMKV_API slimkv_status slimkv_plan_load(const char *path, slimkv_plan **out_plan);
+SLIMKV_API slimkv_status slimkv_plan_save(const char *path, const slimkv_plan *plan);
+SLIMKV_API void slimkv_plan_destroy(slimkv_plan *plan);
+SLIMKV_API slimkv_status slimkv_plan_layers(const slimkv_plan *plan, int *layers);
+/* Fills config for one layer: n_kv_heads, head_dim, the storage settings,
+ * policy SLIMKV_POLICY_STATIC and k_mask / v_mask (valid while plan lives).
+ * Other fields (n_q_heads, capacity, backend, isa) are left as they are:
+ * call slimkv_config_init first, then set them, then create the cache. */
+SLIMKV_API slimkv_status slimkv_plan_layer_config(const slimkv_plan *plan, int layer, slimkv_config *config);
 
 #ifdef __cplusplus
 }

@@ -359,12 +359,12 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
 #endif
     size_t rows = (size_t)max_rows(c), dim = (size_t)cfg->head_dim;
     size_t per_thread = rows * cfg->group_size + 5 * rows * dim + 2 * rows;
-    float *work = malloc((size_t)threads * per_thread * sizeof(float));
+    float *work = slimkv_malloc((size_t)threads * per_thread * sizeof(float));
     if (r.n_split > 1)
-        r.partials = malloc((size_t)items * rows * (dim + 2) * sizeof(float));
+        r.partials = slimkv_malloc((size_t)items * rows * (dim + 2) * sizeof(float));
     if (!work || (r.n_split > 1 && !r.partials)) {
-        free(work);
-        free(r.partials);
+        slimkv_free(work);
+        slimkv_free(r.partials);
         return SLIMKV_ERR_NOMEM;
     }
 
@@ -395,7 +395,7 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
                 merge_splits(&r, hq, sc.acc);
         }
     }
-    free(work);
-    free(r.partials);
+    slimkv_free(work);
+    slimkv_free(r.partials);
     return SLIMKV_OK;
 }

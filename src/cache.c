@@ -125,22 +125,22 @@ static int kept_channels(const uint8_t *mask, int dim, int align, int32_t *chan)
 
 static void free_head(slimkv_head *h)
 {
-    free(h->qnorm);
-    free(h->qnorm_rsqrt);
-    free(h->k_chan);
-    free(h->v_chan);
-    free(h->sink_k);
-    free(h->sink_v);
-    free(h->ring_k);
-    free(h->ring_v);
+    slimkv_free(h->qnorm);
+    slimkv_free(h->qnorm_rsqrt);
+    slimkv_free(h->k_chan);
+    slimkv_free(h->v_chan);
+    slimkv_free(h->sink_k);
+    slimkv_free(h->sink_v);
+    slimkv_free(h->ring_k);
+    slimkv_free(h->ring_v);
     if (h->k_pages)
         for (int p = 0; p < h->n_k_pages; p++)
-            free(h->k_pages[p]);
+            slimkv_free(h->k_pages[p]);
     if (h->v_pages)
         for (int p = 0; p < h->n_v_pages; p++)
-            free(h->v_pages[p]);
-    free(h->k_pages);
-    free(h->v_pages);
+            slimkv_free(h->v_pages[p]);
+    slimkv_free(h->k_pages);
+    slimkv_free(h->v_pages);
 }
 
 void slimkv_cache_destroy(slimkv_cache *c)
@@ -150,8 +150,8 @@ void slimkv_cache_destroy(slimkv_cache *c)
     if (c->heads)
         for (int h = 0; h < c->cfg.n_kv_heads; h++)
             free_head(&c->heads[h]);
-    free(c->heads);
-    free(c);
+    slimkv_free(c->heads);
+    slimkv_free(c);
 }
 
 /* Sizes of one K group and V block of a head, once its channels are known. */
@@ -172,15 +172,15 @@ static slimkv_status init_head(slimkv_cache *c, int index, const uint8_t *k_mask
     int dim = cfg->head_dim;
     size_t krow = (size_t)dim * slimkv_row_elem_bytes(c->k_row_fmt);
     size_t vrow = (size_t)dim * slimkv_row_elem_bytes(c->v_row_fmt);
-    h->k_chan = malloc((size_t)dim * sizeof *h->k_chan);
-    h->v_chan = malloc((size_t)dim * sizeof *h->v_chan);
-    h->k_pages = calloc((size_t)c->max_pages, sizeof *h->k_pages);
-    h->v_pages = calloc((size_t)c->max_pages, sizeof *h->v_pages);
-    h->ring_k = malloc((size_t)c->ring_slots * krow);
-    h->ring_v = malloc((size_t)c->ring_slots * vrow);
+    h->k_chan = slimkv_malloc((size_t)dim * sizeof *h->k_chan);
+    h->v_chan = slimkv_malloc((size_t)dim * sizeof *h->v_chan);
+    h->k_pages = slimkv_calloc((size_t)c->max_pages, sizeof *h->k_pages);
+    h->v_pages = slimkv_calloc((size_t)c->max_pages, sizeof *h->v_pages);
+    h->ring_k = slimkv_malloc((size_t)c->ring_slots * krow);
+    h->ring_v = slimkv_malloc((size_t)c->ring_slots * vrow);
     if (cfg->n_sink > 0) {
-        h->sink_k = malloc((size_t)cfg->n_sink * krow);
-        h->sink_v = malloc((size_t)cfg->n_sink * vrow);
+        h->sink_k = slimkv_malloc((size_t)cfg->n_sink * krow);
+        h->sink_v = slimkv_malloc((size_t)cfg->n_sink * vrow);
     }
     if (!h->k_chan || !h->v_chan || !h->k_pages || !h->v_pages || !h->ring_k || !h->ring_v ||
         (cfg->n_sink > 0 && (!h->sink_k || !h->sink_v)))
@@ -202,8 +202,8 @@ static slimkv_status init_head(slimkv_cache *c, int index, const uint8_t *k_mask
     if (h->dk == 0) /* streaming head: no compressed body at all */
         h->dv = 0;
     if (cfg->policy == SLIMKV_POLICY_SPARK) {
-        h->qnorm = malloc((size_t)dim * sizeof *h->qnorm);
-        h->qnorm_rsqrt = malloc((size_t)dim * sizeof *h->qnorm_rsqrt);
+        h->qnorm = slimkv_malloc((size_t)dim * sizeof *h->qnorm);
+        h->qnorm_rsqrt = slimkv_malloc((size_t)dim * sizeof *h->qnorm_rsqrt);
         if (!h->qnorm || !h->qnorm_rsqrt)
             return SLIMKV_ERR_NOMEM;
     }
@@ -225,7 +225,7 @@ slimkv_status slimkv_cache_create(const slimkv_config *config, slimkv_cache **ou
     if (st != SLIMKV_OK)
         return st;
 
-    slimkv_cache *c = calloc(1, sizeof *c);
+    slimkv_cache *c = slimkv_calloc(1, sizeof *c);
     if (!c)
         return SLIMKV_ERR_NOMEM;
     c->cfg = *config;
@@ -240,7 +240,7 @@ slimkv_status slimkv_cache_create(const slimkv_config *config, slimkv_cache **ou
     c->max_pages = slimkv_pages_for_tokens(config, config->capacity) + 1;
     c->channels_pending = config->policy == SLIMKV_POLICY_THINK || config->policy == SLIMKV_POLICY_SPARK;
     c->spark_keep = config->policy == SLIMKV_POLICY_SPARK ? slimkv_spark_keep(config) : 0;
-    c->heads = calloc((size_t)config->n_kv_heads, sizeof *c->heads);
+    c->heads = slimkv_calloc((size_t)config->n_kv_heads, sizeof *c->heads);
     if (!c->heads) {
         slimkv_cache_destroy(c);
         return SLIMKV_ERR_NOMEM;
@@ -293,13 +293,13 @@ static slimkv_status reserve_pages(slimkv_cache *c, int body_k, int body_v)
         size_t kbytes = hd->k_group_bytes * SLIMKV_PAGE_GROUPS, vbytes = hd->v_block_bytes * SLIMKV_PAGE_GROUPS;
         while (hd->n_k_pages < need_k) {
             /* zeroed: padding bytes are then deterministic */
-            if (!(hd->k_pages[hd->n_k_pages] = calloc(1, kbytes)))
+            if (!(hd->k_pages[hd->n_k_pages] = slimkv_calloc(1, kbytes)))
                 goto fail;
             hd->n_k_pages++;
         }
         while (vbytes && hd->n_v_pages < need_v) {
             /* zeroed: V slots not yet written must read as code 0, scale 0, min 0 */
-            if (!(hd->v_pages[hd->n_v_pages] = calloc(1, vbytes)))
+            if (!(hd->v_pages[hd->n_v_pages] = slimkv_calloc(1, vbytes)))
                 goto fail;
             hd->n_v_pages++;
         }
@@ -311,9 +311,9 @@ fail:;
     for (int j = 0; j <= h && j < cfg->n_kv_heads; j++) {
         slimkv_head *hd = &c->heads[j];
         while (hd->n_k_pages > had_k)
-            free(hd->k_pages[--hd->n_k_pages]), hd->k_pages[hd->n_k_pages] = NULL;
+            slimkv_free(hd->k_pages[--hd->n_k_pages]), hd->k_pages[hd->n_k_pages] = NULL;
         while (hd->n_v_pages > had_v)
-            free(hd->v_pages[--hd->n_v_pages]), hd->v_pages[hd->n_v_pages] = NULL;
+            slimkv_free(hd->v_pages[--hd->n_v_pages]), hd->v_pages[hd->n_v_pages] = NULL;
     }
     return SLIMKV_ERR_NOMEM;
 }
@@ -404,12 +404,12 @@ static slimkv_status append_checked(slimkv_cache *c, const float *k, const float
     const slimkv_config *cfg = &c->cfg;
     int n1 = c->n_tokens + n_tokens;
     size_t per_head = (size_t)(cfg->group_size + 1) * cfg->head_dim;
-    float *scratch = malloc((size_t)cfg->n_kv_heads * per_head * sizeof(float));
+    float *scratch = slimkv_malloc((size_t)cfg->n_kv_heads * per_head * sizeof(float));
     if (!scratch)
         return SLIMKV_ERR_NOMEM;
     slimkv_status st = reserve_pages(c, slimkv_k_body_tokens(cfg, n1), slimkv_v_body_tokens(cfg, n1));
     if (st != SLIMKV_OK) {
-        free(scratch);
+        slimkv_free(scratch);
         return st;
     }
     /* Nothing can fail from here on. Heads are independent. */
@@ -417,7 +417,7 @@ static slimkv_status append_checked(slimkv_cache *c, const float *k, const float
     for (int h = 0; h < cfg->n_kv_heads; h++)
         append_head(c, h, k, v, c->n_tokens, n_tokens, scratch + (size_t)h * per_head);
     c->n_tokens = n1;
-    free(scratch);
+    slimkv_free(scratch);
     return SLIMKV_OK;
 }
 

@@ -40,6 +40,11 @@ struct slimkv_cache {
     slimkv_head *heads;
 };
 
+/* alloc.c: every allocation of the library goes through these. */
+void *slimkv_malloc(size_t size);
+void *slimkv_calloc(size_t count, size_t size);
+void slimkv_free(void *ptr);
+
 /* format.c: byte accounting, one place for every size the cache uses. */
 size_t slimkv_row_elem_bytes(slimkv_format row_fmt);
 slimkv_format slimkv_row_format(slimkv_format fmt);

@@ -1,5 +1,7 @@
 #include "oracle.h"
 
+#include "../src/internal.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,4 +210,40 @@ double format_error_bound(slimkv_format fmt)
     case SLIMKV_Q4: return 0.3;
     default: return 0.7; /* 4 levels per channel: a smoke bound more than an accuracy claim */
     }
+}
+
+static uint64_t digest_bytes(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Everything a cache stores, hashed. */
+uint64_t cache_digest(const slimkv_cache *c)
+{
+    const slimkv_config *cfg = &c->cfg;
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = digest_bytes(h, &c->n_tokens, sizeof c->n_tokens);
+    size_t krow = (size_t)cfg->head_dim * slimkv_row_elem_bytes(c->k_row_fmt);
+    size_t vrow = (size_t)cfg->head_dim * slimkv_row_elem_bytes(c->v_row_fmt);
+    for (int i = 0; i < cfg->n_kv_heads; i++) {
+        const slimkv_head *hd = &c->heads[i];
+        h = digest_bytes(h, hd->ring_k, (size_t)c->ring_slots * krow);
+        h = digest_bytes(h, hd->ring_v, (size_t)c->ring_slots * vrow);
+        if (cfg->n_sink) {
+            h = digest_bytes(h, hd->sink_k, (size_t)cfg->n_sink * krow);
+            h = digest_bytes(h, hd->sink_v, (size_t)cfg->n_sink * vrow);
+        }
+        size_t kp = slimkv_k_group_bytes(cfg->k_format, hd->dk, cfg->group_size) * SLIMKV_PAGE_GROUPS;
+        size_t vp = slimkv_v_block_bytes(cfg->v_format, hd->dv, cfg->group_size) * SLIMKV_PAGE_GROUPS;
+        h = digest_bytes(h, &hd->n_k_pages, sizeof hd->n_k_pages);
+        h = digest_bytes(h, &hd->n_v_pages, sizeof hd->n_v_pages);
+        for (int p = 0; p < hd->n_k_pages; p++)
+            h = digest_bytes(h, hd->k_pages[p], kp);
+        for (int p = 0; p < hd->n_v_pages; p++)
+            h = digest_bytes(h, hd->v_pages[p], vp);
+    }
+    return h;
 }

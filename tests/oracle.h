@@ -51,6 +51,10 @@ void oracle_from_cache(const slimkv_config *config, const slimkv_cache *cache, o
 double max_abs(const float *x, size_t n);
 double scaled_max_error(const float *a, const float *b, size_t n, double scale);
 
+/* A hash of everything a cache stores (windows, sinks, pages, counts): equal
+ * before and after a failed call means the call changed nothing. */
+uint64_t cache_digest(const slimkv_cache *c);
+
 /* Error bound of attention vs the fp32 oracle for a storage format, as
  * scaled_max_error with scale max |v| (see oracle.c for the reasoning). */
 double format_error_bound(slimkv_format fmt);

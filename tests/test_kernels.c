@@ -128,7 +128,7 @@ static void check_pack_k(const slimkv_kernels *k, const slimkv_kernels *ref)
                     slimkv_format fmt = all_formats[fi];
                     int g = group_sizes[gi], dk = k_dims[di];
                     size_t bytes = slimkv_k_group_bytes(fmt, dk, g), n = (size_t)g * dk;
-                    buf src = buf_alloc(n * sizeof(float), 4), a = buf_alloc(bytes, 3), b = buf_alloc(bytes, 0);
+                    buf src = buf_alloc(n * sizeof(float), 4), a = buf_alloc(bytes, 4), b = buf_alloc(bytes, 8);
                     float *x = (float *)src.p;
                     if (constant)
                         fill_constant_runs(x, n);
@@ -168,7 +168,7 @@ static void check_pack_v(const slimkv_kernels *k, const slimkv_kernels *ref)
                 slimkv_format fmt = all_formats[fi];
                 int g = group_sizes[gi], dv = v_dims[di];
                 size_t bytes = slimkv_v_block_bytes(fmt, dv, g);
-                buf src = buf_alloc((size_t)dv * sizeof(float), 4), a = buf_alloc(bytes, 1),
+                buf src = buf_alloc((size_t)dv * sizeof(float), 4), a = buf_alloc(bytes, 4),
                     b = buf_alloc(bytes, 0);
                 float *x = (float *)src.p;
                 /* slots in a scattered order, some left empty */
@@ -224,7 +224,7 @@ static void check_score_k(const slimkv_kernels *k, const slimkv_kernels *ref)
                     int n = (int)(qi % 3 == 0 ? g : qi % 3 == 1 ? g - 1 : 1 + (int)qi);
                     size_t bytes = slimkv_k_group_bytes(fmt, dk, g);
                     float *x = malloc((size_t)g * dk * sizeof(float));
-                    buf grp = buf_alloc(bytes, 2), qb = buf_alloc((size_t)nq * dk * sizeof(float), 4);
+                    buf grp = buf_alloc(bytes, 4), qb = buf_alloc((size_t)nq * dk * sizeof(float), 4);
                     float *q = (float *)qb.p;
                     int lds = g + 3;
                     float *s = malloc((size_t)nq * lds * sizeof(float)), *s_ref = malloc((size_t)nq * lds * sizeof(float));
@@ -340,7 +340,7 @@ static void check_spark(const slimkv_kernels *k, const slimkv_kernels *ref)
                     size_t bytes = slimkv_spark_group_bytes(fmt, dim, t_keep, g);
                     float *x = malloc((size_t)g * dim * sizeof(float)), *qnorm = malloc((size_t)dim * sizeof(float));
                     float *q = malloc((size_t)nq * dim * sizeof(float)), *u = malloc((size_t)nq * dim * sizeof(float));
-                    buf a = buf_alloc(bytes, 1), b = buf_alloc(bytes, 0);
+                    buf a = buf_alloc(bytes, 4), b = buf_alloc(bytes, 8);
                     fill_values(&r, x, (size_t)g * dim);
                     for (int c = 0; c < dim; c++)
                         qnorm[c] = 0.1f + fabsf(rng_uniform(&r));

@@ -259,6 +259,7 @@ static void test_append_before_prefill(void **state)
         free(out);
         slimkv_cache_destroy(c);
     }
+    free_workload(&w);
 }
 
 static void test_bad_policy_config(void **state)
