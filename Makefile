@@ -75,7 +75,7 @@ DEMO := $(BUILD)/slimkv-demo
 BENCH := $(BUILD)/slimkv-bench
 # Command-line tools: bench/tools/NAME.c is the main of $(BUILD)/slimkv-NAME;
 # the other bench/tools/*.c are their shared code (also linked by test_tools).
-TOOL_MAIN := bench/tools/plan.c bench/tools/prune.c
+TOOL_MAIN := $(wildcard bench/tools/plan.c bench/tools/prune.c)
 TOOLS := $(patsubst bench/tools/%.c,$(BUILD)/slimkv-%,$(TOOL_MAIN))
 TOOL_COMMON := $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(TOOL_MAIN),$(wildcard bench/tools/*.c)))
 
@@ -169,4 +169,5 @@ uninstall:
 clean:
 	rm -rf build
 
+include bench/model/model.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
