@@ -169,5 +169,5 @@ uninstall:
 clean:
 	rm -rf build
 
-include bench/model/model.mk
+-include bench/model/model.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
