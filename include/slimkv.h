@@ -41,8 +41,9 @@ typedef enum slimkv_status {
     SLIMKV_ERR_UNSUPPORTED = 7,    /* ISA or backend not available on this machine (incl. bad SLIMKV_ISA) */
     SLIMKV_ERR_FORMAT = 8,         /* malformed file or data */
     SLIMKV_ERR_IO = 9,             /* an operating-system I/O call failed */
-    SLIMKV_ERR_STATE = 10          /* not valid in the cache's current state (e.g. append before
+    SLIMKV_ERR_STATE = 10,         /* not valid in the cache's current state (e.g. append before
                                       the first prefill of a query-aware policy) */
+    SLIMKV_ERR_MISMATCH = 11       /* a snapshot saved from a differently configured cache */
 } slimkv_status;
 
 /* Storage format of K or V. Dense formats store values as they are;
@@ -158,6 +159,20 @@ SLIMKV_API slimkv_status slimkv_cache_isa(const slimkv_cache *cache, const char 
  * which: 0 = K, 1 = V. */
 SLIMKV_API slimkv_status slimkv_cache_kept_channels(const slimkv_cache *cache, int kv_head, int which,
                                                     int *channels, int *count);
+
+/* ---- Snapshots ---- */
+
+/* Saves everything the cache holds (any format and policy) to a safetensors
+ * file with a version field and a checksum over the payload, written to a
+ * temporary file and renamed over path. */
+SLIMKV_API slimkv_status slimkv_cache_save(const slimkv_cache *cache, const char *path);
+
+/* Restores a snapshot bit for bit into a cache created with the same
+ * configuration (fields and masks; ISA may differ). On any failure the cache
+ * is unchanged: SLIMKV_ERR_FORMAT for a truncated or corrupted file, a wrong
+ * checksum or an unknown version; SLIMKV_ERR_MISMATCH for a snapshot of a
+ * differently configured cache; SLIMKV_ERR_IO when the file cannot be read. */
+SLIMKV_API slimkv_status slimkv_cache_restore(slimkv_cache *cache, const char *path);
 
 /* ---- Memory ---- */
 

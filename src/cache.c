@@ -155,7 +155,7 @@ void slimkv_cache_destroy(slimkv_cache *c)
 }
 
 /* Sizes of one K group and V block of a head, once its channels are known. */
-static void set_group_bytes(const slimkv_cache *c, slimkv_head *h)
+void slimkv_head_set_group_bytes(const slimkv_cache *c, slimkv_head *h)
 {
     const slimkv_config *cfg = &c->cfg;
     if (cfg->policy == SLIMKV_POLICY_SPARK)
@@ -176,11 +176,12 @@ static slimkv_status init_head(slimkv_cache *c, int index, const uint8_t *k_mask
     h->v_chan = slimkv_malloc((size_t)dim * sizeof *h->v_chan);
     h->k_pages = slimkv_calloc((size_t)c->max_pages, sizeof *h->k_pages);
     h->v_pages = slimkv_calloc((size_t)c->max_pages, sizeof *h->v_pages);
-    h->ring_k = slimkv_malloc((size_t)c->ring_slots * krow);
-    h->ring_v = slimkv_malloc((size_t)c->ring_slots * vrow);
+    /* zeroed: a snapshot then saves only bytes that were written */
+    h->ring_k = slimkv_calloc((size_t)c->ring_slots, krow);
+    h->ring_v = slimkv_calloc((size_t)c->ring_slots, vrow);
     if (cfg->n_sink > 0) {
-        h->sink_k = slimkv_malloc((size_t)cfg->n_sink * krow);
-        h->sink_v = slimkv_malloc((size_t)cfg->n_sink * vrow);
+        h->sink_k = slimkv_calloc((size_t)cfg->n_sink, krow);
+        h->sink_v = slimkv_calloc((size_t)cfg->n_sink, vrow);
     }
     if (!h->k_chan || !h->v_chan || !h->k_pages || !h->v_pages || !h->ring_k || !h->ring_v ||
         (cfg->n_sink > 0 && (!h->sink_k || !h->sink_v)))
@@ -202,29 +203,19 @@ static slimkv_status init_head(slimkv_cache *c, int index, const uint8_t *k_mask
     if (h->dk == 0) /* streaming head: no compressed body at all */
         h->dv = 0;
     if (cfg->policy == SLIMKV_POLICY_SPARK) {
-        h->qnorm = slimkv_malloc((size_t)dim * sizeof *h->qnorm);
-        h->qnorm_rsqrt = slimkv_malloc((size_t)dim * sizeof *h->qnorm_rsqrt);
+        h->qnorm = slimkv_calloc((size_t)dim, sizeof *h->qnorm);
+        h->qnorm_rsqrt = slimkv_calloc((size_t)dim, sizeof *h->qnorm_rsqrt);
         if (!h->qnorm || !h->qnorm_rsqrt)
             return SLIMKV_ERR_NOMEM;
     }
-    set_group_bytes(c, h);
+    slimkv_head_set_group_bytes(c, h);
     return SLIMKV_OK;
 }
 
-slimkv_status slimkv_cache_create(const slimkv_config *config, slimkv_cache **out)
+/* A validated config and its kernels: the cache, empty. */
+static slimkv_status create_with(const slimkv_config *config, const slimkv_kernels *kern, slimkv_cache **out)
 {
-    if (!config || !out)
-        return SLIMKV_ERR_NULL_ARG;
-    slimkv_status st = slimkv_config_validate(config);
-    if (st != SLIMKV_OK)
-        return st;
-    if (config->backend == SLIMKV_BACKEND_CUDA)
-        return SLIMKV_ERR_UNSUPPORTED; /* no CUDA plugin in this build */
-    const slimkv_kernels *kern;
-    st = slimkv_select_kernels(config->isa, &kern);
-    if (st != SLIMKV_OK)
-        return st;
-
+    slimkv_status st;
     slimkv_cache *c = slimkv_calloc(1, sizeof *c);
     if (!c)
         return SLIMKV_ERR_NOMEM;
@@ -258,6 +249,52 @@ slimkv_status slimkv_cache_create(const slimkv_config *config, slimkv_cache **ou
     return SLIMKV_OK;
 }
 
+slimkv_status slimkv_cache_create(const slimkv_config *config, slimkv_cache **out)
+{
+    if (!config || !out)
+        return SLIMKV_ERR_NULL_ARG;
+    slimkv_status st = slimkv_config_validate(config);
+    if (st != SLIMKV_OK)
+        return st;
+    if (config->backend == SLIMKV_BACKEND_CUDA)
+        return SLIMKV_ERR_UNSUPPORTED; /* no CUDA plugin in this build */
+    const slimkv_kernels *kern;
+    st = slimkv_select_kernels(config->isa, &kern);
+    return st != SLIMKV_OK ? st : create_with(config, kern, out);
+}
+
+/* 0/1 masks of a head's kept channels: the config a static cache came from
+ * (kept counts are already aligned, so they come back unchanged). */
+static void masks_from_heads(const slimkv_cache *c, int which, uint8_t *mask)
+{
+    int dim = c->cfg.head_dim;
+    for (int h = 0; h < c->cfg.n_kv_heads; h++) {
+        const slimkv_head *hd = &c->heads[h];
+        int n = which == 0 ? hd->dk : hd->dv;
+        const int32_t *chan = which == 0 ? hd->k_chan : hd->v_chan;
+        for (int i = 0; i < n; i++)
+            mask[(size_t)h * dim + chan[i]] = 1;
+    }
+}
+
+slimkv_status slimkv_cache_create_like(const slimkv_cache *target, slimkv_cache **out)
+{
+    slimkv_config cfg = target->cfg;
+    uint8_t *masks = NULL;
+    if (cfg.policy == SLIMKV_POLICY_STATIC) {
+        size_t n = (size_t)cfg.n_kv_heads * cfg.head_dim;
+        if (!(masks = slimkv_calloc(2, n)))
+            return SLIMKV_ERR_NOMEM;
+        masks_from_heads(target, 0, masks);
+        masks_from_heads(target, 1, masks + n);
+        cfg.k_mask = masks;
+        cfg.v_mask = masks + n;
+    }
+    slimkv_status st = create_with(&cfg, target->kern, out);
+    slimkv_free(masks);
+    return st;
+}
+
 int slimkv_all_finite(const float *x, size_t n)
 {
     /* One pass with no early exit: isfinite on every element vectorizes. */
@@ -281,7 +318,7 @@ static int representable(const float *x, size_t n, slimkv_format row_fmt)
 
 /* Grows each head's page tables so that body_k / body_v tokens fit.
  * All-or-nothing: on failure every page allocated here is freed again. */
-static slimkv_status reserve_pages(slimkv_cache *c, int body_k, int body_v)
+slimkv_status slimkv_cache_reserve(slimkv_cache *c, int body_k, int body_v)
 {
     const slimkv_config *cfg = &c->cfg;
     int need_k = slimkv_pages_for_tokens(cfg, body_k), need_v = slimkv_pages_for_tokens(cfg, body_v);
@@ -407,7 +444,7 @@ static slimkv_status append_checked(slimkv_cache *c, const float *k, const float
     float *scratch = slimkv_malloc((size_t)cfg->n_kv_heads * per_head * sizeof(float));
     if (!scratch)
         return SLIMKV_ERR_NOMEM;
-    slimkv_status st = reserve_pages(c, slimkv_k_body_tokens(cfg, n1), slimkv_v_body_tokens(cfg, n1));
+    slimkv_status st = slimkv_cache_reserve(c, slimkv_k_body_tokens(cfg, n1), slimkv_v_body_tokens(cfg, n1));
     if (st != SLIMKV_OK) {
         slimkv_free(scratch);
         return st;
@@ -429,6 +466,24 @@ slimkv_status slimkv_cache_append(slimkv_cache *c, const float *k, const float *
     return st != SLIMKV_OK ? st : append_checked(c, k, v, n_tokens);
 }
 
+/* ThinK / SparK before the first prefill: every K channel, no norms yet. */
+static void reset_channels(slimkv_cache *c)
+{
+    const slimkv_config *cfg = &c->cfg;
+    for (int i = 0; i < cfg->n_kv_heads; i++) {
+        slimkv_head *h = &c->heads[i];
+        h->dk = cfg->head_dim;
+        for (int ch = 0; ch < cfg->head_dim; ch++)
+            h->k_chan[ch] = ch;
+        if (h->qnorm) {
+            memset(h->qnorm, 0, (size_t)cfg->head_dim * sizeof *h->qnorm);
+            memset(h->qnorm_rsqrt, 0, (size_t)cfg->head_dim * sizeof *h->qnorm_rsqrt);
+        }
+        slimkv_head_set_group_bytes(c, h);
+    }
+    c->channels_pending = 1;
+}
+
 /* ThinK / SparK: channel choices from the first prefill chunk. Cannot fail. */
 static void choose_channels(slimkv_cache *c, const float *q, const float *k, int n_tokens)
 {
@@ -442,7 +497,7 @@ static void choose_channels(slimkv_cache *c, const float *q, const float *k, int
             for (int ch = 0; ch < cfg->head_dim; ch++)
                 h->qnorm_rsqrt[ch] = 1.0f / sqrtf(h->qnorm[ch]);
         }
-        set_group_bytes(c, h);
+        slimkv_head_set_group_bytes(c, h);
     }
     c->channels_pending = 0;
 }
@@ -465,7 +520,7 @@ slimkv_status slimkv_cache_prefill(slimkv_cache *c, const float *q, const float 
         choose_channels(c, q, k, n_tokens);
     st = append_checked(c, k, v, n_tokens);
     if (st != SLIMKV_OK && first_choice)
-        c->channels_pending = 1; /* the choice is made again by the next prefill */
+        reset_channels(c); /* as before the call: the next prefill chooses again */
     return st;
 }
 

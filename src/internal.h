@@ -66,6 +66,14 @@ int slimkv_think_select(const slimkv_config *cfg, const float *q, const float *k
 void slimkv_spark_qnorm(const slimkv_config *cfg, const float *q, int n_tokens, int head, float *qnorm);
 int slimkv_spark_keep(const slimkv_config *cfg);
 
+/* cache.c */
+/* An empty cache with the same config, channels and kernels as target. */
+slimkv_status slimkv_cache_create_like(const slimkv_cache *target, slimkv_cache **out);
+/* Grows the page tables for body_k / body_v body tokens, all or nothing. */
+slimkv_status slimkv_cache_reserve(slimkv_cache *c, int body_k, int body_v);
+/* Sizes of a head's K group and V block, once its channels are known. */
+void slimkv_head_set_group_bytes(const slimkv_cache *c, slimkv_head *h);
+
 /* dispatch.c */
 slimkv_status slimkv_select_kernels(const char *isa, const slimkv_kernels **out);
 

@@ -18,6 +18,7 @@ const char *slimkv_status_str(slimkv_status status)
     case SLIMKV_ERR_FORMAT: return "malformed data";
     case SLIMKV_ERR_IO: return "I/O error";
     case SLIMKV_ERR_STATE: return "call not valid in the cache's current state";
+    case SLIMKV_ERR_MISMATCH: return "snapshot does not match the cache's configuration";
     }
     return "unknown status";
 }

@@ -236,8 +236,11 @@ uint64_t cache_digest(const slimkv_cache *c)
             h = digest_bytes(h, hd->sink_k, (size_t)cfg->n_sink * krow);
             h = digest_bytes(h, hd->sink_v, (size_t)cfg->n_sink * vrow);
         }
-        size_t kp = slimkv_k_group_bytes(cfg->k_format, hd->dk, cfg->group_size) * SLIMKV_PAGE_GROUPS;
-        size_t vp = slimkv_v_block_bytes(cfg->v_format, hd->dv, cfg->group_size) * SLIMKV_PAGE_GROUPS;
+        size_t kp = hd->k_group_bytes * SLIMKV_PAGE_GROUPS, vp = hd->v_block_bytes * SLIMKV_PAGE_GROUPS;
+        h = digest_bytes(h, &hd->dk, sizeof hd->dk);
+        h = digest_bytes(h, hd->k_chan, (size_t)hd->dk * sizeof *hd->k_chan);
+        if (hd->qnorm)
+            h = digest_bytes(h, hd->qnorm, (size_t)cfg->head_dim * sizeof *hd->qnorm);
         h = digest_bytes(h, &hd->n_k_pages, sizeof hd->n_k_pages);
         h = digest_bytes(h, &hd->n_v_pages, sizeof hd->n_v_pages);
         for (int p = 0; p < hd->n_k_pages; p++)

@@ -1,0 +1,321 @@
+/* Cache snapshots: everything a cache holds, in a safetensors file, so a
+ * prompt's compressed cache can be reused without recomputing the prefill.
+ *
+ * Metadata: "slimkv.snapshot" = version, "slimkv.config" = the canonical
+ * config string (must equal the target's), "slimkv.tokens", "slimkv.pending"
+ * (ThinK/SparK channels not chosen yet), "slimkv.checksum" = FNV-1a 64 over
+ * the tensors' bytes in the order written. Tensors per KV head i (raw bytes
+ * in the one storage layout, the same on every ISA):
+ *   h<i>.k_chan, h<i>.v_chan  I32 kept channels
+ *   h<i>.qnorm                F32 [head_dim], SparK only
+ *   h<i>.sink_k/v, h<i>.window_k/v, h<i>.k_body, h<i>.v_body  U8 */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "io_safetensors.h"
+
+#define SNAPSHOT_VERSION "1"
+#define PARTS_PER_HEAD 9
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static void config_string(const slimkv_cache *c, char *buf, size_t size)
+{
+    const slimkv_config *f = &c->cfg;
+    uint32_t ratio_bits;
+    memcpy(&ratio_bits, &f->prune_ratio, sizeof ratio_bits);
+    snprintf(buf, size,
+             "q_heads=%d kv_heads=%d head_dim=%d capacity=%d k=%s v=%s group=%d residual=%d sinks=%d policy=%d "
+             "align=%d ratio=%08x window=%d",
+             f->n_q_heads, f->n_kv_heads, f->head_dim, f->capacity, slimkv_format_name(f->k_format),
+             slimkv_format_name(f->v_format), f->group_size, f->residual, f->n_sink, (int)f->policy,
+             f->channel_align, (unsigned)ratio_bits, f->window);
+}
+
+/* One stored part of a head: where its bytes live in a cache. Body pages
+ * are not contiguous, so they are described by page list and page size. */
+typedef struct part {
+    char name[32];
+    st_dtype dtype;
+    size_t n_bytes;
+    uint8_t *flat;          /* contiguous bytes, or NULL for pages */
+    uint8_t **pages;
+    int n_pages;
+    size_t page_bytes;
+} part;
+
+/* The parts of head i, in the order they are written and checksummed. */
+static int head_parts(const slimkv_cache *c, int i, part *p)
+{
+    const slimkv_config *cfg = &c->cfg;
+    slimkv_head *h = &c->heads[i];
+    size_t dim = (size_t)cfg->head_dim;
+    size_t krow = dim * slimkv_row_elem_bytes(c->k_row_fmt), vrow = dim * slimkv_row_elem_bytes(c->v_row_fmt);
+    int n = 0;
+    memset(p, 0, PARTS_PER_HEAD * sizeof *p);
+#define FLAT(NAME, DTYPE, PTR, BYTES)                                                                    \
+    do {                                                                                                 \
+        snprintf(p[n].name, sizeof p[n].name, "h%d." NAME, i);                                           \
+        p[n].dtype = DTYPE;                                                                              \
+        p[n].flat = (uint8_t *)(PTR);                                                                    \
+        p[n].n_bytes = BYTES;                                                                            \
+        n++;                                                                                             \
+    } while (0)
+    FLAT("k_chan", ST_I32, h->k_chan, (size_t)h->dk * sizeof(int32_t));
+    FLAT("v_chan", ST_I32, h->v_chan, (size_t)h->dv * sizeof(int32_t));
+    if (h->qnorm)
+        FLAT("qnorm", ST_F32, h->qnorm, dim * sizeof(float));
+    FLAT("sink_k", ST_U8, h->sink_k, (size_t)cfg->n_sink * krow);
+    FLAT("sink_v", ST_U8, h->sink_v, (size_t)cfg->n_sink * vrow);
+    FLAT("window_k", ST_U8, h->ring_k, (size_t)c->ring_slots * krow);
+    FLAT("window_v", ST_U8, h->ring_v, (size_t)c->ring_slots * vrow);
+#undef FLAT
+    const char *names[2] = {"k_body", "v_body"};
+    for (int which = 0; which < 2; which++, n++) {
+        snprintf(p[n].name, sizeof p[n].name, "h%d.%s", i, names[which]);
+        p[n].dtype = ST_U8;
+        p[n].pages = which == 0 ? h->k_pages : h->v_pages;
+        p[n].n_pages = which == 0 ? h->n_k_pages : h->n_v_pages;
+        p[n].page_bytes = (which == 0 ? h->k_group_bytes : h->v_block_bytes) * SLIMKV_PAGE_GROUPS;
+        p[n].n_bytes = (size_t)p[n].n_pages * p[n].page_bytes;
+    }
+    return n;
+}
+
+static uint64_t part_checksum(uint64_t sum, const part *p)
+{
+    if (p->flat)
+        return fnv1a(sum, p->flat, p->n_bytes);
+    for (int i = 0; i < p->n_pages; i++)
+        sum = fnv1a(sum, p->pages[i], p->page_bytes);
+    return sum;
+}
+
+static slimkv_status produce_part(void *ctx, const st_out *self, void *dst)
+{
+    const part *p = ctx;
+    (void)self;
+    if (p->flat) {
+        memcpy(dst, p->flat, p->n_bytes);
+        return SLIMKV_OK;
+    }
+    for (int i = 0; i < p->n_pages; i++)
+        memcpy((uint8_t *)dst + (size_t)i * p->page_bytes, p->pages[i], p->page_bytes);
+    return SLIMKV_OK;
+}
+
+slimkv_status slimkv_cache_save(const slimkv_cache *c, const char *path)
+{
+    if (!c || !path)
+        return SLIMKV_ERR_NULL_ARG;
+    int heads = c->cfg.n_kv_heads;
+    part *parts = slimkv_calloc((size_t)heads * PARTS_PER_HEAD, sizeof *parts);
+    st_out *outs = slimkv_calloc((size_t)heads * PARTS_PER_HEAD, sizeof *outs);
+    if (!parts || !outs) {
+        slimkv_free(parts);
+        slimkv_free(outs);
+        return SLIMKV_ERR_NOMEM;
+    }
+    size_t n = 0;
+    uint64_t sum = 0xcbf29ce484222325ull;
+    for (int i = 0; i < heads; i++)
+        n += (size_t)head_parts(c, i, parts + n);
+    for (size_t j = 0; j < n; j++) {
+        sum = part_checksum(sum, &parts[j]);
+        size_t elem = st_dtype_size(parts[j].dtype);
+        outs[j] = (st_out){.name = parts[j].name, .dtype = parts[j].dtype, .n_dims = 1,
+                           .shape = {(int64_t)(parts[j].n_bytes / elem)}, .produce = produce_part, .ctx = &parts[j]};
+    }
+    char config[512], tokens[16], pending[4], checksum[20];
+    config_string(c, config, sizeof config);
+    snprintf(tokens, sizeof tokens, "%d", c->n_tokens);
+    snprintf(pending, sizeof pending, "%d", c->channels_pending);
+    snprintf(checksum, sizeof checksum, "%016llx", (unsigned long long)sum);
+    st_meta meta[] = {{"slimkv.snapshot", SNAPSHOT_VERSION},
+                      {"slimkv.config", config},
+                      {"slimkv.tokens", tokens},
+                      {"slimkv.pending", pending},
+                      {"slimkv.checksum", checksum}};
+    slimkv_status st = st_write(path, outs, n, meta, sizeof meta / sizeof *meta);
+    slimkv_free(parts);
+    slimkv_free(outs);
+    return st;
+}
+
+/* A decimal integer in [lo, hi], nothing else. */
+static int parse_int(const char *s, long lo, long hi, int *out)
+{
+    if (!s || !*s)
+        return 0;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi || (*s != '-' && (*s < '0' || *s > '9')))
+        return 0;
+    *out = (int)v;
+    return 1;
+}
+
+/* Kept channels read from the file: strictly ascending, inside the head. */
+static int valid_channels(const int32_t *chan, int n, int dim)
+{
+    for (int i = 0; i < n; i++)
+        if (chan[i] < 0 || chan[i] >= dim || (i > 0 && chan[i] <= chan[i - 1]))
+            return 0;
+    return 1;
+}
+
+static int valid_qnorm(const float *qnorm, int dim)
+{
+    for (int i = 0; i < dim; i++)
+        if (!(qnorm[i] > 0.0f) || !isfinite(qnorm[i]))
+            return 0;
+    return 1;
+}
+
+/* The channel tensors of head i into tmp: for policies that fix channels
+ * in the config they must equal the target's (else MISMATCH); ThinK's
+ * chosen K channels and SparK's norms come from the file. */
+static slimkv_status load_channels(const st_file *f, const slimkv_cache *target, slimkv_cache *tmp, int i)
+{
+    const slimkv_config *cfg = &tmp->cfg;
+    slimkv_head *h = &tmp->heads[i];
+    const slimkv_head *th = &target->heads[i];
+    char name[32];
+    int dim = cfg->head_dim;
+    int32_t chan[1024];
+    for (int which = 0; which < 2; which++) {
+        snprintf(name, sizeof name, "h%d.%s", i, which == 0 ? "k_chan" : "v_chan");
+        const st_tensor *t = st_find(f, name);
+        if (!t || t->dtype != ST_I32 || t->n_dims != 1 || t->shape[0] > dim)
+            return SLIMKV_ERR_FORMAT;
+        int n = (int)t->shape[0];
+        slimkv_status st = st_read_bytes(f, t, 0, (size_t)n * sizeof(int32_t), chan);
+        if (st != SLIMKV_OK)
+            return st;
+        if (!valid_channels(chan, n, dim))
+            return SLIMKV_ERR_FORMAT;
+        int chosen_here = which == 0 && cfg->policy == SLIMKV_POLICY_THINK;
+        if (chosen_here) {
+            if (n < 1 || (n % 4 != 0 && n != dim))
+                return SLIMKV_ERR_FORMAT;
+            h->dk = n;
+            memcpy(h->k_chan, chan, (size_t)n * sizeof *chan);
+        } else {
+            int expect = which == 0 ? th->dk : th->dv;
+            const int32_t *want = which == 0 ? th->k_chan : th->v_chan;
+            if (n != expect || memcmp(chan, want, (size_t)n * sizeof *chan) != 0)
+                return SLIMKV_ERR_MISMATCH;
+        }
+    }
+    if (h->qnorm) {
+        snprintf(name, sizeof name, "h%d.qnorm", i);
+        const st_tensor *t = st_find(f, name);
+        if (!t || t->dtype != ST_F32 || t->n_dims != 1 || t->shape[0] != dim)
+            return SLIMKV_ERR_FORMAT;
+        slimkv_status st = st_read_bytes(f, t, 0, (size_t)dim * sizeof(float), h->qnorm);
+        if (st != SLIMKV_OK)
+            return st;
+        if (!valid_qnorm(h->qnorm, dim))
+            return SLIMKV_ERR_FORMAT;
+        for (int c = 0; c < dim; c++)
+            h->qnorm_rsqrt[c] = 1.0f / sqrtf(h->qnorm[c]);
+    }
+    slimkv_head_set_group_bytes(tmp, h);
+    return SLIMKV_OK;
+}
+
+/* Reads one part of tmp from the file: same name, U8/I32/F32, exact size. */
+static slimkv_status load_part(const st_file *f, const part *p)
+{
+    const st_tensor *t = st_find(f, p->name);
+    if (!t || t->dtype != p->dtype || t->n_dims != 1 || t->n_bytes != p->n_bytes)
+        return SLIMKV_ERR_FORMAT;
+    if (p->flat)
+        return p->n_bytes ? st_read_bytes(f, t, 0, p->n_bytes, p->flat) : SLIMKV_OK;
+    for (int i = 0; i < p->n_pages; i++) {
+        slimkv_status st = st_read_bytes(f, t, (uint64_t)i * p->page_bytes, p->page_bytes, p->pages[i]);
+        if (st != SLIMKV_OK)
+            return st;
+    }
+    return SLIMKV_OK;
+}
+
+static slimkv_status load_into(const st_file *f, const slimkv_cache *target, slimkv_cache *tmp)
+{
+    const char *version = st_meta_get(f, "slimkv.snapshot");
+    if (!version || strcmp(version, SNAPSHOT_VERSION) != 0)
+        return SLIMKV_ERR_FORMAT;
+    char config[512];
+    config_string(target, config, sizeof config);
+    const char *saved = st_meta_get(f, "slimkv.config");
+    if (!saved)
+        return SLIMKV_ERR_FORMAT;
+    if (strcmp(saved, config) != 0)
+        return SLIMKV_ERR_MISMATCH;
+    int tokens, pending;
+    const char *checksum = st_meta_get(f, "slimkv.checksum");
+    if (!parse_int(st_meta_get(f, "slimkv.tokens"), 0, target->cfg.capacity, &tokens) ||
+        !parse_int(st_meta_get(f, "slimkv.pending"), 0, 1, &pending) || !checksum || strlen(checksum) != 16)
+        return SLIMKV_ERR_FORMAT;
+    int query_aware = tmp->cfg.policy == SLIMKV_POLICY_THINK || tmp->cfg.policy == SLIMKV_POLICY_SPARK;
+    if (pending && (!query_aware || tokens != 0))
+        return SLIMKV_ERR_FORMAT;
+    slimkv_status st = SLIMKV_OK;
+    for (int i = 0; i < tmp->cfg.n_kv_heads && st == SLIMKV_OK && !pending; i++)
+        st = load_channels(f, target, tmp, i);
+    if (st == SLIMKV_OK)
+        st = slimkv_cache_reserve(tmp, slimkv_k_body_tokens(&tmp->cfg, tokens),
+                                  slimkv_v_body_tokens(&tmp->cfg, tokens));
+    uint64_t sum = 0xcbf29ce484222325ull;
+    part parts[PARTS_PER_HEAD];
+    for (int i = 0; i < tmp->cfg.n_kv_heads && st == SLIMKV_OK; i++) {
+        int n = head_parts(tmp, i, parts);
+        for (int j = 0; j < n && st == SLIMKV_OK; j++) {
+            st = load_part(f, &parts[j]);
+            sum = part_checksum(sum, &parts[j]);
+        }
+    }
+    if (st != SLIMKV_OK)
+        return st;
+    char computed[20];
+    snprintf(computed, sizeof computed, "%016llx", (unsigned long long)sum);
+    if (strcmp(computed, checksum) != 0)
+        return SLIMKV_ERR_FORMAT;
+    tmp->n_tokens = tokens;
+    tmp->channels_pending = pending;
+    return SLIMKV_OK;
+}
+
+slimkv_status slimkv_cache_restore(slimkv_cache *c, const char *path)
+{
+    if (!c || !path)
+        return SLIMKV_ERR_NULL_ARG;
+    st_file *f;
+    slimkv_status st = st_open(path, &f);
+    if (st != SLIMKV_OK)
+        return st;
+    slimkv_cache *tmp;
+    st = slimkv_cache_create_like(c, &tmp);
+    if (st == SLIMKV_OK) {
+        st = load_into(f, c, tmp);
+        if (st == SLIMKV_OK) { /* everything checked: swap the contents in */
+            slimkv_cache old = *c;
+            *c = *tmp;
+            *tmp = old;
+        }
+        slimkv_cache_destroy(tmp);
+    }
+    st_close(f);
+    return st;
+}
