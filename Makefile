@@ -7,6 +7,8 @@
 #   make V=1        show the commands
 # A toolchain file sets CROSS_COMPILE and the runner: make TOOLCHAIN=aarch64-linux-gnu
 
+SHELL := /bin/bash
+
 TOOLCHAIN ?=
 ifneq ($(TOOLCHAIN),)
 include toolchains/$(TOOLCHAIN).mk
@@ -48,11 +50,17 @@ ALL_CFLAGS := -std=c11 -Wall -Wextra -fPIC -fvisibility=hidden -fopenmp $(CFLAGS
 LIBS := -lsleef -lcjson -lm -lpthread
 
 CORE_SRC := $(wildcard src/*.c) simd/scalar.c
+# SIMD=0 builds the portable scalar kernels only.
+SIMD ?= 1
+ifeq ($(SIMD),1)
 ifeq ($(ARCH),x86_64)
 SIMD_SRC := $(wildcard simd/x86/*.c)
 endif
 ifeq ($(ARCH),aarch64)
 SIMD_SRC := $(wildcard simd/arm/*.c)
+endif
+else
+ALL_CPPFLAGS += -DSLIMKV_SCALAR_ONLY
 endif
 LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(CORE_SRC) $(SIMD_SRC))
 
@@ -80,7 +88,7 @@ TOOLS := $(patsubst bench/tools/%.c,$(BUILD)/slimkv-%,$(TOOL_MAIN))
 TOOL_COMMON := $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(TOOL_MAIN),$(wildcard bench/tools/*.c)))
 
 .SECONDARY:
-.PHONY: all lib tests demo test bench cross-test sanitize-test valgrind-test deps install uninstall clean
+.PHONY: all lib tests demo test bench cross-test sanitize-test valgrind-test fuzz fuzz-seeds deps install uninstall clean
 all: lib tests $(DEMO) $(BENCH) $(TOOLS)
 lib: $(STATIC_LIB) $(SHARED_LIB) $(PC_FILE)
 tests: $(TEST_BIN) $(TOOLS)
@@ -153,6 +161,34 @@ valgrind-test: tests
 	$(Q)failed=0; for t in $(TEST_BIN); do echo "== valgrind $$t"; \
 	  OMP_NUM_THREADS=1 $(VALGRIND) $$t || failed=$$((failed + 1)); done; \
 	  echo "test programs failed under valgrind: $$failed"; [ $$failed -eq 0 ]
+
+# Fuzzing with clang's libFuzzer (+ASan/UBSan), on the scalar kernels (the
+# readers and validators are what is fuzzed): every tests/fuzz/fuzz_*.c
+# runs FUZZ_SECONDS from the checked-in seed corpus tests/fuzz/corpus/NAME/;
+# new inputs go to build/fuzz/corpus/NAME/. `make fuzz-seeds` rewrites the
+# seed corpus from tests/fuzz/make_seeds.c.
+FUZZ_BUILD := build/fuzz
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+fuzz:
+	$(Q)sh toolchains/install-deps.sh fuzz
+	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SIMD=0 \
+	  CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/libslimkv.a
+	$(Q)for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  clang $(ALL_CPPFLAGS) -std=c11 $(FUZZ_FLAGS) -fsanitize=fuzzer -fopenmp tests/fuzz/$$t.c \
+	    $(FUZZ_BUILD)/libslimkv.a $(LIBS) -o $(FUZZ_BUILD)/$$t || exit 1; \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	  ASAN_OPTIONS=allocator_may_return_null=1 $(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -rss_limit_mb=4096 -print_final_stats=1 \
+	    $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t 2>&1 | \
+	    grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|Done)" ; \
+	  [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; done
+
+fuzz-seeds: $(STATIC_LIB)
+	$(Q)$(CC) $(ALL_CPPFLAGS) -std=c11 -fopenmp tests/fuzz/make_seeds.c $(STATIC_LIB) $(LIBS) -o $(BUILD)/make_seeds
+	$(Q)rm -rf tests/fuzz/corpus && $(BUILD)/make_seeds tests/fuzz/corpus
 
 install: lib
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)

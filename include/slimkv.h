@@ -176,8 +176,8 @@ SLIMKV_API slimkv_status slimkv_cache_restore(slimkv_cache *cache, const char *p
 
 /* ---- Memory ---- */
 
-/* Every allocation the library makes goes through these (OpenMP's and
- * SLEEF's own internals aside). Set before creating caches or loading
+/* Every allocation the library makes goes through these (the internals of
+ * OpenMP, SLEEF and cJSON aside). Set before creating caches or loading
  * files, and keep the same allocator while anything it allocated lives;
  * NULL restores malloc/calloc/free. Not thread-safe: call it at start-up. */
 typedef struct slimkv_allocator {

@@ -368,7 +368,10 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
         return SLIMKV_ERR_NOMEM;
     }
 
-#pragma omp parallel
+    /* Small calls run on the calling thread: waking a team costs more than
+     * it saves, and a busy machine makes the wait for it unbounded. */
+    long flops = (long)tokens * cfg->n_kv_heads * n_queries * cfg->head_dim;
+#pragma omp parallel if (flops >= (1L << 20))
     {
         int tid = 0;
 #ifdef _OPENMP

@@ -179,12 +179,12 @@ static slimkv_status init_head(slimkv_cache *c, int index, const uint8_t *k_mask
     /* zeroed: a snapshot then saves only bytes that were written */
     h->ring_k = slimkv_calloc((size_t)c->ring_slots, krow);
     h->ring_v = slimkv_calloc((size_t)c->ring_slots, vrow);
-    if (cfg->n_sink > 0) {
-        h->sink_k = slimkv_calloc((size_t)cfg->n_sink, krow);
-        h->sink_v = slimkv_calloc((size_t)cfg->n_sink, vrow);
+    if (c->sink_rows > 0) {
+        h->sink_k = slimkv_calloc((size_t)c->sink_rows, krow);
+        h->sink_v = slimkv_calloc((size_t)c->sink_rows, vrow);
     }
     if (!h->k_chan || !h->v_chan || !h->k_pages || !h->v_pages || !h->ring_k || !h->ring_v ||
-        (cfg->n_sink > 0 && (!h->sink_k || !h->sink_v)))
+        (c->sink_rows > 0 && (!h->sink_k || !h->sink_v)))
         return SLIMKV_ERR_NOMEM;
     if (k_mask) {
         h->dk = kept_channels(k_mask + (size_t)index * dim, dim, cfg->channel_align, h->k_chan);
@@ -225,7 +225,11 @@ static slimkv_status create_with(const slimkv_config *config, const slimkv_kerne
     c->cfg.isa = NULL;
     c->kern = kern;
     c->q_per_kv = config->n_q_heads / config->n_kv_heads;
-    c->ring_slots = config->residual + config->group_size;
+    /* The window never holds more than the capacity: a huge R or S costs
+     * nothing beyond what the tokens can fill. */
+    int g = config->group_size, capacity_groups = (config->capacity + g - 1) / g * g;
+    c->ring_slots = config->residual + g < capacity_groups ? config->residual + g : capacity_groups;
+    c->sink_rows = config->n_sink < config->capacity ? config->n_sink : config->capacity;
     c->k_row_fmt = slimkv_row_format(config->k_format);
     c->v_row_fmt = slimkv_row_format(config->v_format);
     c->max_pages = slimkv_pages_for_tokens(config, config->capacity) + 1;
@@ -544,7 +548,7 @@ slimkv_status slimkv_cache_bytes(const slimkv_cache *c, size_t *bytes)
     size_t row_k = dim * slimkv_row_elem_bytes(c->k_row_fmt), row_v = dim * slimkv_row_elem_bytes(c->v_row_fmt);
     for (int h = 0; h < cfg->n_kv_heads; h++) {
         const slimkv_head *hd = &c->heads[h];
-        total += (size_t)(cfg->n_sink + c->ring_slots) * (row_k + row_v);
+        total += (size_t)(c->sink_rows + c->ring_slots) * (row_k + row_v);
         total += (size_t)hd->n_k_pages * SLIMKV_PAGE_GROUPS * hd->k_group_bytes;
         total += (size_t)hd->n_v_pages * SLIMKV_PAGE_GROUPS * hd->v_block_bytes;
         if (hd->qnorm)

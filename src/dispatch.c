@@ -7,7 +7,9 @@
 
 #include "internal.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+/* SLIMKV_SCALAR_ONLY (make SIMD=0): no ISA bodies compiled in. */
+#if defined(SLIMKV_SCALAR_ONLY)
+#elif defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #define SLIMKV_X86 1
 #elif defined(__aarch64__)

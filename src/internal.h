@@ -32,7 +32,8 @@ struct slimkv_cache {
     const slimkv_kernels *kern;
     int q_per_kv;          /* n_q_heads / n_kv_heads */
     int n_tokens;
-    int ring_slots;        /* R + G */
+    int ring_slots;        /* R + G, at most the capacity rounded up to G */
+    int sink_rows;         /* S, at most the capacity */
     slimkv_format k_row_fmt, v_row_fmt; /* F32 or F16: sinks and residual window */
     int max_pages;
     int channels_pending;  /* ThinK/SparK: channels not chosen yet (before the first prefill) */

@@ -75,8 +75,8 @@ static int head_parts(const slimkv_cache *c, int i, part *p)
     FLAT("v_chan", ST_I32, h->v_chan, (size_t)h->dv * sizeof(int32_t));
     if (h->qnorm)
         FLAT("qnorm", ST_F32, h->qnorm, dim * sizeof(float));
-    FLAT("sink_k", ST_U8, h->sink_k, (size_t)cfg->n_sink * krow);
-    FLAT("sink_v", ST_U8, h->sink_v, (size_t)cfg->n_sink * vrow);
+    FLAT("sink_k", ST_U8, h->sink_k, (size_t)c->sink_rows * krow);
+    FLAT("sink_v", ST_U8, h->sink_v, (size_t)c->sink_rows * vrow);
     FLAT("window_k", ST_U8, h->ring_k, (size_t)c->ring_slots * krow);
     FLAT("window_v", ST_U8, h->ring_v, (size_t)c->ring_slots * vrow);
 #undef FLAT

@@ -232,9 +232,9 @@ uint64_t cache_digest(const slimkv_cache *c)
         const slimkv_head *hd = &c->heads[i];
         h = digest_bytes(h, hd->ring_k, (size_t)c->ring_slots * krow);
         h = digest_bytes(h, hd->ring_v, (size_t)c->ring_slots * vrow);
-        if (cfg->n_sink) {
-            h = digest_bytes(h, hd->sink_k, (size_t)cfg->n_sink * krow);
-            h = digest_bytes(h, hd->sink_v, (size_t)cfg->n_sink * vrow);
+        if (c->sink_rows) {
+            h = digest_bytes(h, hd->sink_k, (size_t)c->sink_rows * krow);
+            h = digest_bytes(h, hd->sink_v, (size_t)c->sink_rows * vrow);
         }
         size_t kp = hd->k_group_bytes * SLIMKV_PAGE_GROUPS, vp = hd->v_block_bytes * SLIMKV_PAGE_GROUPS;
         h = digest_bytes(h, &hd->dk, sizeof hd->dk);

@@ -331,7 +331,9 @@ static size_t expected_bytes(const slimkv_config *cfg, int n, const int *dk, con
     int kpages = ((kb + g - 1) / g + 7) / 8, vpages = ((vb + g - 1) / g + 7) / 8;
     size_t total = 0;
     for (int h = 0; h < cfg->n_kv_heads; h++) {
-        total += (size_t)(cfg->n_sink + cfg->residual + g) * row;
+        int ring = cfg->residual + g < (cfg->capacity + g - 1) / g * g ? cfg->residual + g
+                                                                        : (cfg->capacity + g - 1) / g * g;
+        total += (size_t)((cfg->n_sink < cfg->capacity ? cfg->n_sink : cfg->capacity) + ring) * row;
         if (dk[h] == 0)
             continue;
         int bits_k = slimkv_format_bits(cfg->k_format), bits_v = slimkv_format_bits(cfg->v_format);
@@ -396,6 +398,16 @@ static void test_bytes_held(void **state)
             slimkv_cache_destroy(c);
             free_inputs(&in);
         }
+    /* sinks and window larger than the capacity cost only the capacity */
+    slimkv_config tiny = make_config(s, SLIMKV_Q4, SLIMKV_Q4, 40);
+    tiny.n_sink = 1 << 28;
+    tiny.residual = 1 << 25;
+    slimkv_cache *c;
+    assert_int_equal(slimkv_cache_create(&tiny, &c), SLIMKV_OK);
+    size_t bytes;
+    assert_int_equal(slimkv_cache_bytes(c, &bytes), SLIMKV_OK);
+    assert_int_equal(bytes, (size_t)2 * (40 + 64) * 96 * 2 * 2);
+    slimkv_cache_destroy(c);
     /* q4 K with half the channels kept really holds less than q4 with all */
     slimkv_config full = make_config(s, SLIMKV_Q4, SLIMKV_Q4, 4096), half = full;
     for (int c = 0; c < 2 * 96; c++)

@@ -1,12 +1,15 @@
 #!/bin/sh
 # Installs the Debian packages SlimKV builds and tests with, only when missing.
-# Usage: install-deps.sh [TOOLCHAIN]   (aarch64-linux-gnu adds the ARM cross build)
+# Usage: install-deps.sh [EXTRA]   (aarch64-linux-gnu: the ARM cross build; fuzz: clang + libFuzzer)
 set -e
 need=""
 check() { # check PACKAGE: queue it unless installed
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || need="$need $1"
 }
 for p in gcc make libsleef-dev libcmocka-dev libcjson-dev; do check "$p"; done
+if [ "$1" = "fuzz" ]; then # clang, libFuzzer and clang's OpenMP runtime
+    for p in clang libclang-rt-14-dev libomp-14-dev; do check "$p"; done
+fi
 if [ "$1" = "aarch64-linux-gnu" ]; then
     for p in gcc-aarch64-linux-gnu qemu-user libsleef-dev:arm64 libcmocka-dev:arm64 libcjson-dev:arm64 \
              libgomp1:arm64; do check "$p"; done
