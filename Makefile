@@ -181,7 +181,7 @@ fuzz:
 	    $(FUZZ_BUILD)/libslimkv.a $(LIBS) -o $(FUZZ_BUILD)/$$t || exit 1; \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
 	  ASAN_OPTIONS=allocator_may_return_null=1 $(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_SECONDS) \
-	    -rss_limit_mb=4096 -print_final_stats=1 \
+	    -rss_limit_mb=4096 -artifact_prefix=$(FUZZ_BUILD)/$$t- -print_final_stats=1 \
 	    $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t 2>&1 | \
 	    grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|Done)" ; \
 	  [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; done
