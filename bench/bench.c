@@ -11,7 +11,13 @@
  * caches (same config) that together exceed the last-level cache several
  * times, attending one query on each in turn, and report the time per
  * layer. Attending one cache over and over ("resident") is reported apart:
- * when that cache fits in the LLC it flatters the kernel. */
+ * when that cache fits in the LLC it flatters the kernel.
+ *
+ * ThinK and SparK caches (configs "+think", "+spark") must start with a
+ * prefill, whose causal attention costs O(n^2): each gets its first
+ * --prefill tokens (default 512) through slimkv_cache_prefill with the
+ * workload's real queries, so the policy chooses channels from realistic
+ * queries, and the rest of the context by append (workload_fill_cache). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +27,11 @@
 #include "workload.h"
 
 #define WORKLOAD_SEED 20240607u
-#define DEFAULT_FORMATS "f16,q8,q4,q2,q4@0.5,q2@0.5"
+#define DEFAULT_FORMATS "f16,q8,q4,q2,q4@0.5,q2@0.5,q4+think0.4,q4+spark0.5"
 #define DEFAULT_CONTEXTS "1k,2k,4k,8k,16k,32k"
 #define DEFAULT_THREADS "1,2"
 #define DEFAULT_REPS 5
+#define DEFAULT_PREFILL 512 /* ThinK/SparK: tokens given to the first (and only) prefill */
 #define DEFAULT_LLC_MULTIPLE 4  /* the layer set is this many times the LLC */
 #define QUICK_CONTEXTS "256,512"
 #define QUICK_REPS 1
@@ -45,6 +52,7 @@ typedef struct bench_options {
     int *threads, n_threads;
     int reps;
     int llc_multiple;
+    int prefill_tokens;
     const char *csv_path, *json_path;
 } bench_options;
 
@@ -63,6 +71,8 @@ typedef struct bench_report {
     size_t llc_bytes;
     int llc_multiple;
     int reps;
+    int prefill_tokens;
+    int any_prefill; /* some config is ThinK or SparK */
     int name_width; /* of the config column: the longest spec name */
     double load_at_start;
     int n_threads;
@@ -76,7 +86,16 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "usage: slimkv-bench [options]\n"
-            "  --formats LIST    cache configs K[/V][@keep] (default %s)\n"
+            "  --formats LIST    cache configs (default %s):\n"
+            "                    K[/V]              formats f32 f16 bf16 q8 q4 q2, V defaults to K\n"
+            "                    K[/V]@keep         static mask keeping that fraction of K channels\n"
+            "                                       (largest mean |k|), e.g. q4@0.5\n"
+            "                    K[/V]+think[ratio] ThinK: query-aware K channel pruning at prefill,\n"
+            "                                       prune_ratio default 0.4, e.g. q4+think0.4\n"
+            "                    K[/V]+spark[ratio] SparK: per-token top-T K channels, pruned ones\n"
+            "                                       restored in the score, e.g. q4+spark0.5\n"
+            "  --prefill N       ThinK/SparK: the first N tokens of each cache go through\n"
+            "                    slimkv_cache_prefill (O(N^2)), the rest is appended (default %d)\n"
             "  --contexts LIST   context lengths, k = x1024 (default %s)\n"
             "  --threads LIST    OpenMP thread counts (default %s)\n"
             "  --reps N          timed passes per measurement, median reported (default %d)\n"
@@ -84,8 +103,8 @@ static void usage(FILE *to)
             "  --csv FILE        also write the results as CSV\n"
             "  --json FILE       also write the results as JSON\n"
             "  --quick           smoke run: contexts %s, %d reps, layer set %dx LLC\n",
-            DEFAULT_FORMATS, DEFAULT_CONTEXTS, DEFAULT_THREADS, DEFAULT_REPS, DEFAULT_LLC_MULTIPLE, QUICK_CONTEXTS,
-            QUICK_REPS, QUICK_LLC_MULTIPLE);
+            DEFAULT_FORMATS, DEFAULT_PREFILL, DEFAULT_CONTEXTS, DEFAULT_THREADS, DEFAULT_REPS, DEFAULT_LLC_MULTIPLE,
+            QUICK_CONTEXTS, QUICK_REPS, QUICK_LLC_MULTIPLE);
 }
 
 static void free_options(bench_options *opt)
@@ -129,6 +148,7 @@ static int parse_options(int argc, char **argv, bench_options *opt)
     memset(opt, 0, sizeof *opt);
     opt->reps = DEFAULT_REPS;
     opt->llc_multiple = DEFAULT_LLC_MULTIPLE;
+    opt->prefill_tokens = DEFAULT_PREFILL;
     const char *formats = DEFAULT_FORMATS, *contexts = DEFAULT_CONTEXTS, *threads = DEFAULT_THREADS;
     int quick = 0, reps_given = 0, contexts_given = 0, multiple_given = 0;
     for (int i = 1; i < argc; i++) {
@@ -144,7 +164,8 @@ static int parse_options(int argc, char **argv, bench_options *opt)
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         int known = strcmp(arg, "--formats") == 0 || strcmp(arg, "--contexts") == 0 ||
                     strcmp(arg, "--threads") == 0 || strcmp(arg, "--reps") == 0 ||
-                    strcmp(arg, "--llc-multiple") == 0 || strcmp(arg, "--csv") == 0 || strcmp(arg, "--json") == 0;
+                    strcmp(arg, "--llc-multiple") == 0 || strcmp(arg, "--prefill") == 0 ||
+                    strcmp(arg, "--csv") == 0 || strcmp(arg, "--json") == 0;
         if (!known) {
             fprintf(stderr, "unknown option: %s\n", arg);
             usage(stderr);
@@ -170,6 +191,9 @@ static int parse_options(int argc, char **argv, bench_options *opt)
             if (parse_positive_int(value, arg, &opt->llc_multiple) != 0)
                 return -1;
             multiple_given = 1;
+        } else if (strcmp(arg, "--prefill") == 0) {
+            if (parse_positive_int(value, arg, &opt->prefill_tokens) != 0)
+                return -1;
         } else if (strcmp(arg, "--csv") == 0) {
             opt->csv_path = value;
         } else {
@@ -341,6 +365,13 @@ static void print_table_header(const bench_report *report, const workload *w)
         printf("%s %d thread%s %.1f GB/s", i ? "," : "", report->threads[i], report->threads[i] == 1 ? "" : "s",
                report->read_gbps[i]);
     printf("\n");
+    if (report->any_prefill) {
+        slimkv_config defaults;
+        slimkv_config_init(&defaults);
+        printf("+think/+spark caches: slimkv_cache_prefill of the first %d tokens (its last %d queries choose the\n"
+               "  K channels), then append; the other configs: append only\n",
+               report->prefill_tokens, defaults.window);
+    }
     note_if_busy(report->load_at_start);
     printf("\n");
     int width = report->name_width;
@@ -381,11 +412,12 @@ static void destroy_caches(slimkv_cache **caches, int layers)
 
 /* Creates and fills the layer caches; their number follows from the first
  * one's size. Returns 0, or 1 after reporting the failure. */
-static int fill_layer_set(const workload *w, const slimkv_config *config, int context, const bench_report *report,
-                          slimkv_cache ***out_caches, int *out_layers)
+static int fill_layer_set(const workload *w, const slimkv_config *config, int context, const float *prompt_q,
+                          const bench_report *report, slimkv_cache ***out_caches, int *out_layers)
 {
     slimkv_cache *first;
-    if (report_status(workload_fill_cache(w, config, context, &first), "filling a cache"))
+    int prefill = report->prefill_tokens;
+    if (report_status(workload_fill_cache(w, config, context, prefill, prompt_q, &first), "filling a cache"))
         return 1;
     int layers = layer_count(cache_bytes(first), report->llc_bytes, report->llc_multiple);
     slimkv_cache **caches = calloc((size_t)layers, sizeof *caches);
@@ -396,7 +428,8 @@ static int fill_layer_set(const workload *w, const slimkv_config *config, int co
     }
     caches[0] = first;
     for (int i = 1; i < layers; i++)
-        if (report_status(workload_fill_cache(w, config, context, &caches[i]), "filling a cache")) {
+        if (report_status(workload_fill_cache(w, config, context, prefill, prompt_q, &caches[i]),
+                          "filling a cache")) {
             destroy_caches(caches, layers);
             return 1;
         }
@@ -406,9 +439,10 @@ static int fill_layer_set(const workload *w, const slimkv_config *config, int co
 }
 
 /* Every thread count for one config at one context. The layer caches are
- * filled once (appending quantizes, the slow part) and reused. */
-static int bench_config(const workload *w, const kv_spec *spec, int context, const float *q, const float *ref,
-                        float *out, bench_report *report)
+ * filled once (appending quantizes and a prefill computes attention: the
+ * slow parts) and reused. prompt_q: the queries of the prefilled tokens. */
+static int bench_config(const workload *w, const kv_spec *spec, int context, const float *prompt_q, const float *q,
+                        const float *ref, float *out, bench_report *report)
 {
     kv_setup setup;
     if (kv_setup_init(&setup, spec, w, context) != 0) {
@@ -417,7 +451,7 @@ static int bench_config(const workload *w, const kv_spec *spec, int context, con
     }
     slimkv_cache **caches = NULL;
     int layers = 0;
-    int failed = fill_layer_set(w, &setup.config, context, report, &caches, &layers);
+    int failed = fill_layer_set(w, &setup.config, context, prompt_q, report, &caches, &layers);
     bench_row row = {.spec = spec, .context = context, .layers = layers};
     if (!failed) {
         row.cache_bytes = cache_bytes(caches[0]);
@@ -479,14 +513,15 @@ static int write_file(const char *path, report_writer writer, const bench_report
 
 static void write_csv(FILE *f, const bench_report *report)
 {
-    fprintf(f, "config,k_format,v_format,k_keep,context,threads,layers,cache_bytes,dram_ms,dram_gbps,dram_pct_bw,"
-               "resident_ms,resident_gbps,resident_pct_bw,read_gbps,cos,isa,llc_bytes\n");
+    fprintf(f, "config,k_format,v_format,k_keep,policy,prune_ratio,context,threads,layers,cache_bytes,dram_ms,"
+               "dram_gbps,dram_pct_bw,resident_ms,resident_gbps,resident_pct_bw,read_gbps,cos,isa,llc_bytes\n");
     for (int i = 0; i < report->n_rows; i++) {
         const bench_row *r = &report->rows[i];
         double dram = gbps_of(r, r->dram_seconds), res = gbps_of(r, r->resident_seconds);
-        fprintf(f, "%s,%s,%s,%g,%d,%d,%d,%zu,%.6f,%.4f,%.2f,%.6f,%.4f,%.2f,%.4f,%.7f,%s,%zu\n", r->spec->name,
-                slimkv_format_name(r->spec->k_format), slimkv_format_name(r->spec->v_format), r->spec->k_keep,
-                r->context, r->threads, r->layers, r->cache_bytes, 1e3 * r->dram_seconds, dram,
+        fprintf(f, "%s,%s,%s,%g,%s,%g,%d,%d,%d,%zu,%.6f,%.4f,%.2f,%.6f,%.4f,%.2f,%.4f,%.7f,%s,%zu\n",
+                r->spec->name, slimkv_format_name(r->spec->k_format), slimkv_format_name(r->spec->v_format),
+                r->spec->k_keep, policy_name(r->spec->policy), r->spec->prune_ratio, r->context, r->threads,
+                r->layers, r->cache_bytes, 1e3 * r->dram_seconds, dram,
                 100.0 * dram / r->read_gbps, 1e3 * r->resident_seconds, res, 100.0 * res / r->read_gbps,
                 r->read_gbps, r->cos, report->isa, report->llc_bytes);
     }
@@ -494,10 +529,12 @@ static void write_csv(FILE *f, const bench_report *report)
 
 static void write_json(FILE *f, const bench_report *report)
 {
-    /* Config names are K[/V][@keep] (letters, digits, '/', '@', '.'): no escaping needed. */
+    /* Config names are K[/V][@keep] or K[/V]+policy[ratio] (letters, digits, '/', '@', '+', '.'): no
+     * escaping needed. */
     fprintf(f, "{\n  \"version\": \"%s\",\n  \"isa\": \"%s\",\n  \"llc_bytes\": %zu,\n  \"llc_multiple\": %d,\n",
             slimkv_version(), report->isa ? report->isa : "", report->llc_bytes, report->llc_multiple);
-    fprintf(f, "  \"reps\": %d,\n  \"read_bandwidth\": [", report->reps);
+    fprintf(f, "  \"reps\": %d,\n  \"prefill_tokens\": %d,\n  \"read_bandwidth\": [", report->reps,
+            report->prefill_tokens);
     for (int i = 0; i < report->n_threads; i++)
         fprintf(f, "%s{\"threads\": %d, \"gbps\": %.4f}", i ? ", " : "", report->threads[i], report->read_gbps[i]);
     fprintf(f, "],\n  \"results\": [\n");
@@ -506,12 +543,14 @@ static void write_json(FILE *f, const bench_report *report)
         double dram = gbps_of(r, r->dram_seconds), res = gbps_of(r, r->resident_seconds);
         fprintf(f,
                 "    {\"config\": \"%s\", \"k_format\": \"%s\", \"v_format\": \"%s\", \"k_keep\": %g, "
-                "\"context\": %d, \"threads\": %d, \"layers\": %d, \"cache_bytes\": %zu, "
+                "\"policy\": \"%s\", \"prune_ratio\": %g, \"context\": %d, \"threads\": %d, \"layers\": %d, "
+                "\"cache_bytes\": %zu, "
                 "\"dram_ms\": %.6f, \"dram_gbps\": %.4f, \"dram_pct_bw\": %.2f, "
                 "\"resident_ms\": %.6f, \"resident_gbps\": %.4f, \"resident_pct_bw\": %.2f, "
                 "\"read_gbps\": %.4f, \"cos\": %.7f}%s\n",
                 r->spec->name, slimkv_format_name(r->spec->k_format), slimkv_format_name(r->spec->v_format),
-                r->spec->k_keep, r->context, r->threads, r->layers, r->cache_bytes, 1e3 * r->dram_seconds, dram,
+                r->spec->k_keep, policy_name(r->spec->policy), r->spec->prune_ratio, r->context, r->threads,
+                r->layers, r->cache_bytes, 1e3 * r->dram_seconds, dram,
                 100.0 * dram / r->read_gbps, 1e3 * r->resident_seconds, res, 100.0 * res / r->read_gbps,
                 r->read_gbps, r->cos, i + 1 < report->n_rows ? "," : "");
     }
@@ -550,7 +589,14 @@ static int run_bench(const bench_options *opt, bench_report *report)
         free(out);
         return 1;
     }
-    int failed = 0;
+    /* The queries of the prefilled tokens, made once: every ThinK/SparK
+     * cache (every layer copy, every context) prefills a prefix of them. */
+    int any_prefill = report->any_prefill;
+    int n_prompt_q = opt->prefill_tokens < max_context ? opt->prefill_tokens : max_context;
+    float *prompt_q = any_prefill ? workload_queries(&w, n_prompt_q) : NULL;
+    int failed = any_prefill && !prompt_q;
+    if (failed)
+        fprintf(stderr, "out of memory for the prefill queries\n");
     for (int c = 0; c < opt->n_contexts && !failed; c++) {
         int context = opt->contexts[c];
         /* The reference is the same for every config: compute it once. */
@@ -561,7 +607,7 @@ static int run_bench(const bench_options *opt, bench_report *report)
             failed = 1;
         }
         for (int s = 0; s < opt->n_specs && !failed; s++)
-            failed = bench_config(&w, &opt->specs[s], context, q, ref, out, report);
+            failed = bench_config(&w, &opt->specs[s], context, prompt_q, q, ref, out, report);
     }
     int oversized = 0;
     for (int i = 0; i < report->n_rows; i++)
@@ -570,6 +616,7 @@ static int run_bench(const bench_options *opt, bench_report *report)
         printf("\n%scos: attention output vs fp32 dense reference, cosine similarity averaged over q heads\n",
                oversized ? "* the cache alone is larger than the last-level cache: not really resident\n" : "");
     workload_free(&w);
+    free(prompt_q);
     free(q);
     free(ref);
     free(out);
@@ -589,12 +636,14 @@ int main(int argc, char **argv)
     bench_report report = {.llc_bytes = last_level_cache_bytes(),
                            .llc_multiple = opt.llc_multiple,
                            .reps = opt.reps,
+                           .prefill_tokens = opt.prefill_tokens,
                            .name_width = (int)strlen("config"),
                            .load_at_start = load,
                            .n_threads = opt.n_threads,
                            .threads = opt.threads,
                            .read_gbps = read_gbps};
     for (int i = 0; i < opt.n_specs; i++) {
+        report.any_prefill |= policy_needs_prefill(opt.specs[i].policy);
         int len = (int)strlen(opt.specs[i].name);
         report.name_width = len > report.name_width ? len : report.name_width;
     }

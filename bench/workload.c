@@ -338,6 +338,24 @@ static int parse_format(const char *text, size_t len, slimkv_format *format)
     return -1;
 }
 
+static const char *const SPEC_SYNTAX =
+    "expected K[/V], K[/V]@keep or K[/V]+think|spark[ratio] with formats f32 f16 bf16 q8 q4 q2 "
+    "(e.g. q4, q4/q2, q4@0.5, q4+think0.4, f16+spark0.5)";
+
+/* A number in [lo, hi] (hi_open: [lo, hi)) that fills all of text. */
+static int parse_fraction(const char *text, double lo, double hi, int hi_open, double *value)
+{
+    char *end;
+    errno = 0;
+    if (*text == '\0' || *text == ' ' || *text == '+' || *text == '-') /* strtod would accept signs and spaces */
+        return -1;
+    double x = strtod(text, &end);
+    if (errno || *end || !(x >= lo) || (hi_open ? !(x < hi) : !(x <= hi)))
+        return -1;
+    *value = x;
+    return 0;
+}
+
 int kv_spec_parse(const char *text, kv_spec *spec)
 {
     memset(spec, 0, sizeof *spec);
@@ -346,27 +364,70 @@ int kv_spec_parse(const char *text, kv_spec *spec)
         return -1;
     }
     strcpy(spec->name, text);
-    const char *at = strchr(text, '@');
-    size_t formats_len = at ? (size_t)(at - text) : strlen(text);
+    spec->policy = SLIMKV_POLICY_NONE;
+    spec->k_keep = 1.0;
+    /* The formats end at the first '@' (static mask) or '+' (ThinK/SparK). */
+    size_t formats_len = strcspn(text, "@+");
+    const char *suffix = text + formats_len;
     const char *slash = memchr(text, '/', formats_len);
     size_t k_len = slash ? (size_t)(slash - text) : formats_len;
     if (parse_format(text, k_len, &spec->k_format) != 0 ||
         (slash ? parse_format(slash + 1, formats_len - k_len - 1, &spec->v_format)
                : (spec->v_format = spec->k_format, 0)) != 0) {
-        fprintf(stderr, "bad format spec '%s': expected K[/V][@keep] with formats f32 f16 bf16 q8 q4 q2\n", text);
+        fprintf(stderr, "bad format spec '%s': %s\n", text, SPEC_SYNTAX);
         return -1;
     }
-    spec->k_keep = 1.0;
-    if (at) {
-        char *end;
-        errno = 0;
-        spec->k_keep = strtod(at + 1, &end);
-        if (errno || end == at + 1 || *end || !(spec->k_keep > 0.0 && spec->k_keep <= 1.0)) {
+    if (*suffix && strpbrk(suffix + 1, "@+")) {
+        fprintf(stderr, "bad format spec '%s': one channel policy at most (@keep, +think or +spark)\n", text);
+        return -1;
+    }
+    if (*suffix == '@') {
+        spec->policy = SLIMKV_POLICY_STATIC;
+        /* "@1" keeps every channel: no mask at all, as "q4" */
+        if (parse_fraction(suffix + 1, 0.0, 1.0, 0, &spec->k_keep) != 0 || !(spec->k_keep > 0.0)) {
             fprintf(stderr, "bad keep fraction in '%s': expected a number in (0, 1]\n", text);
+            return -1;
+        }
+        if (spec->k_keep == 1.0)
+            spec->policy = SLIMKV_POLICY_NONE;
+    } else if (*suffix == '+') {
+        const char *name = suffix + 1, *ratio;
+        if (strncmp(name, "think", 5) == 0) {
+            spec->policy = SLIMKV_POLICY_THINK;
+            ratio = name + 5;
+        } else if (strncmp(name, "spark", 5) == 0) {
+            spec->policy = SLIMKV_POLICY_SPARK;
+            ratio = name + 5;
+        } else {
+            fprintf(stderr, "bad policy in '%s': expected +think or +spark, optionally followed by the prune ratio\n",
+                    text);
+            return -1;
+        }
+        slimkv_config defaults;
+        slimkv_config_init(&defaults);
+        spec->prune_ratio = defaults.prune_ratio;
+        if (*ratio && parse_fraction(ratio, 0.0, 1.0, 1, &spec->prune_ratio) != 0) {
+            fprintf(stderr, "bad prune ratio in '%s': expected a number in [0, 1)\n", text);
             return -1;
         }
     }
     return 0;
+}
+
+const char *policy_name(slimkv_policy policy)
+{
+    switch (policy) {
+    case SLIMKV_POLICY_NONE: return "none";
+    case SLIMKV_POLICY_STATIC: return "static";
+    case SLIMKV_POLICY_THINK: return "think";
+    case SLIMKV_POLICY_SPARK: return "spark";
+    }
+    return "?";
+}
+
+int policy_needs_prefill(slimkv_policy policy)
+{
+    return policy == SLIMKV_POLICY_THINK || policy == SLIMKV_POLICY_SPARK;
 }
 
 /* Marks the `keep` channels with the largest score (ties: lower index). */
@@ -393,7 +454,8 @@ int kv_setup_init(kv_setup *setup, const kv_spec *spec, const workload *w, int c
     cfg->capacity = capacity;
     cfg->k_format = spec->k_format;
     cfg->v_format = spec->v_format;
-    if (spec->k_keep < 1.0) {
+    cfg->policy = spec->policy;
+    if (spec->policy == SLIMKV_POLICY_STATIC) {
         int keep = (int)lround(spec->k_keep * w->head_dim);
         keep = keep < 1 ? 1 : keep;
         setup->k_mask = malloc(workload_row_floats(w));
@@ -402,8 +464,9 @@ int kv_setup_init(kv_setup *setup, const kv_spec *spec, const workload *w, int c
         for (int h = 0; h < w->n_kv_heads; h++)
             mark_top_channels(w->k_mean_abs + (size_t)h * w->head_dim, w->head_dim, keep,
                               setup->k_mask + (size_t)h * w->head_dim);
-        cfg->policy = SLIMKV_POLICY_STATIC;
         cfg->k_mask = setup->k_mask;
+    } else if (policy_needs_prefill(spec->policy)) {
+        cfg->prune_ratio = (float)spec->prune_ratio; /* window: the library's default W = 32 */
     }
     return 0;
 }
@@ -414,18 +477,59 @@ void kv_setup_free(kv_setup *setup)
     memset(setup, 0, sizeof *setup);
 }
 
+float *workload_queries(const workload *w, int n_queries)
+{
+    size_t q_floats = (size_t)w->n_q_heads * w->head_dim;
+    float *q = malloc((size_t)n_queries * q_floats * sizeof *q);
+    if (!q)
+        return NULL;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n_queries; t++)
+        workload_query(w, t, q + (size_t)t * q_floats);
+    return q;
+}
+
+/* Appends tokens [first, end) in FILL_CHUNK chunks. */
+static slimkv_status append_tokens(const workload *w, slimkv_cache *cache, int first, int end)
+{
+    size_t row = workload_row_floats(w);
+    slimkv_status st = SLIMKV_OK;
+    for (int t = first; t < end && st == SLIMKV_OK; t += FILL_CHUNK) {
+        int n = end - t < FILL_CHUNK ? end - t : FILL_CHUNK;
+        st = slimkv_cache_append(cache, w->k + (size_t)t * row, w->v + (size_t)t * row, n);
+    }
+    return st;
+}
+
+/* One prefill of tokens 0 .. n - 1 with their queries; the attention
+ * output is needed by the call but not by the programs. */
+static slimkv_status prefill_prompt(const workload *w, slimkv_cache *cache, int n, const float *prompt_q)
+{
+    size_t q_floats = (size_t)w->n_q_heads * w->head_dim;
+    float *generated = prompt_q ? NULL : workload_queries(w, n);
+    float *out = malloc((size_t)n * q_floats * sizeof *out);
+    slimkv_status st = SLIMKV_ERR_NOMEM;
+    if (out && (prompt_q || generated))
+        st = slimkv_cache_prefill(cache, prompt_q ? prompt_q : generated, w->k, w->v, n, out);
+    free(generated);
+    free(out);
+    return st;
+}
+
 slimkv_status workload_fill_cache(const workload *w, const slimkv_config *config, int n_tokens,
-                                  slimkv_cache **out)
+                                  int prefill_tokens, const float *prompt_q, slimkv_cache **out)
 {
     slimkv_cache *cache;
     slimkv_status st = slimkv_cache_create(config, &cache);
     if (st != SLIMKV_OK)
         return st;
-    size_t row = workload_row_floats(w);
-    for (int t = 0; t < n_tokens && st == SLIMKV_OK; t += FILL_CHUNK) {
-        int n = n_tokens - t < FILL_CHUNK ? n_tokens - t : FILL_CHUNK;
-        st = slimkv_cache_append(cache, w->k + (size_t)t * row, w->v + (size_t)t * row, n);
+    int prefilled = 0;
+    if (policy_needs_prefill(config->policy) && n_tokens > 0) {
+        prefilled = prefill_tokens <= 0 || prefill_tokens > n_tokens ? n_tokens : prefill_tokens;
+        st = prefill_prompt(w, cache, prefilled, prompt_q);
     }
+    if (st == SLIMKV_OK)
+        st = append_tokens(w, cache, prefilled, n_tokens);
     if (st != SLIMKV_OK) {
         slimkv_cache_destroy(cache);
         return st;

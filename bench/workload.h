@@ -61,19 +61,30 @@ typedef struct attend_error {
 
 attend_error compare_outputs(const float *out, const float *ref, int n_heads, int head_dim);
 
-/* A cache configuration given as "K[/V][@keep]": formats f32, f16, bf16,
- * q8, q4, q2 (V defaults to K's format) and an optional fraction of K
- * channels kept per KV head, e.g. "f16", "q4/q2", "q4@0.5". Kept channels
- * are those with the largest mean |k| over the workload's keys (a static
- * mask, SLIMKV_POLICY_STATIC). */
+/* A cache configuration given as "K[/V][@keep]" or "K[/V]+POLICY[ratio]":
+ * formats f32, f16, bf16, q8, q4, q2 (V defaults to K's format), then
+ * optionally one channel policy:
+ *   @keep          fraction of K channels kept per KV head, e.g. "q4@0.5": a
+ *                  static mask (SLIMKV_POLICY_STATIC) of the channels with
+ *                  the largest mean |k| over the workload's keys;
+ *   +think[ratio]  ThinK (SLIMKV_POLICY_THINK), e.g. "q4+think0.4";
+ *   +spark[ratio]  SparK (SLIMKV_POLICY_SPARK), e.g. "f16+spark0.5".
+ * ratio is the config's prune_ratio, in [0, 1); without it the library's
+ * default (slimkv_config_init, 0.4). Examples: "f16", "q4/q2", "q4@0.5",
+ * "q4+think0.4", "q4/q4+spark0.8". */
 typedef struct kv_spec {
     char name[32];          /* as given */
     slimkv_format k_format, v_format;
-    double k_keep;          /* (0, 1]; 1 = no pruning */
+    slimkv_policy policy;   /* NONE, STATIC (@keep), THINK or SPARK */
+    double k_keep;          /* (0, 1]; 1 = no static mask */
+    double prune_ratio;     /* THINK/SPARK: [0, 1); else 0 */
 } kv_spec;
 
 /* 0 on success; -1 with a message on stderr when the text is malformed. */
 int kv_spec_parse(const char *text, kv_spec *spec);
+
+/* "none", "static", "think" or "spark". */
+const char *policy_name(slimkv_policy policy);
 
 /* A slimkv_config for this workload's shape and the spec, holding
  * `capacity` tokens. Owns the K mask (if any) that config.k_mask points to. */
@@ -86,11 +97,31 @@ typedef struct kv_setup {
 int kv_setup_init(kv_setup *setup, const kv_spec *spec, const workload *w, int capacity);
 void kv_setup_free(kv_setup *setup);
 
-/* Creates a cache from the config and appends the workload's tokens
- * 0 .. n_tokens - 1 in chunks (appending quantizes; chunks bound the
- * library's scratch memory). On error nothing is left allocated. */
+/* 1 for the policies whose first call must be slimkv_cache_prefill
+ * (ThinK, SparK: its last `window` queries choose the K channels). */
+int policy_needs_prefill(slimkv_policy policy);
+
+/* The workload's queries at positions 0 .. n_queries - 1, [pos][n_q_heads][head_dim]
+ * (workload_query of each; OpenMP over positions). malloc'ed: free() it.
+ * NULL when memory runs out. */
+float *workload_queries(const workload *w, int n_queries);
+
+/* The one way the demo and the bench fill a cache: creates it from the
+ * config and stores the workload's tokens 0 .. n_tokens - 1.
+ * - No policy or a static mask: every token by slimkv_cache_append, in
+ *   chunks (appending quantizes; chunks bound the library's scratch memory).
+ * - ThinK and SparK: the first p = min(prefill_tokens, n_tokens) tokens
+ *   (all of them when prefill_tokens <= 0) in ONE slimkv_cache_prefill call
+ *   with the workload's real queries at those positions, so that the
+ *   policy chooses its channels from the last `window` queries of that
+ *   prompt; the rest is appended in chunks. The prefill also computes the
+ *   prompt's causal attention (discarded here), which costs O(p^2): keep p
+ *   to a few thousand tokens.
+ * prompt_q: the queries of positions 0 .. p - 1 (workload_queries), or NULL
+ * to have them generated here; unused without ThinK/SparK. On error
+ * nothing is left allocated. */
 slimkv_status workload_fill_cache(const workload *w, const slimkv_config *config, int n_tokens,
-                                  slimkv_cache **out);
+                                  int prefill_tokens, const float *prompt_q, slimkv_cache **out);
 
 /* Bytes the cache holds (slimkv_cache_bytes); 0 if the call fails, which
  * with a valid cache it cannot. */

@@ -459,26 +459,30 @@ static float spark_value(slimkv_format fmt, const spark_record *r, int t_keep, i
     return (float)code * slimkv_f16_to_f32(sh) + slimkv_f16_to_f32(mh);
 }
 
+/* Each token's record is decoded once into two dense vectors, the kept
+ * values and the restored pruned terms, then dotted with every query:
+ * score = sum_c q_c * kept_c + sum_c u_c * restored_c. */
 static void score_spark_body(slimkv_format fmt, const uint8_t *group, int dim, int t_keep, int g, int n,
                              const float *q, const float *u, int nq, float *s, int lds)
 {
+    float kept[1024], restored[1024];
     for (int t = 0; t < n; t++) {
         spark_record r = spark_locate(fmt, group, dim, t_keep, g, t);
         float a_t;
         memcpy(&a_t, r.a_t, sizeof a_t);
-        float restored = sqrtf(a_t);
+        float root = sqrtf(a_t);
+        for (int c = 0, j = 0; c < dim; c++) {
+            int is_kept = r.mask[c / 8] >> (c % 8) & 1;
+            float sign = (r.sign[c / 8] >> (c % 8) & 1) ? -1.0f : 1.0f;
+            kept[c] = is_kept ? spark_value(fmt, &r, t_keep, g, j++) : 0.0f;
+            restored[c] = is_kept ? 0.0f : sign * root;
+        }
         for (int i = 0; i < nq; i++) {
             const float *qi = q + (size_t)i * dim, *ui = u + (size_t)i * dim;
-            float kept_sum = 0.0f, pruned_sum = 0.0f;
-            for (int c = 0, j = 0; c < dim; c++) {
-                if (r.mask[c / 8] >> (c % 8) & 1) {
-                    kept_sum += qi[c] * spark_value(fmt, &r, t_keep, g, j++);
-                } else {
-                    float sign = (r.sign[c / 8] >> (c % 8) & 1) ? -1.0f : 1.0f;
-                    pruned_sum += sign * ui[c];
-                }
-            }
-            s[(size_t)i * lds + t] = kept_sum + restored * pruned_sum;
+            float acc = 0.0f;
+            for (int c = 0; c < dim; c++)
+                acc += qi[c] * kept[c] + ui[c] * restored[c];
+            s[(size_t)i * lds + t] = acc;
         }
     }
 }

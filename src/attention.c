@@ -178,6 +178,27 @@ static void scale_row(float *x, int n, float a)
         x[i] *= a;
 }
 
+/* Largest of x[0..n), -inf for n = 0; eight lanes so that it vectorizes. */
+static float max_of(const float *x, int n)
+{
+    float lane[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
+    for (; i < n; i++)
+        lane[0] = x[i] > lane[0] ? x[i] : lane[0];
+    float m = lane[0];
+    for (int j = 1; j < 8; j++)
+        m = lane[j] > m ? lane[j] : m;
+    return m;
+}
+
+/* The running max only moves when a score exceeds it by this much (in
+ * log space): weights stay below e^8 and the accumulators are rescaled
+ * rarely instead of at almost every tile. */
+#define MAX_SLACK 8.0f
+
 /* Online softmax over one tile: masks future positions, turns scores into
  * weights relative to the running max, rescales what was accumulated. */
 static void softmax_tile(const run *r, const slimkv_head *h, const tile_src *t, const scratch *sc, int qfirst,
@@ -191,22 +212,19 @@ static void softmax_tile(const run *r, const slimkv_head *h, const tile_src *t, 
         visible = visible < 0 ? 0 : visible > t->n ? t->n : visible;
         for (int i = visible; i < t->n; i++)
             s[i] = -INFINITY;
-        float mx = -INFINITY;
-        for (int i = 0; i < visible; i++)
-            mx = s[i] > mx ? s[i] : mx;
-        float m_new = sc->m[row] > mx ? sc->m[row] : mx;
-        if (m_new == -INFINITY) { /* nothing visible yet: weights are zero */
+        float mx = max_of(s, visible), m = sc->m[row];
+        if (mx > m + MAX_SLACK || (m == -INFINITY && mx > m)) {
+            float alpha = expf(m - mx); /* 0 when nothing was accumulated yet */
+            sc->l[row] *= alpha;
+            scale_row(sc->acc + (size_t)row * dim, dim, alpha);
+            scale_row(sc->acc_body + (size_t)row * h->dv, h->dv, alpha);
+            sc->m[row] = m = mx;
+        }
+        if (m == -INFINITY) { /* nothing visible yet: weights are zero */
             memset(s, 0, (size_t)t->n * sizeof *s);
             continue;
         }
-        float alpha = expf(sc->m[row] - m_new);
-        float sum = c->kern->exp_sum(s, t->n, m_new);
-        sc->l[row] = sc->l[row] * alpha + sum;
-        if (alpha != 1.0f) {
-            scale_row(sc->acc + (size_t)row * dim, dim, alpha);
-            scale_row(sc->acc_body + (size_t)row * h->dv, h->dv, alpha);
-        }
-        sc->m[row] = m_new;
+        sc->l[row] += c->kern->exp_sum(s, t->n, m);
     }
 }
 

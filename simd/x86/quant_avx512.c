@@ -13,7 +13,10 @@
  * weights w_t*scale_t (V, per block, query and channel group) are quantized
  * to int8 with a step of max|folded|/127: half a step per term, the error
  * kernels.h and the kernel test allow. The min parts are summed in float
- * once per group: sum_c q_c*min_c, sum_t w_t*min_t. */
+ * once per group: sum_c q_c*min_c, sum_t w_t*min_t.
+ * q8 K keeps a second int8 level, the residual in 1/254 steps (about 15
+ * bits): one outlier channel sets the step for all, and with q8's fine
+ * codes a 7-bit query would dominate the attention error. */
 #include <immintrin.h>
 
 #include "x86_common.h"
@@ -41,6 +44,21 @@ X86_INLINE __m512i code_field(__m512i bytes, int bits, int sub)
     return _mm512_and_si512(sub ? _mm512_srli_epi16(bytes, (unsigned)(bits * sub)) : bytes, field);
 }
 
+/* acc += dot of 4 unsigned codes with 4 signed int8, per 32-bit lane
+ * (vpdpbusd). GCC 12 copies the accumulator around the intrinsic inside
+ * loops (two register moves per instruction); the asm form accumulates in
+ * place. (Broadcasting the weights from memory inside the instruction
+ * measured slower on Zen 5 than one register broadcast per word.) */
+X86_INLINE __m512i dot_accumulate(__m512i acc, __m512i codes, __m512i weights)
+{
+#if defined(__GNUC__) && !defined(__clang__)
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(codes), "v"(weights));
+    return acc;
+#else
+    return _mm512_dpbusd_epi32(acc, codes, weights);
+#endif
+}
+
 /* code = clamp(rint((x - min) * inv), 0, top), as scalar.c's quant_code. */
 X86_INLINE __m512i quantize_codes(__m512 x, __m512 mn, __m512 inv, __m512 top)
 {
@@ -48,10 +66,58 @@ X86_INLINE __m512i quantize_codes(__m512 x, __m512 mn, __m512 inv, __m512 top)
     return _mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(r, _mm512_setzero_ps()), top));
 }
 
-/* Folded values to int8 with the given inverse step (|result| <= 127). */
-X86_INLINE __m128i folded_to_int8(__m512 folded, __m512 inv_step)
+X86_INLINE __m512 combine(__m512 a, __m512 b, int is_max)
 {
-    return _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(folded, inv_step)));
+    return is_max ? _mm512_max_ps(a, b) : _mm512_add_ps(a, b);
+}
+
+/* Max (or sum) over the lanes of four registers at once: 128-bit block i of
+ * the result holds the result for x[i] in all 4 lanes. One shuffle tree
+ * instead of four horizontal reductions. */
+X86_INLINE __m512 reduce_four(const __m512 x[4], int is_max)
+{
+    __m512 x01 = combine(_mm512_shuffle_f32x4(x[0], x[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(x[0], x[1], _MM_SHUFFLE(3, 2, 3, 2)), is_max);
+    __m512 x23 = combine(_mm512_shuffle_f32x4(x[2], x[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(x[2], x[3], _MM_SHUFFLE(3, 2, 3, 2)), is_max);
+    __m512 y = combine(_mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(3, 1, 3, 1)), is_max);
+    y = combine(y, _mm512_permute_ps(y, _MM_SHUFFLE(1, 0, 3, 2)), is_max);
+    return combine(y, _mm512_permute_ps(y, _MM_SHUFFLE(2, 3, 0, 1)), is_max);
+}
+
+/* |a| max |b|, sign cleared (vrangeps) */
+X86_INLINE __m512 max_abs(__m512 a, __m512 b)
+{
+    return _mm512_range_ps(a, b, 0x0b);
+}
+
+/* The steps (max |folded| / 127) and min sums of up to four folded rows
+ * (row i in lane 4i), and the inverse steps of the rows (0 for a row of
+ * zeros), each broadcast to a register. */
+X86_INLINE void finish_fold(const int QN, const __m512 amax[4], const __m512 bias[4], float *step_lanes,
+                            float *bias_lanes, __m512 inv_step[4])
+{
+    const __m512 a = reduce_four(amax, 1), limit = _mm512_set1_ps(X86_INT8_LIMIT);
+    _mm512_storeu_ps(step_lanes, _mm512_div_ps(a, limit));
+    _mm512_storeu_ps(bias_lanes, reduce_four(bias, 0));
+    const __m512 inv = _mm512_maskz_div_ps(_mm512_cmpneq_ps_mask(a, _mm512_setzero_ps()), limit, a);
+    X86_UNROLL
+    for (int i = 0; i < QN; i++)
+        inv_step[i] = _mm512_permutexvar_ps(_mm512_set1_epi32(4 * i), inv);
+}
+
+/* 16 values of QN rows (already in steps, |x| <= 127) to int8, stored as
+ * words [quad][row]: the 4 int8 of row i for quad k at dst[k * QN + i]. */
+X86_INLINE void store_int8_words(const int QN, int32_t *dst, const __m512 x[4])
+{
+    if (QN == 4) { /* per 128-bit lane k: quad k of rows 0, 1, 2, 3 */
+        __m512i r01 = _mm512_packs_epi32(_mm512_cvtps_epi32(x[0]), _mm512_cvtps_epi32(x[1]));
+        __m512i r23 = _mm512_packs_epi32(_mm512_cvtps_epi32(x[2]), _mm512_cvtps_epi32(x[3]));
+        _mm512_storeu_si512(dst, _mm512_packs_epi16(r01, r23));
+    } else {
+        _mm_storeu_si128((__m128i *)dst, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(x[0])));
+    }
 }
 
 /* ---- packing ---- */
@@ -170,73 +236,110 @@ X86_INLINE void pack_v_quant(const int bits, slimkv_format fmt, const float *src
  * heads take several folds, each with its own (finer) step. */
 #define K_FOLD_QUADS 64
 
+/* Residual levels per coarse int8 step in the two-level (q8) query. */
+#define FINE_LEVELS 254.0f
+
 typedef struct k_fold {
-    int32_t words[X86_QUERY_CHUNK][K_FOLD_QUADS]; /* int8 query of each quad, 0 past the channels */
-    float step[X86_QUERY_CHUNK], bias[X86_QUERY_CHUNK];
+    int32_t words[K_FOLD_QUADS * X86_QUERY_CHUNK]; /* [quad][query]: 4 int8, 0 past the channels */
+    int32_t fine[K_FOLD_QUADS * X86_QUERY_CHUNK];  /* two-level query: the residual, in step/254 */
+    float step[16], bias[16];                      /* query i in lane 4i */
 } k_fold;
 
-/* q_c * scale_c ~ step * int8, bias = sum_c q_c * min_c, over channels
- * [c0, c0 + cn) of qn queries (rows of dk floats). */
-static void fold_k_queries(const uint8_t *params, int dk, int c0, int cn, const float *q, int qn, k_fold *f)
+/* q_c * scale_c ~ step * (int8 [+ fine int8 / 254]), bias = sum_c q_c *
+ * min_c, over channels [c0, c0 + cn) of QN queries (rows of dk floats). */
+X86_INLINE void fold_k_queries(const int QN, const int two_level, const uint8_t *params, int dk, int c0, int cn,
+                               const float *q, k_fold *f)
 {
     const uint8_t *scale_h = params + 2 * (size_t)c0, *min_h = params + 2 * ((size_t)dk + c0);
-    for (int i = 0; i < qn; i++) {
-        const float *qi = q + (size_t)i * dk + c0;
-        float folded[4 * K_FOLD_QUADS];
-        __m512 amax = _mm512_setzero_ps(), bias = _mm512_setzero_ps();
-        for (int c = 0; c < cn; c += 16) {
-            const __mmask16 m = lanes16(cn - c);
-            __m512 qv = _mm512_maskz_loadu_ps(m, qi + c);
-            __m512 fv = _mm512_mul_ps(qv, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, scale_h + 2 * c)));
-            _mm512_storeu_ps(folded + c, fv);
-            amax = _mm512_max_ps(amax, _mm512_abs_ps(fv));
-            bias = _mm512_fmadd_ps(qv, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, min_h + 2 * c)), bias);
+    float folded[X86_QUERY_CHUNK][4 * K_FOLD_QUADS];
+    __m512 amax[X86_QUERY_CHUNK], bias[X86_QUERY_CHUNK], inv_step[X86_QUERY_CHUNK];
+    X86_UNROLL
+    for (int i = 0; i < X86_QUERY_CHUNK; i++)
+        amax[i] = bias[i] = _mm512_setzero_ps();
+    for (int c = 0; c < cn; c += 16) {
+        const __mmask16 m = lanes16(cn - c);
+        const __m512 sc = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, scale_h + 2 * c));
+        const __m512 mn = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, min_h + 2 * c));
+        X86_UNROLL
+        for (int i = 0; i < QN; i++) {
+            __m512 qv = _mm512_maskz_loadu_ps(m, q + (size_t)i * dk + c0 + c);
+            __m512 fv = _mm512_mul_ps(qv, sc);
+            _mm512_storeu_ps(&folded[i][c], fv);
+            amax[i] = max_abs(amax[i], fv);
+            bias[i] = _mm512_fmadd_ps(qv, mn, bias[i]);
         }
-        float a = _mm512_reduce_max_ps(amax);
-        f->step[i] = a / X86_INT8_LIMIT;
-        f->bias[i] = _mm512_reduce_add_ps(bias);
-        const __m512 inv_step = _mm512_set1_ps(a > 0.0f ? X86_INT8_LIMIT / a : 0.0f);
-        /* lanes past cn hold 0, so the words of padding quads are 0 */
-        for (int c = 0; c < cn; c += 16)
-            _mm_storeu_si128((__m128i *)&f->words[i][c / 4], folded_to_int8(_mm512_loadu_ps(folded + c), inv_step));
+    }
+    finish_fold(QN, amax, bias, f->step, f->bias, inv_step);
+    /* lanes past cn hold 0: the words of padding quads are 0 */
+    for (int c = 0; c < cn; c += 16) {
+        __m512 coarse[X86_QUERY_CHUNK], fine[X86_QUERY_CHUNK];
+        X86_UNROLL
+        for (int i = 0; i < QN; i++) {
+            __m512 x = _mm512_mul_ps(_mm512_loadu_ps(&folded[i][c]), inv_step[i]);
+            coarse[i] = _mm512_roundscale_ps(x, ROUND_NEAREST);
+            /* x - coarse is exact and within [-0.5, 0.5] */
+            fine[i] = _mm512_mul_ps(_mm512_sub_ps(x, coarse[i]), _mm512_set1_ps(FINE_LEVELS));
+        }
+        store_int8_words(QN, &f->words[c / 4 * QN], coarse);
+        if (two_level)
+            store_int8_words(QN, &f->fine[c / 4 * QN], fine);
     }
 }
 
 /* Scores of the tokens t0 .. t0+16*NV-1 (stored for t < n) for QN queries
- * from the planes of `quads` quads starting at plane `plane0`. */
+ * from the planes of `quads` quads starting at plane `plane0`. Every field
+ * of a plane is used: padding quads have zero words. q8 adds the fine level
+ * of the query. */
 X86_INLINE void score_k_block(const int bits, const int QN, const int NV, const uint8_t *group, int g, int plane0,
                               int quads, int t0, int n, const k_fold *f, float *s, int lds, int accumulate)
 {
-    const int per = 8 / bits, planes = (quads + per - 1) / per;
-    __m512i acc[X86_QUERY_CHUNK][2];
+    const int per = 8 / bits, planes = (quads + per - 1) / per, two_level = bits == 8;
+    __m512i acc[X86_QUERY_CHUNK][2], acc_fine[X86_QUERY_CHUNK][2];
+    X86_UNROLL
     for (int i = 0; i < QN; i++)
+        X86_UNROLL
         for (int v = 0; v < NV; v++)
-            acc[i][v] = _mm512_setzero_si512();
+            acc[i][v] = acc_fine[i][v] = _mm512_setzero_si512();
     for (int p = 0; p < planes; p++) {
         const uint8_t *row = group + ((size_t)(plane0 + p) * g + t0) * 4;
         __m512i bytes[2];
+        X86_UNROLL
         for (int v = 0; v < NV; v++)
             bytes[v] = _mm512_loadu_si512(row + 64 * v);
+        X86_UNROLL
         for (int sub = 0; sub < per; sub++) {
-            const int quad = p * per + sub;
-            if (quad >= quads)
-                break;
+            const int32_t *words = &f->words[(p * per + sub) * QN], *fine = &f->fine[(p * per + sub) * QN];
             __m512i codes[2];
+            X86_UNROLL
             for (int v = 0; v < NV; v++)
                 codes[v] = code_field(bytes[v], bits, sub);
+            X86_UNROLL
             for (int i = 0; i < QN; i++) {
-                const __m512i w = _mm512_set1_epi32(f->words[i][quad]);
+                const __m512i w = _mm512_set1_epi32(words[i]);
+                X86_UNROLL
                 for (int v = 0; v < NV; v++)
-                    acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], codes[v], w);
+                    acc[i][v] = dot_accumulate(acc[i][v], codes[v], w);
+                if (two_level) {
+                    const __m512i w_fine = _mm512_set1_epi32(fine[i]);
+                    X86_UNROLL
+                    for (int v = 0; v < NV; v++)
+                        acc_fine[i][v] = dot_accumulate(acc_fine[i][v], codes[v], w_fine);
+                }
             }
         }
     }
+    X86_UNROLL
     for (int i = 0; i < QN; i++) {
-        const __m512 step = _mm512_set1_ps(f->step[i]), bias = _mm512_set1_ps(f->bias[i]);
+        const __m512 step = _mm512_set1_ps(f->step[4 * i]), bias = _mm512_set1_ps(f->bias[4 * i]);
+        const __m512 fine_step = _mm512_set1_ps(f->step[4 * i] / FINE_LEVELS);
+        X86_UNROLL
         for (int v = 0; v < NV; v++) {
             float *dst = s + (size_t)i * lds + t0 + 16 * v;
             const __mmask16 m = lanes16(n - t0 - 16 * v);
-            __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][v]), step, bias);
+            __m512 r = bias;
+            if (two_level)
+                r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc_fine[i][v]), fine_step, r);
+            r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][v]), step, r);
             if (accumulate)
                 r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, dst));
             _mm512_mask_storeu_ps(dst, m, r);
@@ -244,140 +347,243 @@ X86_INLINE void score_k_block(const int bits, const int QN, const int NV, const 
     }
 }
 
+X86_INLINE void score_k_queries(const int bits, const int QN, const uint8_t *group, const uint8_t *params, int dk,
+                                int g, int n, const float *q, float *s, int lds)
+{
+    const int per = 8 / bits, nquad = dk / 4;
+    k_fold f;
+    int k0 = 0;
+    do { /* at least once: dk == 0 scores 0, as the oracle */
+        const int kn = x86_min(K_FOLD_QUADS, nquad - k0);
+        fold_k_queries(QN, bits == 8, params, dk, 4 * k0, 4 * kn, q, &f);
+        for (int t0 = 0; t0 < n; t0 += 32) {
+            if (n - t0 > 16)
+                score_k_block(bits, QN, 2, group, g, k0 / per, kn, t0, n, &f, s, lds, k0 > 0);
+            else
+                score_k_block(bits, QN, 1, group, g, k0 / per, kn, t0, n, &f, s, lds, k0 > 0);
+        }
+        k0 += K_FOLD_QUADS;
+    } while (k0 < nquad);
+}
+
 X86_INLINE void score_k_quant(const int bits, slimkv_format fmt, const uint8_t *group, int dk, int g, int n,
                               const float *q, int nq, float *s, int lds)
 {
-    const int per = 8 / bits, nquad = dk / 4;
     const uint8_t *params = group + slimkv_k_params_offset(fmt, dk, g);
-    k_fold f;
-    for (int i0 = 0; i0 < nq;) {
-        const int qn = nq - i0 >= X86_QUERY_CHUNK ? X86_QUERY_CHUNK : 1;
-        const float *qi = q + (size_t)i0 * dk;
-        float *si = s + (size_t)i0 * lds;
-        int k0 = 0;
-        do { /* at least once: dk == 0 scores 0, as the oracle */
-            const int kn = x86_min(K_FOLD_QUADS, nquad - k0);
-            fold_k_queries(params, dk, 4 * k0, 4 * kn, qi, qn, &f);
-            for (int t0 = 0; t0 < n; t0 += 32) {
-                const int two = n - t0 > 16, plane0 = k0 / per;
-                if (qn == X86_QUERY_CHUNK && two)
-                    score_k_block(bits, X86_QUERY_CHUNK, 2, group, g, plane0, kn, t0, n, &f, si, lds, k0 > 0);
-                else if (qn == X86_QUERY_CHUNK)
-                    score_k_block(bits, X86_QUERY_CHUNK, 1, group, g, plane0, kn, t0, n, &f, si, lds, k0 > 0);
-                else if (two)
-                    score_k_block(bits, 1, 2, group, g, plane0, kn, t0, n, &f, si, lds, k0 > 0);
-                else
-                    score_k_block(bits, 1, 1, group, g, plane0, kn, t0, n, &f, si, lds, k0 > 0);
-            }
-            k0 += K_FOLD_QUADS;
-        } while (k0 < nquad);
-        i0 += qn;
-    }
+    int i = 0;
+    for (; i + X86_QUERY_CHUNK <= nq; i += X86_QUERY_CHUNK)
+        score_k_queries(bits, X86_QUERY_CHUNK, group, params, dk, g, n, q + (size_t)i * dk, s + (size_t)i * lds, lds);
+    for (; i < nq; i++)
+        score_k_queries(bits, 1, group, params, dk, g, n, q + (size_t)i * dk, s + (size_t)i * lds, lds);
 }
 
 /* ---- V accumulation ---- */
 
 /* Tokens folded at once: 16 quads, whole planes for every bit width. */
 #define V_FOLD_TOKENS 64
+/* Channel groups folded together: all of them when there are 1 or 2,
+ * else windows of 4. */
+#define V_FOLD_GROUPS 4
 
 typedef struct v_fold {
-    int32_t words[X86_QUERY_CHUNK][V_FOLD_TOKENS / 4]; /* int8 weights of each token quad */
-    float step[X86_QUERY_CHUNK], bias[X86_QUERY_CHUNK];
+    /* int8 weights of row i, token quad u, group j of the fold:
+     * words[(u * groups + j) * QN + i] */
+    int32_t words[V_FOLD_TOKENS / 4 * V_FOLD_GROUPS * X86_QUERY_CHUNK];
+    float step[X86_QUERY_CHUNK][16], bias[X86_QUERY_CHUNK][16]; /* row i, group j */
 } v_fold;
 
-/* Parameter of channel group j for tokens t .. t+15 (lanes m; the others 0).
- * The parameters are stored [token][group]; the column is picked by a plain
- * load (one group), a two-register permute (up to 4 groups: 16 tokens lie
- * within 64 halves), or a gather. t + 16 <= g, so every read is inside the
- * block. */
-X86_INLINE __m512 param_column(const uint8_t *halves, int nvg, int j, int t, __mmask16 m)
+/* Parameters of tokens t .. t+3, groups j0 .. j0+3 (lanes m; the others
+ * 0), as 16 floats [group][token]. They are stored [token][nvg groups]:
+ * one two-register permute picks them while the 4 tokens' rows fit 64
+ * halves, else a gather of the 32-bit words ending at each half (2 bytes
+ * before the first is still in the block: codes precede scales, scales
+ * mins). Reads stay inside the parameter array. */
+X86_INLINE __m512 param_window(const uint8_t *halves, int nvg, int t, int j0, __mmask16 m)
 {
-    const uint8_t *base = halves + 2 * (size_t)t * nvg;
+    const __m512i token = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+    const __m512i group = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const uint8_t *base = halves + 2 * ((size_t)t * nvg + j0);
+    const __m512i idx = _mm512_add_epi32(_mm512_mullo_epi32(token, _mm512_set1_epi32(nvg)), group);
     __m256i h;
-    if (nvg == 1) {
-        h = _mm256_maskz_loadu_epi16(m, base);
-    } else if (nvg <= 4) {
-        const __m512i iota = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14,
-                                              13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-        const int len = 16 * nvg;
+    if (nvg <= 20) {
+        const int len = 3 * nvg + x86_min(4, nvg - j0); /* to the last wanted half */
         __m512i lo = _mm512_maskz_loadu_epi16(lanes32(len), base);
         __m512i hi = _mm512_maskz_loadu_epi16(lanes32(len - 32), base + 64);
-        __m512i idx = _mm512_add_epi16(_mm512_mullo_epi16(iota, _mm512_set1_epi16((short)nvg)),
-                                       _mm512_set1_epi16((short)j));
-        h = _mm512_castsi512_si256(_mm512_permutex2var_epi16(lo, idx, hi));
+        __m512i idx16 = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(idx));
+        h = _mm512_castsi512_si256(_mm512_permutex2var_epi16(lo, idx16, hi));
     } else {
-        /* 32-bit reads ending at each wanted half (2 bytes before the first
-         * one is still inside the block: codes precede scales, scales mins) */
-        const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-        __m512i idx = _mm512_add_epi32(_mm512_mullo_epi32(iota, _mm512_set1_epi32(nvg)), _mm512_set1_epi32(j - 1));
-        __m512i raw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base, 2);
+        __m512i raw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, _mm512_sub_epi32(idx, _mm512_set1_epi32(1)),
+                                                  base, 2);
         h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(raw, 16));
     }
     return _mm512_maskz_mov_ps(m, _mm512_cvtph_ps(h));
 }
 
-/* w_t * scale_t ~ step * int8, bias = sum_t w_t * min_t over tokens
- * [t0, t0 + tn) of channel group j, for qn weight rows. */
-static void fold_v_weights(const uint8_t *scale_h, const uint8_t *min_h, int nvg, int j, int t0, int tn,
-                           const float *w, int ldw, int qn, v_fold *f)
+/* Max (or sum) over the tokens of a register of 16/NVG tokens x NVG groups:
+ * lane l then holds the result for group l % NVG. */
+X86_INLINE __m512 reduce_tokens(const int NVG, __m512 x, int is_max)
 {
-    const int nv = (tn + 15) / 16;
-    __m512 sc[V_FOLD_TOKENS / 16], mn[V_FOLD_TOKENS / 16];
-    for (int v = 0; v < nv; v++) {
-        const __mmask16 m = lanes16(tn - 16 * v);
-        sc[v] = param_column(scale_h, nvg, j, t0 + 16 * v, m);
-        mn[v] = param_column(min_h, nvg, j, t0 + 16 * v, m);
-    }
-    for (int i = 0; i < qn; i++) {
-        __m512 folded[V_FOLD_TOKENS / 16], amax = _mm512_setzero_ps(), bias = _mm512_setzero_ps();
-        for (int v = 0; v < nv; v++) {
-            __m512 wv = _mm512_maskz_loadu_ps(lanes16(tn - 16 * v), w + (size_t)i * ldw + t0 + 16 * v);
-            folded[v] = _mm512_mul_ps(wv, sc[v]);
-            amax = _mm512_max_ps(amax, _mm512_abs_ps(folded[v]));
-            bias = _mm512_fmadd_ps(wv, mn[v], bias);
+    x = combine(x, _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(1, 0, 3, 2)), is_max);
+    x = combine(x, _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(2, 3, 0, 1)), is_max);
+    if (NVG <= 2)
+        x = combine(x, _mm512_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2)), is_max);
+    if (NVG == 1)
+        x = combine(x, _mm512_permute_ps(x, _MM_SHUFFLE(2, 3, 0, 1)), is_max);
+    return x;
+}
+
+/* w_t * scale_tj ~ step_j * int8, bias_j = sum_t w_t * min_tj over tokens
+ * [t0, t0 + tn), for QN weight rows and all NVG (1 or 2) channel groups
+ * together. A register holds 16/NVG tokens x NVG groups in the parameters'
+ * stored order [token][group], so the maxima and sums per group need no
+ * column extraction and come out in the lane pattern the folded registers
+ * need. Words of 4 tokens come from reordering each 4 tokens x NVG groups
+ * to [group][token]. Step and bias of group j: f->step[i][j]. */
+X86_INLINE void fold_v_weights(const int QN, const int NVG, const uint8_t *scale_h, const uint8_t *min_h, int t0,
+                               int tn, const float *w, int ldw, v_fold *f)
+{
+    /* token of each lane relative to the register's first */
+    const __m512i spread = NVG == 2 ? _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
+                                    : _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i word_order = _mm512_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+    const int nvec = (tn + 15) / 16 * NVG; /* whole 4-quad words, 0 past tn */
+    float folded[X86_QUERY_CHUNK][V_FOLD_TOKENS * 2];
+    __m512 amax[X86_QUERY_CHUNK], bias[X86_QUERY_CHUNK], inv_step[X86_QUERY_CHUNK];
+    X86_UNROLL
+    for (int i = 0; i < X86_QUERY_CHUNK; i++)
+        amax[i] = bias[i] = _mm512_setzero_ps();
+    for (int k = 0; k < nvec; k++) {
+        const int tok = 16 * k / NVG, tok16 = tok & ~15; /* first token; its 16-token weight register */
+        const __mmask16 m = lanes16((tn - tok) * NVG);
+        const size_t first = (size_t)(t0 + tok) * NVG; /* t0 + tok + 16/NVG <= g: inside the block */
+        const __m512 sc = _mm512_maskz_mov_ps(m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, scale_h + 2 * first)));
+        const __m512 mn = _mm512_maskz_mov_ps(m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, min_h + 2 * first)));
+        const __m512i idx = _mm512_add_epi32(spread, _mm512_set1_epi32(tok - tok16));
+        X86_UNROLL
+        for (int i = 0; i < QN; i++) {
+            __m512 wv = _mm512_maskz_loadu_ps(lanes16(tn - tok16), w + (size_t)i * ldw + t0 + tok16);
+            if (NVG > 1)
+                wv = _mm512_permutexvar_ps(idx, wv);
+            __m512 fv = _mm512_mul_ps(wv, sc);
+            _mm512_storeu_ps(&folded[i][16 * k], fv);
+            amax[i] = max_abs(amax[i], fv);
+            bias[i] = _mm512_fmadd_ps(wv, mn, bias[i]);
         }
-        float a = _mm512_reduce_max_ps(amax);
-        f->step[i] = a / X86_INT8_LIMIT;
-        f->bias[i] = _mm512_reduce_add_ps(bias);
-        const __m512 inv_step = _mm512_set1_ps(a > 0.0f ? X86_INT8_LIMIT / a : 0.0f);
-        for (int v = 0; v < nv; v++) /* tokens past tn have weight 0 */
-            _mm_storeu_si128((__m128i *)&f->words[i][4 * v], folded_to_int8(folded[v], inv_step));
+    }
+    const __m512 limit = _mm512_set1_ps(X86_INT8_LIMIT);
+    X86_UNROLL
+    for (int i = 0; i < QN; i++) {
+        const __m512 a = reduce_tokens(NVG, amax[i], 1);
+        _mm512_storeu_ps(f->step[i], _mm512_div_ps(a, limit));
+        _mm512_storeu_ps(f->bias[i], reduce_tokens(NVG, bias[i], 0));
+        inv_step[i] = _mm512_maskz_div_ps(_mm512_cmpneq_ps_mask(a, _mm512_setzero_ps()), limit, a);
+    }
+    for (int k = 0; k < nvec; k++) {
+        __m512 x[X86_QUERY_CHUNK];
+        X86_UNROLL
+        for (int i = 0; i < QN; i++) {
+            x[i] = _mm512_mul_ps(_mm512_loadu_ps(&folded[i][16 * k]), inv_step[i]);
+            if (NVG > 1)
+                x[i] = _mm512_permutexvar_ps(word_order, x[i]);
+        }
+        store_int8_words(QN, &f->words[4 * k * QN], x);
+    }
+}
+
+/* The same for the channel groups j0 .. j0+3 (those past nvg left 0), a
+ * register per token quad in [group][token] order: the weights are 4
+ * consecutive ones broadcast, the maxima and sums over the quads are
+ * vertical, and a register converts straight to the words of its quad.
+ * Step and bias of group j0 + j: f->step[i][4 * j]. */
+X86_INLINE void fold_v_window(const int QN, const uint8_t *scale_h, const uint8_t *min_h, int nvg, int j0, int t0,
+                              int tn, const float *w, int ldw, v_fold *f)
+{
+    const __mmask16 groups = (__mmask16)((1u << (4 * x86_min(4, nvg - j0))) - 1);
+    const int nquad = (tn + 15) / 16 * 4; /* whole 4-quad words, 0 past tn */
+    float folded[X86_QUERY_CHUNK][V_FOLD_TOKENS * V_FOLD_GROUPS];
+    __m512 amax[X86_QUERY_CHUNK], bias[X86_QUERY_CHUNK], inv_step[X86_QUERY_CHUNK];
+    X86_UNROLL
+    for (int i = 0; i < X86_QUERY_CHUNK; i++)
+        amax[i] = bias[i] = _mm512_setzero_ps();
+    for (int u = 0; u < nquad; u++) {
+        const int valid = tn - 4 * u; /* tokens of this quad below tn */
+        const __mmask16 tokens = (__mmask16)(0x1111 * ((1u << x86_min(4, valid < 0 ? 0 : valid)) - 1));
+        const __mmask16 m = tokens & groups;
+        const __m512 sc = param_window(scale_h, nvg, t0 + 4 * u, j0, m);
+        const __m512 mn = param_window(min_h, nvg, t0 + 4 * u, j0, m);
+        const __mmask8 w4 = (__mmask8)((1u << x86_min(4, valid < 0 ? 0 : valid)) - 1);
+        X86_UNROLL
+        for (int i = 0; i < QN; i++) {
+            __m512 wv = _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(w4, w + (size_t)i * ldw + t0 + 4 * u));
+            __m512 fv = _mm512_mul_ps(wv, sc);
+            _mm512_storeu_ps(&folded[i][16 * u], fv);
+            amax[i] = max_abs(amax[i], fv);
+            bias[i] = _mm512_fmadd_ps(wv, mn, bias[i]);
+        }
+    }
+    const __m512 limit = _mm512_set1_ps(X86_INT8_LIMIT);
+    X86_UNROLL
+    for (int i = 0; i < QN; i++) { /* over the 4 tokens of each group's lanes */
+        __m512 a = _mm512_max_ps(amax[i], _mm512_permute_ps(amax[i], _MM_SHUFFLE(1, 0, 3, 2)));
+        a = _mm512_max_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1)));
+        __m512 b = _mm512_add_ps(bias[i], _mm512_permute_ps(bias[i], _MM_SHUFFLE(1, 0, 3, 2)));
+        b = _mm512_add_ps(b, _mm512_permute_ps(b, _MM_SHUFFLE(2, 3, 0, 1)));
+        _mm512_storeu_ps(f->step[i], _mm512_div_ps(a, limit));
+        _mm512_storeu_ps(f->bias[i], b);
+        inv_step[i] = _mm512_maskz_div_ps(_mm512_cmpneq_ps_mask(a, _mm512_setzero_ps()), limit, a);
+    }
+    for (int u = 0; u < nquad; u++) {
+        __m512 x[X86_QUERY_CHUNK];
+        X86_UNROLL
+        for (int i = 0; i < QN; i++)
+            x[i] = _mm512_mul_ps(_mm512_loadu_ps(&folded[i][16 * u]), inv_step[i]);
+        store_int8_words(QN, &f->words[4 * u * QN], x);
     }
 }
 
 /* acc[i][c ..] += step_i * sum_t int8_it * code_tc + bias_i for QN rows and
  * the NV channel registers starting at c (the last one ending at c_end),
- * over the token quads of the fold starting at quad q0. */
+ * over the token quads of the fold starting at quad q0. The words of row i
+ * and quad u are words[u * stride + i]; its step and bias f->step[i][jf].
+ * Every field of a plane is used: quads past the tokens have zero words. */
 X86_INLINE void accum_v_block(const int bits, const int QN, const int NV, const uint8_t *block, int dv, int c,
-                              int c_end, int q0, int quads, const v_fold *f, float *acc)
+                              int c_end, int q0, int quads, const int32_t *words, int stride, const v_fold *f,
+                              int jf, float *acc)
 {
     const int per = 8 / bits, planes = (quads + per - 1) / per;
     const __mmask16 last = lanes16(c_end - c - 16 * (NV - 1));
     __m512i sum[X86_QUERY_CHUNK][4];
+    X86_UNROLL
     for (int i = 0; i < QN; i++)
+        X86_UNROLL
         for (int v = 0; v < NV; v++)
             sum[i][v] = _mm512_setzero_si512();
     for (int p = 0; p < planes; p++) {
         const uint8_t *row = block + ((size_t)(q0 / per + p) * dv + c) * 4;
         __m512i bytes[4];
+        X86_UNROLL
         for (int v = 0; v < NV; v++)
             bytes[v] = v < NV - 1 ? _mm512_loadu_si512(row + 64 * v) : _mm512_maskz_loadu_epi32(last, row + 64 * v);
+        X86_UNROLL
         for (int sub = 0; sub < per; sub++) {
-            const int quad = p * per + sub;
-            if (quad >= quads)
-                break;
+            const int32_t *wq = words + (size_t)(p * per + sub) * stride;
             __m512i codes[4];
+            X86_UNROLL
             for (int v = 0; v < NV; v++)
                 codes[v] = code_field(bytes[v], bits, sub);
+            X86_UNROLL
             for (int i = 0; i < QN; i++) {
-                const __m512i w = _mm512_set1_epi32(f->words[i][quad]);
+                const __m512i w = _mm512_set1_epi32(wq[i]);
+                X86_UNROLL
                 for (int v = 0; v < NV; v++)
-                    sum[i][v] = _mm512_dpbusd_epi32(sum[i][v], codes[v], w);
+                    sum[i][v] = dot_accumulate(sum[i][v], codes[v], w);
             }
         }
     }
+    X86_UNROLL
     for (int i = 0; i < QN; i++) {
-        const __m512 step = _mm512_set1_ps(f->step[i]), bias = _mm512_set1_ps(f->bias[i]);
+        const __m512 step = _mm512_set1_ps(f->step[i][jf]), bias = _mm512_set1_ps(f->bias[i][jf]);
+        X86_UNROLL
         for (int v = 0; v < NV; v++) {
             float *dst = acc + (size_t)i * dv + c + 16 * v;
             const __mmask16 m = v < NV - 1 ? (__mmask16)0xffff : last;
@@ -387,16 +593,42 @@ X86_INLINE void accum_v_block(const int bits, const int QN, const int NV, const 
     }
 }
 
-/* Channels [c, c_end) of one group, up to 64 per pass. */
-X86_INLINE void accum_v_group(const int bits, const int QN, const uint8_t *block, int dv, int c, int c_end, int q0,
-                              int quads, const v_fold *f, float *acc)
+/* Channels [j*g, min(dv, (j+1)*g)) of group j, up to 64 per pass. */
+X86_INLINE void accum_v_group(const int bits, const int QN, const uint8_t *block, int dv, int g, int j, int q0,
+                              int quads, const int32_t *words, int stride, const v_fold *f, int jf, float *acc)
 {
-    for (; c < c_end; c += 64) {
+    const int c_end = x86_min(dv, (j + 1) * g);
+    for (int c = j * g; c < c_end; c += 64) {
         switch (x86_min(4, (c_end - c + 15) / 16)) {
-        case 4: accum_v_block(bits, QN, 4, block, dv, c, c_end, q0, quads, f, acc); break;
-        case 3: accum_v_block(bits, QN, 3, block, dv, c, c_end, q0, quads, f, acc); break;
-        case 2: accum_v_block(bits, QN, 2, block, dv, c, c_end, q0, quads, f, acc); break;
-        default: accum_v_block(bits, QN, 1, block, dv, c, c_end, q0, quads, f, acc); break;
+        case 4: accum_v_block(bits, QN, 4, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc); break;
+        case 3: accum_v_block(bits, QN, 3, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc); break;
+        case 2: accum_v_block(bits, QN, 2, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc); break;
+        default: accum_v_block(bits, QN, 1, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc); break;
+        }
+    }
+}
+
+X86_INLINE void accum_v_queries(const int bits, const int QN, const uint8_t *block, const uint8_t *scale_h,
+                                const uint8_t *min_h, int dv, int g, int n, const float *w, int ldw, float *acc)
+{
+    const int nvg = (dv + g - 1) / g;
+    v_fold f;
+    for (int t0 = 0; t0 < n; t0 += V_FOLD_TOKENS) {
+        const int tn = x86_min(V_FOLD_TOKENS, n - t0), quads = (tn + 3) / 4;
+        if (nvg <= 2) {
+            if (nvg == 1)
+                fold_v_weights(QN, 1, scale_h, min_h, t0, tn, w, ldw, &f);
+            else
+                fold_v_weights(QN, 2, scale_h, min_h, t0, tn, w, ldw, &f);
+            for (int j = 0; j < nvg; j++)
+                accum_v_group(bits, QN, block, dv, g, j, t0 / 4, quads, &f.words[j * QN], nvg * QN, &f, j, acc);
+            continue;
+        }
+        for (int j0 = 0; j0 < nvg; j0 += V_FOLD_GROUPS) {
+            fold_v_window(QN, scale_h, min_h, nvg, j0, t0, tn, w, ldw, &f);
+            for (int j = 0; j < x86_min(V_FOLD_GROUPS, nvg - j0); j++)
+                accum_v_group(bits, QN, block, dv, g, j0 + j, t0 / 4, quads, &f.words[j * QN], V_FOLD_GROUPS * QN,
+                              &f, 4 * j, acc);
         }
     }
 }
@@ -405,25 +637,15 @@ X86_INLINE void accum_v_quant(const int bits, slimkv_format fmt, const uint8_t *
                               const float *w, int ldw, int nq, float *acc)
 {
     const int nvg = (dv + g - 1) / g;
-    const uint8_t *scale_h = block + slimkv_v_params_offset(fmt, dv, g), *min_h = scale_h + 2 * (size_t)g * nvg;
-    v_fold f;
-    for (int i0 = 0; i0 < nq;) {
-        const int qn = nq - i0 >= X86_QUERY_CHUNK ? X86_QUERY_CHUNK : 1;
-        const float *wi = w + (size_t)i0 * ldw;
-        float *ai = acc + (size_t)i0 * dv;
-        for (int t0 = 0; t0 < n; t0 += V_FOLD_TOKENS) {
-            const int tn = x86_min(V_FOLD_TOKENS, n - t0), quads = (tn + 3) / 4;
-            for (int j = 0; j < nvg; j++) {
-                const int c = j * g, c_end = x86_min(dv, c + g);
-                fold_v_weights(scale_h, min_h, nvg, j, t0, tn, wi, ldw, qn, &f);
-                if (qn == X86_QUERY_CHUNK)
-                    accum_v_group(bits, X86_QUERY_CHUNK, block, dv, c, c_end, t0 / 4, quads, &f, ai);
-                else
-                    accum_v_group(bits, 1, block, dv, c, c_end, t0 / 4, quads, &f, ai);
-            }
-        }
-        i0 += qn;
-    }
+    const size_t codes = slimkv_v_params_offset(fmt, dv, g);
+    const uint8_t *scale_h = block + codes, *min_h = scale_h + 2 * (size_t)g * nvg;
+    x86_prefetch_range(block, codes + 4 * (size_t)g * nvg); /* read group by group */
+    int i = 0;
+    for (; i + X86_QUERY_CHUNK <= nq; i += X86_QUERY_CHUNK)
+        accum_v_queries(bits, X86_QUERY_CHUNK, block, scale_h, min_h, dv, g, n, w + (size_t)i * ldw, ldw,
+                        acc + (size_t)i * dv);
+    for (; i < nq; i++)
+        accum_v_queries(bits, 1, block, scale_h, min_h, dv, g, n, w + (size_t)i * ldw, ldw, acc + (size_t)i * dv);
 }
 
 #define QUANT_ENTRY_POINTS(NAME, BITS, FMT)                                                                  \

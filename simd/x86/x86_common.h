@@ -4,7 +4,7 @@
 #ifndef SLIMKV_X86_COMMON_H
 #define SLIMKV_X86_COMMON_H
 
-#include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -13,6 +13,14 @@
  * count, vector count) and instantiated by forced inlining, so that loops
  * over them unroll and accumulators stay in registers. */
 #define X86_INLINE static inline __attribute__((always_inline))
+
+/* Before a loop whose trip count is one of those compile-time parameters:
+ * fully unrolled, its array of accumulators becomes registers. */
+#if defined(__clang__)
+#define X86_UNROLL _Pragma("unroll")
+#else
+#define X86_UNROLL _Pragma("GCC unroll 16")
+#endif
 
 /* Queries served together from one pass over a group or block. Four is the
  * GQA decode shape (32 q heads / 8 KV heads); other counts run as chunks of
@@ -28,13 +36,6 @@ X86_INLINE int x86_min(int a, int b)
 }
 
 /* Parameters and blocks carry no alignment guarantee beyond the byte. */
-X86_INLINE uint16_t x86_load_u16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 X86_INLINE void x86_store_u16(uint8_t *p, uint16_t v)
 {
     memcpy(p, &v, sizeof v);
@@ -52,17 +53,34 @@ X86_INLINE float x86_first_equal(const float *x, int n, float value)
     return value;
 }
 
-/* One code exactly as scalar.c computes it (for scalar tails). */
-X86_INLINE int x86_quant_code(float x, float mn, float inv, float top)
+/* Asks for bytes [p, p + n) up front, in address order (prefetcht0). Some
+ * kernels read their data in an order of their own (a V block a slice of
+ * every plane per channel group, dense rows a block of channels of every
+ * row); requesting it all first keeps the misses to memory concurrent and
+ * shows the hardware prefetcher a stream. */
+X86_INLINE void x86_prefetch_range(const void *p, size_t n)
 {
-    float r = rintf((x - mn) * inv);
-    r = r < 0.0f ? 0.0f : r;
-    r = r > top ? top : r;
-    return (int)r;
+    const uintptr_t first = (uintptr_t)p & ~(uintptr_t)63, end = (uintptr_t)p + n;
+    for (uintptr_t line = first; line < end; line += 64)
+        __builtin_prefetch((const void *)line, 0, 3);
+}
+
+/* The same for bytes [0, row_bytes) of n rows stride_bytes apart. */
+X86_INLINE void x86_prefetch_rows(const void *rows, size_t stride_bytes, int n, size_t row_bytes)
+{
+    if (stride_bytes == row_bytes) {
+        x86_prefetch_range(rows, row_bytes * (size_t)n);
+        return;
+    }
+    for (int t = 0; t < n; t++)
+        x86_prefetch_range((const char *)rows + (size_t)t * stride_bytes, row_bytes);
 }
 
 /* Table fillers of the quantized-format files. */
 SLIMKV_HIDDEN void slimkv_x86_quant_init_avx2(slimkv_kernels *k);
 SLIMKV_HIDDEN void slimkv_x86_quant_init_avx512(slimkv_kernels *k);
+/* SparK scores (spark_avx2.c, spark_avx512.c). */
+SLIMKV_HIDDEN void slimkv_x86_spark_init_avx2(slimkv_kernels *k);
+SLIMKV_HIDDEN void slimkv_x86_spark_init_avx512(slimkv_kernels *k);
 
 #endif /* SLIMKV_X86_COMMON_H */
