@@ -1,0 +1,276 @@
+/* AVX-512 bodies of the SparK scores (every format); packing stays scalar
+ * (see slimkv_x86_spark_init_avx512).
+ *
+ * A token record keeps its own T of D channels: a D-bit mask, the sign bits
+ * of the pruned channels, a_t and the T kept values in channel order. Its
+ * score for query i is
+ *   sum_{kept c} q_ic * k_c  +  sqrt(a_t) * sum_{pruned c} sign_c * u_ic,
+ * one dot product over all D channels of
+ *   x_ic = kept ? q_ic : u_ic   (per query: one masked blend)
+ *   y_c  = kept ? k_c : sign_c * sqrt(a_t)   (per token: one masked expand)
+ * The 16 mask bits of a channel block are the __mmask16 of both: vexpandps
+ * moves the token's next popcount(mask) compact values to the kept lanes
+ * of a register already holding +-sqrt(a_t), so y is built once per token
+ * and serves every query. Quantized and 16-bit values are first decoded to
+ * a float row per token (T/16 vectors, in value order, so a block of 16
+ * values never straddles a parameter group: G is a multiple of 16); f32
+ * values are expanded straight from the record (vexpandps from memory reads
+ * only the popcount(mask) elements it uses).
+ *
+ * Tokens are scored 4 at a time, channel block outer: each query register
+ * is loaded once for the 4 tokens. The 16-lane partial sums of the 4 tokens
+ * x 4 queries are folded pairwise (as in kernels_avx512.c) into one register
+ * holding the 16 scores, query-major, stored as 4 blocks of 4 tokens. */
+#include <immintrin.h>
+
+#include "x86_common.h"
+
+/* Tokens per step. */
+#define SPARK_STEP 4
+
+X86_INLINE __mmask16 lanes16(int n)
+{
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* ---- folding partial sums (the steps of kernels_avx512.c) ---- */
+
+/* [a: 16 lanes], [b: 16 lanes] -> [a: 8 | b: 8] */
+X86_INLINE __m512 fold_tokens_1(__m512 a, __m512 b)
+{
+    return _mm512_add_ps(_mm512_mask_blend_ps(0xff00, a, b), _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 3, 2)));
+}
+
+/* [A: 8 | B: 8], [C: 8 | D: 8] -> 128-bit blocks [A | C | B | D] */
+X86_INLINE __m512 fold_tokens_2(__m512 ab, __m512 cd)
+{
+    const __m512i other = _mm512_setr_epi32(4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 14, 15, 24, 25, 26, 27);
+    return _mm512_add_ps(_mm512_mask_blend_ps(0xf0f0, ab, cd), _mm512_permutex2var_ps(ab, other, cd));
+}
+
+/* two registers of 4 items, one per 128-bit block -> block k: [lo's k-th
+ * item: 2 | hi's k-th item: 2] */
+X86_INLINE __m512 fold_tokens_4(__m512 lo, __m512 hi)
+{
+    return _mm512_add_ps(_mm512_mask_blend_ps(0xcccc, lo, hi), _mm512_shuffle_ps(lo, hi, _MM_SHUFFLE(1, 0, 3, 2)));
+}
+
+/* two registers of 8 items, 2 lanes each -> lane k = item k */
+X86_INLINE __m512 fold_tokens_8(__m512 lo, __m512 hi)
+{
+    __m512 x = _mm512_add_ps(_mm512_mask_blend_ps(0xaaaa, lo, hi),
+                             _mm512_permute_ps(_mm512_mask_blend_ps(0x5555, lo, hi), _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m512i order = _mm512_setr_epi32(0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15);
+    return _mm512_permutexvar_ps(order, x);
+}
+
+/* 128-bit block i (a constant after unrolling) of x. */
+X86_INLINE __m128 block128(__m512 x, int i)
+{
+    switch (i) {
+    case 0: return _mm512_castps512_ps128(x);
+    case 1: return _mm512_extractf32x4_ps(x, 1);
+    case 2: return _mm512_extractf32x4_ps(x, 2);
+    default: return _mm512_extractf32x4_ps(x, 3);
+    }
+}
+
+/* ---- record geometry and value decoding ---- */
+
+typedef struct spark_geometry {
+    size_t record;  /* bytes per token record */
+    size_t bits;    /* bytes of the mask (= of the signs) */
+    size_t values;  /* offset of the values (codes) in a record */
+    int t_keep, g, nvg;
+} spark_geometry;
+
+X86_INLINE spark_geometry spark_geometry_of(slimkv_format fmt, int dim, int t_keep, int g)
+{
+    spark_geometry r;
+    r.record = slimkv_spark_record_bytes(fmt, dim, t_keep, g);
+    r.bits = (size_t)(dim + 7) / 8;
+    r.t_keep = t_keep;
+    r.g = g;
+    r.nvg = (t_keep + g - 1) / g;
+    r.values = 2 * r.bits + 4 + (slimkv_is_quantized(fmt) ? (size_t)r.nvg * 4 : 0);
+    return r;
+}
+
+/* One fp16 parameter, broadcast as float. */
+X86_INLINE __m512 broadcast_half(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, sizeof h);
+    return _mm512_cvtph_ps(_mm256_set1_epi16((short)h));
+}
+
+/* The b-bit codes of values j .. j+15 of a record (the packed bytes
+ * starting at value j, j a multiple of 16) in the 32-bit lanes. */
+X86_INLINE __m512i spread_codes(const int bits, __m128i bytes)
+{
+    if (bits == 8)
+        return _mm512_cvtepu8_epi32(bytes);
+    __m512i x;
+    if (bits == 4) { /* value l: byte l/2, bits 4*(l%2) */
+        x = _mm512_cvtepu8_epi32(
+            _mm_shuffle_epi8(bytes, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
+        x = _mm512_srlv_epi32(x, _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4));
+    } else { /* value l: byte l/4, bits 2*(l%4) */
+        x = _mm512_cvtepu8_epi32(
+            _mm_shuffle_epi8(bytes, _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)));
+        x = _mm512_srlv_epi32(x, _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6));
+    }
+    return _mm512_and_si512(x, _mm512_set1_epi32((1 << bits) - 1));
+}
+
+/* dst[j] = value j of a record as float, j < T. */
+X86_INLINE void decode_values(const slimkv_format fmt, const uint8_t *rec, const spark_geometry *geo, float *dst)
+{
+    const uint8_t *v = rec + geo->values;
+    const int t_keep = geo->t_keep;
+    if (!slimkv_is_quantized(fmt)) {
+        for (int j = 0; j < t_keep; j += 16) {
+            const __mmask16 m = lanes16(t_keep - j);
+            const __m256i h = _mm256_maskz_loadu_epi16(m, v + (size_t)j * 2);
+            const __m512 x = fmt == SLIMKV_F16 ? _mm512_cvtph_ps(h)
+                                               : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+            _mm512_mask_storeu_ps(dst + j, m, x);
+        }
+        return;
+    }
+    const int bits = slimkv_format_bits(fmt);
+    const uint8_t *scale = rec + 2 * geo->bits + 4, *minimum = scale + (size_t)geo->nvg * 2;
+    for (int j = 0; j < t_keep; j += 16) {
+        const int count = x86_min(16, t_keep - j), vg = j / geo->g;
+        const __mmask16 m = lanes16((count * bits + 7) / 8);
+        const __m512i codes = spread_codes(bits, _mm_maskz_loadu_epi8(m, v + (size_t)j * bits / 8));
+        const __m512 x = _mm512_fmadd_ps(_mm512_cvtepi32_ps(codes), broadcast_half(scale + 2 * (size_t)vg),
+                                         broadcast_half(minimum + 2 * (size_t)vg));
+        _mm512_mask_storeu_ps(dst + j, lanes16(count), x);
+    }
+}
+
+/* ---- scores ---- */
+
+/* 16-lane partial scores p[r][i] of the SPARK_STEP tokens rec[r] (values
+ * as floats at val[r], sqrt(a_t) in root[r]) for QN queries. */
+X86_INLINE void step_partials(const int QN, const uint8_t *const rec[SPARK_STEP], const uint8_t *const val[SPARK_STEP],
+                              const float root[SPARK_STEP], size_t bits, int dim, const float *q, const float *u,
+                              __m512 p[SPARK_STEP][X86_QUERY_CHUNK])
+{
+    X86_UNROLL
+    for (int r = 0; r < SPARK_STEP; r++)
+        X86_UNROLL
+        for (int i = 0; i < QN; i++)
+            p[r][i] = _mm512_setzero_ps();
+    size_t j[SPARK_STEP] = {0};
+    for (int c = 0; c < dim; c += 16) {
+        const __mmask16 valid = lanes16(dim - c);
+        __m512 qv[X86_QUERY_CHUNK], uv[X86_QUERY_CHUNK];
+        X86_UNROLL
+        for (int i = 0; i < QN; i++) {
+            qv[i] = _mm512_maskz_loadu_ps(valid, q + (size_t)i * dim + c);
+            uv[i] = _mm512_maskz_loadu_ps(valid, u + (size_t)i * dim + c);
+        }
+        X86_UNROLL
+        for (int r = 0; r < SPARK_STEP; r++) {
+            /* 2 bytes of mask (signs) from byte c/8: the second one may be
+             * the first of the signs (of a_t), outside `valid` */
+            uint16_t kept_bits, sign_bits;
+            memcpy(&kept_bits, rec[r] + c / 8, 2);
+            memcpy(&sign_bits, rec[r] + bits + c / 8, 2);
+            const __mmask16 kept = (__mmask16)(kept_bits & valid);
+            const __m512 root_r = _mm512_set1_ps(root[r]);
+            const __m512 restored = _mm512_mask_sub_ps(root_r, (__mmask16)sign_bits, _mm512_setzero_ps(), root_r);
+            const __m512 y = _mm512_mask_expandloadu_ps(restored, kept, val[r] + 4 * j[r]);
+            j[r] += (size_t)__builtin_popcount(kept);
+            X86_UNROLL
+            for (int i = 0; i < QN; i++)
+                p[r][i] = _mm512_fmadd_ps(_mm512_mask_blend_ps(kept, uv[i], qv[i]), y, p[r][i]);
+        }
+    }
+}
+
+/* Scores of the tokens of one step (count of them valid) for QN queries. */
+X86_INLINE void score_step(const int QN, const uint8_t *const rec[SPARK_STEP], const uint8_t *const val[SPARK_STEP],
+                           const float root[SPARK_STEP], size_t bits, int dim, const float *q, const float *u,
+                           float *s, int lds, int count)
+{
+    __m512 p[SPARK_STEP][X86_QUERY_CHUNK], f[4];
+    step_partials(QN, rec, val, root, bits, dim, q, u, p);
+    /* items query-major: lane 4i + r = query i, token r */
+    X86_UNROLL
+    for (int i = 0; i < 4; i++)
+        f[i] = i < QN ? fold_tokens_2(fold_tokens_1(p[0][i], p[1][i]), fold_tokens_1(p[2][i], p[3][i]))
+                      : _mm512_setzero_ps();
+    const __m512 scores = fold_tokens_8(fold_tokens_4(f[0], f[1]), fold_tokens_4(f[2], f[3]));
+    const __mmask8 m = (__mmask8)lanes16(count);
+    X86_UNROLL
+    for (int i = 0; i < QN; i++)
+        _mm_mask_storeu_ps(s + (size_t)i * lds, m, block128(scores, i));
+}
+
+X86_INLINE void score_spark(const slimkv_format fmt, const uint8_t *group, int dim, int t_keep, int g, int n,
+                            const float *q, const float *u, int nq, float *s, int lds)
+{
+    const spark_geometry geo = spark_geometry_of(fmt, dim, t_keep, g);
+    float rows[SPARK_STEP][1024];
+    x86_prefetch_range(group, geo.record * (size_t)n);
+    for (int t = 0; t < n; t += SPARK_STEP) {
+        const int count = x86_min(SPARK_STEP, n - t);
+        const uint8_t *rec[SPARK_STEP], *val[SPARK_STEP];
+        float root[SPARK_STEP];
+        X86_UNROLL
+        for (int r = 0; r < SPARK_STEP; r++) { /* tokens past n repeat the last one; their scores are not stored */
+            rec[r] = group + (size_t)(t + x86_min(r, count - 1)) * geo.record;
+            float a_t;
+            memcpy(&a_t, rec[r] + 2 * geo.bits, sizeof a_t);
+            root[r] = _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(a_t)));
+            if (fmt == SLIMKV_F32) {
+                val[r] = rec[r] + geo.values;
+            } else {
+                if (r < count)
+                    decode_values(fmt, rec[r], &geo, rows[r]);
+                val[r] = (const uint8_t *)rows[x86_min(r, count - 1)];
+            }
+        }
+        for (int i0 = 0; i0 < nq;) {
+            const float *qi = q + (size_t)i0 * dim, *ui = u + (size_t)i0 * dim;
+            float *si = s + (size_t)i0 * lds + t;
+            switch (x86_min(nq - i0, X86_QUERY_CHUNK)) {
+            case 1: score_step(1, rec, val, root, geo.bits, dim, qi, ui, si, lds, count); break;
+            case 2: score_step(2, rec, val, root, geo.bits, dim, qi, ui, si, lds, count); break;
+            case 3: score_step(3, rec, val, root, geo.bits, dim, qi, ui, si, lds, count); break;
+            default: score_step(4, rec, val, root, geo.bits, dim, qi, ui, si, lds, count); break;
+            }
+            i0 += X86_QUERY_CHUNK;
+        }
+    }
+}
+
+#define SPARK_ENTRY_POINT(NAME, FMT)                                                                         \
+    static void score_spark_##NAME(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,  \
+                                   const float *u, int nq, float *s, int lds)                                \
+    {                                                                                                        \
+        score_spark(FMT, group, dim, t_keep, g, n, q, u, nq, s, lds);                                        \
+    }
+
+SPARK_ENTRY_POINT(f32, SLIMKV_F32)
+SPARK_ENTRY_POINT(f16, SLIMKV_F16)
+SPARK_ENTRY_POINT(bf16, SLIMKV_BF16)
+SPARK_ENTRY_POINT(q8, SLIMKV_Q8)
+SPARK_ENTRY_POINT(q4, SLIMKV_Q4)
+SPARK_ENTRY_POINT(q2, SLIMKV_Q2)
+
+void slimkv_x86_spark_init_avx512(slimkv_kernels *k)
+{
+    /* pack_spark stays scalar: it must be bit-exact with scalar.c (a top-T
+     * selection with ties, then the KIVI codes) and runs once per group at
+     * compression, off the decode path. */
+    k->score_spark[SLIMKV_F32] = score_spark_f32;
+    k->score_spark[SLIMKV_F16] = score_spark_f16;
+    k->score_spark[SLIMKV_BF16] = score_spark_bf16;
+    k->score_spark[SLIMKV_Q8] = score_spark_q8;
+    k->score_spark[SLIMKV_Q4] = score_spark_q4;
+    k->score_spark[SLIMKV_Q2] = score_spark_q2;
+}
