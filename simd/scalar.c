@@ -93,22 +93,28 @@ static void f16_to_f32_scalar(const uint16_t *src, float *dst, size_t n)
 
 /* ---- element access shared by the dense bodies ---- */
 
+/* Elements are read and written through memcpy: SparK records place their
+ * values at any 2-byte offset (the mask and sign bytes come first). */
 static float load_elem(slimkv_format fmt, const void *base, size_t i)
 {
-    switch (fmt) {
-    case SLIMKV_F32: return ((const float *)base)[i];
-    case SLIMKV_F16: return slimkv_f16_to_f32(((const uint16_t *)base)[i]);
-    default: return slimkv_bf16_to_f32(((const uint16_t *)base)[i]);
+    float f;
+    uint16_t h;
+    if (fmt == SLIMKV_F32) {
+        memcpy(&f, (const uint8_t *)base + i * 4, sizeof f);
+        return f;
     }
+    memcpy(&h, (const uint8_t *)base + i * 2, sizeof h);
+    return fmt == SLIMKV_F16 ? slimkv_f16_to_f32(h) : slimkv_bf16_to_f32(h);
 }
 
 static void store_elem(slimkv_format fmt, void *base, size_t i, float x)
 {
-    switch (fmt) {
-    case SLIMKV_F32: ((float *)base)[i] = x; break;
-    case SLIMKV_F16: ((uint16_t *)base)[i] = slimkv_f32_to_f16(x); break;
-    default: ((uint16_t *)base)[i] = slimkv_f32_to_bf16(x); break;
+    if (fmt == SLIMKV_F32) {
+        memcpy((uint8_t *)base + i * 4, &x, sizeof x);
+        return;
     }
+    uint16_t h = fmt == SLIMKV_F16 ? slimkv_f32_to_f16(x) : slimkv_f32_to_bf16(x);
+    memcpy((uint8_t *)base + i * 2, &h, sizeof h);
 }
 
 static void score_dense(slimkv_format fmt, const void *rows, size_t stride, int n, int d, const float *q,

@@ -98,6 +98,23 @@ NEON_INLINE float32x4_t load_f32_partial(const float *p, int count)
     return load_elems_partial(SLIMKV_F32, p, 0, count);
 }
 
+/* acc[i][k] += q_i[c .. c+cnt) * row_k[c .. c+cnt) lane-wise, cnt <= 4. */
+NEON_INLINE void score_dense_step(slimkv_format fmt, const void *rows, const size_t row[4], int c, int cnt,
+                                  const float *q, int d, const int nq, float32x4_t acc[][4])
+{
+    float32x4_t kv[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+        kv[k] = load_elems_partial(fmt, rows, row[k] + c, cnt);
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        float32x4_t qv = load_f32_partial(q + (size_t)i * d + c, cnt);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+            acc[i][k] = vfmaq_f32(acc[i][k], qv, kv[k]);
+    }
+}
+
 /* Scores of nq (<= 4) queries against n rows, 4 rows at a time: 16 lane-wise
  * accumulators, then one pairwise-add tree per query gives 4 adjacent scores. */
 NEON_INLINE void score_dense_block(slimkv_format fmt, const void *rows, size_t stride, int n, int d, const float *q,
@@ -114,31 +131,16 @@ NEON_INLINE void score_dense_block(slimkv_format fmt, const void *rows, size_t s
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++)
                 acc[i][k] = vdupq_n_f32(0.0f);
-        for (int c = 0; c < d; c += 4) {
-            int cnt = d - c < 4 ? d - c : 4;
-            float32x4_t kv[4];
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++)
-                kv[k] = load_elems_partial(fmt, rows, row[k] + c, cnt);
-#pragma GCC unroll 4
-            for (int i = 0; i < nq; i++) {
-                float32x4_t qv = load_f32_partial(q + (size_t)i * d + c, cnt);
-#pragma GCC unroll 4
-                for (int k = 0; k < 4; k++)
-                    acc[i][k] = vfmaq_f32(acc[i][k], qv, kv[k]);
-            }
-        }
+        int c = 0;
+        for (; c + 4 <= d; c += 4)
+            score_dense_step(fmt, rows, row, c, 4, q, d, nq, acc);
+        if (c < d) /* d % 4 channels, zero-padded */
+            score_dense_step(fmt, rows, row, c, d - c, q, d, nq, acc);
 #pragma GCC unroll 4
         for (int i = 0; i < nq; i++) {
-            float32x4_t sums = vpaddq_f32(vpaddq_f32(acc[i][0], acc[i][1]), vpaddq_f32(acc[i][2], acc[i][3]));
-            float *dst = s + (size_t)i * lds + t0;
-            if (nt == 4) {
-                vst1q_f32(dst, sums);
-            } else {
-                float tmp[4];
-                vst1q_f32(tmp, sums);
-                memcpy(dst, tmp, (size_t)nt * sizeof(float));
-            }
+            float32x4_t sums[1] = {
+                vpaddq_f32(vpaddq_f32(acc[i][0], acc[i][1]), vpaddq_f32(acc[i][2], acc[i][3]))};
+            store_f32_vecs(s + (size_t)i * lds + t0, nt, 1, sums);
         }
     }
 }
@@ -154,7 +156,7 @@ NEON_INLINE void accum_dense_cols(slimkv_format fmt, const void *rows, size_t st
         cnt[v] = nc - 4 * v < 0 ? 0 : nc - 4 * v > 4 ? 4 : nc - 4 * v;
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++)
-        load_f32x16(acc + (size_t)i * d + c0, nc, a[i]);
+        load_f32_vecs(acc + (size_t)i * d + c0, nc, 4, a[i]);
     int t = 0;
     for (; t + 4 <= n; t += 4) {
         float32x4_t wv[NEON_QUERY_BLOCK];
@@ -187,7 +189,7 @@ NEON_INLINE void accum_dense_cols(slimkv_format fmt, const void *rows, size_t st
     }
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++)
-        store_f32x16(acc + (size_t)i * d + c0, nc, a[i]);
+        store_f32_vecs(acc + (size_t)i * d + c0, nc, 4, a[i]);
 }
 
 NEON_INLINE void accum_dense_block(slimkv_format fmt, const void *rows, size_t stride, int n, int d, const float *w,
@@ -438,7 +440,7 @@ NEON_INLINE void pack_v_quant(int bits, slimkv_format fmt, const float *src, int
 NEON_INLINE void score_k_quant_block(int bits, slimkv_format fmt, const uint8_t *group, int dk, int g, int n,
                                      const float *q, const int nq, float *s, int lds)
 {
-    const int per = 8 / bits, nquad = dk / 4, nplane = (nquad + per - 1) / per;
+    const int per = 8 / bits, nquad = dk / 4;
     const uint8_t *scale_p = group + slimkv_k_params_offset(fmt, dk, g), *min_p = scale_p + 2 * (size_t)dk;
     float bias[NEON_QUERY_BLOCK]; /* sum_c q_c * min_c, the same for every token */
 #pragma GCC unroll 4
@@ -455,27 +457,23 @@ NEON_INLINE void score_k_quant_block(int bits, slimkv_format fmt, const uint8_t 
 #pragma GCC unroll 4
             for (int v = 0; v < 4; v++)
                 acc[i][v] = vdupq_n_f32(0.0f);
-        for (int p = 0; p < nplane; p++) {
-            uint8x16x4_t raw = vld4q_u8(group + ((size_t)p * g + t0) * 4); /* the whole group has g tokens */
+        for (int quad = 0; quad < nquad; quad++) {
+            /* one quad per pass: a q4/q2 plane is reloaded (from L1) for each of
+             * its quads rather than kept live, which would spill accumulators */
+            uint8x16x4_t raw = vld4q_u8(group + ((size_t)(quad / per) * g + t0) * 4); /* the group has g tokens */
+            float32x4_t sc = load_f16x4(scale_p + 8 * (size_t)quad), fq[NEON_QUERY_BLOCK];
 #pragma GCC unroll 4
-            for (int j = 0; j < per; j++) {
-                int quad = p * per + j;
-                if (quad >= nquad)
-                    break;
-                float32x4_t sc = load_f16x4(scale_p + 8 * (size_t)quad), fq[NEON_QUERY_BLOCK];
+            for (int i = 0; i < nq; i++)
+                fq[i] = vmulq_f32(vld1q_f32(q + (size_t)i * dk + 4 * quad), sc);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                float32x4_t f[4];
+                widen_codes_f32(code_field(raw.val[k], bits, quad % per), f);
 #pragma GCC unroll 4
                 for (int i = 0; i < nq; i++)
-                    fq[i] = vmulq_f32(vld1q_f32(q + (size_t)i * dk + 4 * quad), sc);
 #pragma GCC unroll 4
-                for (int k = 0; k < 4; k++) {
-                    float32x4_t f[4];
-                    widen_codes_f32(code_field(raw.val[k], bits, j), f);
-#pragma GCC unroll 4
-                    for (int i = 0; i < nq; i++)
-#pragma GCC unroll 4
-                        for (int v = 0; v < 4; v++)
-                            acc[i][v] = fma_lane(acc[i][v], f[v], fq[i], k);
-                }
+                    for (int v = 0; v < 4; v++)
+                        acc[i][v] = fma_lane(acc[i][v], f[v], fq[i], k);
             }
         }
         int cnt = n - t0 < 16 ? n - t0 : 16;
@@ -484,7 +482,7 @@ NEON_INLINE void score_k_quant_block(int bits, slimkv_format fmt, const uint8_t 
 #pragma GCC unroll 4
             for (int v = 0; v < 4; v++)
                 acc[i][v] = vaddq_f32(acc[i][v], vdupq_n_f32(bias[i]));
-            store_f32x16(s + (size_t)i * lds + t0, cnt, acc[i]);
+            store_f32_vecs(s + (size_t)i * lds + t0, cnt, 4, acc[i]);
         }
     }
 }
@@ -500,7 +498,7 @@ NEON_INLINE void accum_v_quant_cols(int bits, const uint8_t *block, int dv, int 
     float32x4_t a[NEON_QUERY_BLOCK][4];
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
-        load_f32x16(acc + (size_t)i * dv + c0, nc, a[i]);
+        load_f32_vecs(acc + (size_t)i * dv + c0, nc, 4, a[i]);
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++)
             a[i][v] = vaddq_f32(a[i][v], vdupq_n_f32(bias[i]));
@@ -533,7 +531,7 @@ NEON_INLINE void accum_v_quant_cols(int bits, const uint8_t *block, int dv, int 
     }
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++)
-        store_f32x16(acc + (size_t)i * dv + c0, nc, a[i]);
+        store_f32_vecs(acc + (size_t)i * dv + c0, nc, 4, a[i]);
 }
 
 NEON_INLINE void accum_v_quant_block(int bits, slimkv_format fmt, const uint8_t *block, int dv, int g, int n,
@@ -547,13 +545,11 @@ NEON_INLINE void accum_v_quant_block(int bits, slimkv_format fmt, const uint8_t 
             float fw[NEON_QUERY_BLOCK][NEON_V_CHUNK], bias[NEON_QUERY_BLOCK];
             fold_v_weights(scale_p, min_p, nvg, j, t0, nt, w, ldw, nq, fw, bias);
             int c_end = (j + 1) * g < dv ? (j + 1) * g : dv;
-            for (int c = j * g; c < c_end; c += 16) {
-                int nc = c_end - c < 16 ? c_end - c : 16;
-                if (nc == 16)
-                    accum_v_quant_cols(bits, block, dv, t0, nt, nq, fw, bias, acc, c, 16);
-                else
-                    accum_v_quant_cols(bits, block, dv, t0, nt, nq, fw, bias, acc, c, nc);
-            }
+            int c = j * g;
+            for (; c + 16 <= c_end; c += 16) /* full blocks, then the tail: separate call sites */
+                accum_v_quant_cols(bits, block, dv, t0, nt, nq, fw, bias, acc, c, 16);
+            if (c < c_end)
+                accum_v_quant_cols(bits, block, dv, t0, nt, nq, fw, bias, acc, c, c_end - c);
         }
     }
 }

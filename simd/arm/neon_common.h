@@ -34,6 +34,9 @@ SLIMKV_HIDDEN void slimkv_kernels_use_dotprod_neon(slimkv_kernels *k);
     }
 
 /* ---- loads and stores that assume no alignment ----
+ * Loops over the vectors of a block carry `#pragma GCC unroll`: unrolled,
+ * they stay in registers; otherwise GCC may turn them into memcpy calls
+ * through the stack (loop distribution).
  * fp16 parameters can sit at any byte address (a group's code section has
  * any length), so they are read through byte pointers. */
 
@@ -54,46 +57,52 @@ NEON_INLINE void store_u16(uint8_t *p, uint16_t v)
     memcpy(p, &v, sizeof v);
 }
 
-/* count (1..16) floats into four vectors, zeros past count. */
-NEON_INLINE void load_f32x16(const float *src, int count, float32x4_t v[4])
+/* count (1 .. 4*nvec) floats into nvec vectors, zeros past count. */
+NEON_INLINE void load_f32_vecs(const float *src, int count, int nvec, float32x4_t *v)
 {
-    if (count == 16) {
-        for (int k = 0; k < 4; k++)
+    if (count == 4 * nvec) {
+#pragma GCC unroll 4
+        for (int k = 0; k < nvec; k++)
             v[k] = vld1q_f32(src + 4 * k);
         return;
     }
     float tmp[16] = {0};
     memcpy(tmp, src, (size_t)count * sizeof(float));
-    for (int k = 0; k < 4; k++)
+#pragma GCC unroll 4
+    for (int k = 0; k < nvec; k++)
         v[k] = vld1q_f32(tmp + 4 * k);
 }
 
-/* The first count (1..16) lanes of four vectors; the rest of dst is untouched. */
-NEON_INLINE void store_f32x16(float *dst, int count, const float32x4_t v[4])
+/* The first count (1 .. 4*nvec) lanes of nvec vectors; the rest of dst is untouched. */
+NEON_INLINE void store_f32_vecs(float *dst, int count, int nvec, const float32x4_t *v)
 {
-    if (count == 16) {
-        for (int k = 0; k < 4; k++)
+    if (count == 4 * nvec) {
+#pragma GCC unroll 4
+        for (int k = 0; k < nvec; k++)
             vst1q_f32(dst + 4 * k, v[k]);
         return;
     }
     float tmp[16];
-    for (int k = 0; k < 4; k++)
+#pragma GCC unroll 4
+    for (int k = 0; k < nvec; k++)
         vst1q_f32(tmp + 4 * k, v[k]);
     memcpy(dst, tmp, (size_t)count * sizeof(float));
 }
 
-/* 64 code bytes (16 lanes of 4), or the first 4*lanes of them zero-padded:
- * partial channel blocks of a V block must not read past channel dv. */
-NEON_INLINE void load_code_lanes(const uint8_t *src, int lanes, uint8x16_t v[4])
+/* Code bytes of `lanes` 32-bit lanes (1 .. 4*nvec) into nvec vectors, zeros
+ * past them: partial channel blocks of a V block must not read past dv. */
+NEON_INLINE void load_code_lanes(const uint8_t *src, int lanes, int nvec, uint8x16_t *v)
 {
-    if (lanes == 16) {
-        for (int k = 0; k < 4; k++)
+    if (lanes == 4 * nvec) {
+#pragma GCC unroll 4
+        for (int k = 0; k < nvec; k++)
             v[k] = vld1q_u8(src + 16 * k);
         return;
     }
     uint8_t tmp[64] = {0};
     memcpy(tmp, src, (size_t)lanes * 4);
-    for (int k = 0; k < 4; k++)
+#pragma GCC unroll 4
+    for (int k = 0; k < nvec; k++)
         v[k] = vld1q_u8(tmp + 16 * k);
 }
 
@@ -109,14 +118,18 @@ NEON_INLINE uint8x16_t code_field(uint8x16_t raw, int bits, int j)
     return vandq_u8(shifted, vdupq_n_u8((uint8_t)((1 << bits) - 1)));
 }
 
-/* 16 codes (0..255) as four float vectors. */
+/* 16 codes (0..255) as four float vectors. Zero-extension by zipping with
+ * zeros rather than UXTL of vget_low: GCC spills a vld4 result to the stack
+ * to take the low half of one of its registers. */
 NEON_INLINE void widen_codes_f32(uint8x16_t x, float32x4_t f[4])
 {
-    uint16x8_t lo = vmovl_u8(vget_low_u8(x)), hi = vmovl_high_u8(x);
-    f[0] = vcvtq_f32_u32(vmovl_u16(vget_low_u16(lo)));
-    f[1] = vcvtq_f32_u32(vmovl_high_u16(lo));
-    f[2] = vcvtq_f32_u32(vmovl_u16(vget_low_u16(hi)));
-    f[3] = vcvtq_f32_u32(vmovl_high_u16(hi));
+    uint8x16_t z8 = vdupq_n_u8(0);
+    uint16x8_t lo = vreinterpretq_u16_u8(vzip1q_u8(x, z8)), hi = vreinterpretq_u16_u8(vzip2q_u8(x, z8));
+    uint16x8_t z16 = vdupq_n_u16(0);
+    f[0] = vcvtq_f32_u32(vreinterpretq_u32_u16(vzip1q_u16(lo, z16)));
+    f[1] = vcvtq_f32_u32(vreinterpretq_u32_u16(vzip2q_u16(lo, z16)));
+    f[2] = vcvtq_f32_u32(vreinterpretq_u32_u16(vzip1q_u16(hi, z16)));
+    f[3] = vcvtq_f32_u32(vreinterpretq_u32_u16(vzip2q_u16(hi, z16)));
 }
 
 /* acc + x * v[lane]: the lane must be an immediate, so switch on it (the

@@ -123,6 +123,28 @@ X86_INLINE __m256i spread_codes(const int bits, __m128i bytes)
     return _mm256_and_si256(x, _mm256_set1_epi32((1 << bits) - 1));
 }
 
+/* The bytes of the codes of values j .. j+count-1 (count < 8: a tail, the
+ * other bytes 0), j a multiple of 8. */
+X86_INLINE __m128i load_codes(const int bits, const uint8_t *codes, int j, int count)
+{
+    const uint8_t *src = codes + (size_t)j * bits / 8;
+    if (count >= 8) { /* one load of the width of the 8 codes */
+        if (bits == 8)
+            return _mm_loadl_epi64((const __m128i *)src);
+        if (bits == 4) {
+            uint32_t w;
+            memcpy(&w, src, sizeof w);
+            return _mm_cvtsi32_si128((int)w);
+        }
+        uint16_t h;
+        memcpy(&h, src, sizeof h);
+        return _mm_cvtsi32_si128(h);
+    }
+    uint8_t tmp[16] = {0};
+    memcpy(tmp, src, (size_t)(count * bits + 7) / 8);
+    return _mm_loadu_si128((const __m128i *)tmp);
+}
+
 /* dst[j] = value j of a record as float for j < T, then 8 zeros (past the
  * values, lanes of dst up to the next multiple of 8 may be overwritten). */
 X86_INLINE void decode_values(const slimkv_format fmt, const uint8_t *rec, const spark_geometry *geo, float *dst)
@@ -148,18 +170,13 @@ X86_INLINE void decode_values(const slimkv_format fmt, const uint8_t *rec, const
     } else {
         const int bits = slimkv_format_bits(fmt);
         const uint8_t *scale = rec + 2 * geo->bits + 4, *minimum = scale + (size_t)geo->nvg * 2;
-        for (int j = 0; j < t_keep; j += 8) {
-            const int vg = j / geo->g;
-            const uint8_t *src = v + (size_t)j * bits / 8;
-            uint64_t word = 0;
-            if (t_keep - j >= 8)
-                memcpy(&word, src, (size_t)bits);
-            else
-                memcpy(&word, src, (size_t)((t_keep - j) * bits + 7) / 8);
-            const __m256i codes = spread_codes(bits, _mm_cvtsi64_si128((long long)word));
-            const __m256 x = _mm256_fmadd_ps(_mm256_cvtepi32_ps(codes), broadcast_half(scale + 2 * (size_t)vg),
-                                             broadcast_half(minimum + 2 * (size_t)vg));
-            _mm256_storeu_ps(dst + j, x);
+        for (int vg = 0; vg < geo->nvg; vg++) {
+            const __m256 s = broadcast_half(scale + 2 * (size_t)vg), m = broadcast_half(minimum + 2 * (size_t)vg);
+            const int end = x86_min(t_keep, (vg + 1) * geo->g);
+            for (int j = vg * geo->g; j < end; j += 8) {
+                const __m256 codes = _mm256_cvtepi32_ps(spread_codes(bits, load_codes(bits, v, j, end - j)));
+                _mm256_storeu_ps(dst + j, _mm256_fmadd_ps(codes, s, m));
+            }
         }
     }
     _mm256_storeu_ps(dst + t_keep, _mm256_setzero_ps());
