@@ -139,6 +139,8 @@ demo: deps
 test: deps
 	$(Q)$(MAKE) --no-print-directory tests
 	$(Q)failed=0; for t in $(TEST_BIN); do echo "== $$t"; $(RUNNER) $$t || failed=$$((failed + 1)); done; \
+	  for isa in scalar bogus; do echo "== SLIMKV_ISA=$$isa $(BUILD)/tests/test_dispatch"; \
+	    SLIMKV_ISA=$$isa $(RUNNER) $(BUILD)/tests/test_dispatch || failed=$$((failed + 1)); done; \
 	  echo "test programs failed: $$failed"; [ $$failed -eq 0 ]
 
 bench: $(BENCH)

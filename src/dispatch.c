@@ -92,6 +92,21 @@ static int find_isa(const char *name)
     return -1;
 }
 
+/* What "auto" means under SLIMKV_ISA=value (NULL: unset): the named table
+ * when it is supported here, -1 when the name is unknown or unsupported,
+ * the best supported one for unset, empty or "auto". */
+static int choice_for_override(const char *value)
+{
+    if (value && *value && strcmp(value, "auto") != 0) {
+        int id = find_isa(value);
+        return id >= 0 && supported[id] ? id : -1;
+    }
+    for (int i = 0; i < ISA_COUNT; i++)
+        if (supported[i])
+            return i;
+    return -1;
+}
+
 static void init_tables(void)
 {
     supported[ISA_SCALAR] = 1;
@@ -106,17 +121,17 @@ static void init_tables(void)
         if (supported[i])
             isa_table[i].init(&tables[i]);
     }
-    const char *forced = getenv("SLIMKV_ISA");
-    if (forced && *forced && strcmp(forced, "auto") != 0) {
-        int id = find_isa(forced);
-        auto_choice = id >= 0 && supported[id] ? id : -1;
-        return;
-    }
-    for (int i = 0; i < ISA_COUNT; i++)
-        if (supported[i]) {
-            auto_choice = i;
-            break;
-        }
+    auto_choice = choice_for_override(getenv("SLIMKV_ISA"));
+}
+
+slimkv_status slimkv_select_for_override(const char *value, const slimkv_kernels **out)
+{
+    pthread_once(&once, init_tables);
+    int id = choice_for_override(value);
+    if (id < 0)
+        return SLIMKV_ERR_UNSUPPORTED;
+    *out = &tables[id];
+    return SLIMKV_OK;
 }
 
 slimkv_status slimkv_select_kernels(const char *isa, const slimkv_kernels **out)

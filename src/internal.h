@@ -77,6 +77,9 @@ void slimkv_head_set_group_bytes(const slimkv_cache *c, slimkv_head *h);
 
 /* dispatch.c */
 slimkv_status slimkv_select_kernels(const char *isa, const slimkv_kernels **out);
+/* The table "auto" would pick if SLIMKV_ISA were `value` (read once per
+ * process, so tests check each value through this). */
+slimkv_status slimkv_select_for_override(const char *value, const slimkv_kernels **out);
 
 /* attention.c: causal attention of n_queries queries at positions
  * qpos0 + i over the cache's tokens, plus (when chunk_k != NULL) n_chunk

@@ -1,18 +1,18 @@
-/* SLIMKV_ISA is read once per process, so each case runs in a child. */
+/* Kernel-table selection and the SLIMKV_ISA override. The library reads
+ * SLIMKV_ISA once per process, so each value is checked through the same
+ * decision function the start-up uses; `make test` also runs this program
+ * under SLIMKV_ISA=scalar and SLIMKV_ISA=bogus to check the real variable
+ * (test_real_environment). No fork: qemu-user here hangs in forked children. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
-#include "slimkv.h"
-
-typedef enum expect { EXPECT_NAMED_IF_SUPPORTED, EXPECT_UNSUPPORTED, EXPECT_BEST } expect;
+#include "../src/internal.h"
 
 static const char *best_supported(void)
 {
@@ -22,37 +22,16 @@ static const char *best_supported(void)
                                           : "scalar";
 }
 
-/* Child: set SLIMKV_ISA before the library's first call, create a cache and
- * check the outcome; the parent makes no library call so its state is never
- * inherited. Returns 0 when the child saw what it expected. */
-static int create_under_env(const char *value, expect what)
+static void expect_override(const char *value, const char *want_name)
 {
-    pid_t pid = fork();
-    if (pid == 0) {
-        setenv("SLIMKV_ISA", value, 1);
-        slimkv_config cfg;
-        slimkv_config_init(&cfg);
-        cfg.n_q_heads = cfg.n_kv_heads = 1;
-        cfg.head_dim = 16;
-        cfg.capacity = 8;
-        slimkv_cache *c = NULL;
-        slimkv_status st = slimkv_cache_create(&cfg, &c);
-        const char *want_name = what == EXPECT_BEST ? best_supported() : value;
-        int supported = what == EXPECT_BEST || (what == EXPECT_NAMED_IF_SUPPORTED && slimkv_isa_supported(value));
-        const char *name = NULL, *auto_name = NULL;
-        slimkv_status auto_st = slimkv_isa_auto(&auto_name);
-        int ok = supported ? st == SLIMKV_OK && auto_st == SLIMKV_OK
-                           : st == SLIMKV_ERR_UNSUPPORTED && auto_st == SLIMKV_ERR_UNSUPPORTED;
-        if (ok && supported) {
-            slimkv_cache_isa(c, &name);
-            ok = strcmp(name, want_name) == 0 && strcmp(auto_name, want_name) == 0;
-        }
-        slimkv_cache_destroy(c);
-        _exit(ok ? 0 : 1);
+    const slimkv_kernels *k = NULL;
+    slimkv_status st = slimkv_select_for_override(value, &k);
+    if (!want_name) {
+        assert_int_equal(st, SLIMKV_ERR_UNSUPPORTED);
+        return;
     }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 2;
+    assert_int_equal(st, SLIMKV_OK);
+    assert_string_equal(k->name, want_name);
 }
 
 static void test_forced_isa(void **state)
@@ -60,21 +39,52 @@ static void test_forced_isa(void **state)
     (void)state;
     const char *names[] = {"scalar", "avx2", "avx512", "neon"};
     for (int i = 0; i < 4; i++)
-        assert_int_equal(create_under_env(names[i], EXPECT_NAMED_IF_SUPPORTED), 0);
+        expect_override(names[i], slimkv_isa_supported(names[i]) ? names[i] : NULL);
 }
 
 static void test_unknown_isa_fails_loudly(void **state)
 {
     (void)state;
-    assert_int_equal(create_under_env("avx1024", EXPECT_UNSUPPORTED), 0);
-    assert_int_equal(create_under_env("SCALAR", EXPECT_UNSUPPORTED), 0);
+    expect_override("avx1024", NULL);
+    expect_override("SCALAR", NULL);
+    expect_override(" scalar", NULL);
 }
 
 static void test_auto_picks_best(void **state)
 {
     (void)state;
-    assert_int_equal(create_under_env("auto", EXPECT_BEST), 0);
-    assert_int_equal(create_under_env("", EXPECT_BEST), 0);
+    expect_override(NULL, best_supported());
+    expect_override("", best_supported());
+    expect_override("auto", best_supported());
+}
+
+/* The process's own SLIMKV_ISA, as `make test` sets it for extra runs. */
+static void test_real_environment(void **state)
+{
+    (void)state;
+    const char *value = getenv("SLIMKV_ISA");
+    const slimkv_kernels *want = NULL;
+    slimkv_status want_st = slimkv_select_for_override(value, &want);
+    const char *name = NULL;
+    assert_int_equal(slimkv_isa_auto(&name), want_st);
+    slimkv_config cfg;
+    slimkv_config_init(&cfg);
+    cfg.n_q_heads = cfg.n_kv_heads = 1;
+    cfg.head_dim = 16;
+    cfg.capacity = 8;
+    slimkv_cache *c = NULL;
+    assert_int_equal(slimkv_cache_create(&cfg, &c), want_st);
+    if (want_st == SLIMKV_OK) {
+        assert_string_equal(name, want->name);
+        const char *cache_isa;
+        assert_int_equal(slimkv_cache_isa(c, &cache_isa), SLIMKV_OK);
+        assert_string_equal(cache_isa, want->name);
+        /* an explicit config ISA still works under any override */
+        slimkv_cache_destroy(c);
+        cfg.isa = "scalar";
+        assert_int_equal(slimkv_cache_create(&cfg, &c), SLIMKV_OK);
+    }
+    slimkv_cache_destroy(c);
 }
 
 int main(void)
@@ -83,6 +93,7 @@ int main(void)
         cmocka_unit_test(test_forced_isa),
         cmocka_unit_test(test_unknown_isa_fails_loudly),
         cmocka_unit_test(test_auto_picks_best),
+        cmocka_unit_test(test_real_environment),
     };
     return cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
 }

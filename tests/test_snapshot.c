@@ -15,29 +15,28 @@
 #include <cmocka.h>
 
 #include "oracle.h"
+#include "tmpdir.h"
 
 enum { N_Q = 4, N_KV = 2, DIM = 32, CAP = 600 };
 
-static char dir[64];
+static tmpdir dir;
 
 static int make_dir(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/slimkv-snapshot-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tmpdir_make(&dir);
 }
 
 static int remove_dir(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    tmpdir_remove(&dir);
+    return 0;
 }
 
 static void path_of(char *buf, const char *name)
 {
-    snprintf(buf, 128, "%s/%s", dir, name);
+    tmpdir_file(&dir, name, buf, 512);
 }
 
 static uint8_t k_mask[N_KV * DIM], v_mask[N_KV * DIM];
@@ -105,7 +104,7 @@ static void test_round_trip_every_format_and_policy(void **state)
     const slimkv_policy policies[] = {SLIMKV_POLICY_NONE, SLIMKV_POLICY_STATIC, SLIMKV_POLICY_THINK,
                                       SLIMKV_POLICY_SPARK};
     const int counts[] = {0, 1, 70, 599};
-    char path[128];
+    char path[512];
     path_of(path, "snap.safetensors");
     for (int p = 0; p < 4; p++)
         for (int f = 0; f < SLIMKV_FORMAT_COUNT; f++)
@@ -188,7 +187,7 @@ static void test_bad_snapshots_leave_cache_untouched(void **state)
     data *d = make_data();
     slimkv_config cfg = config_for(SLIMKV_POLICY_STATIC, SLIMKV_Q4, SLIMKV_Q8);
     slimkv_cache *src = filled(&cfg, d, 300), *target = filled(&cfg, d, 100);
-    char good[128], bad[128];
+    char good[512], bad[512];
     path_of(good, "good.safetensors");
     path_of(bad, "bad.safetensors");
     assert_int_equal(slimkv_cache_save(src, good), SLIMKV_OK);
@@ -251,7 +250,7 @@ static void test_failed_save_keeps_old_file(void **state)
     data *d = make_data();
     slimkv_config cfg = config_for(SLIMKV_POLICY_NONE, SLIMKV_Q4, SLIMKV_Q4);
     slimkv_cache *c = filled(&cfg, d, 200);
-    char path[128];
+    char path[512];
     path_of(path, "no-such-dir/snap.safetensors"); /* (root ignores directory permissions) */
     assert_int_equal(slimkv_cache_save(c, path), SLIMKV_ERR_IO);
     /* overwrite an existing snapshot: the new one replaces it whole */
@@ -261,12 +260,11 @@ static void test_failed_save_keeps_old_file(void **state)
     assert_int_equal(slimkv_cache_append(c, d->k, d->v, 300), SLIMKV_OK); /* more pages */
     assert_int_equal(slimkv_cache_save(c, path), SLIMKV_OK);
     assert_true(file_size(path) > first);
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -c tmp", dir);
-    FILE *p = popen(cmd, "r");
-    int leftovers = -1;
-    assert_int_equal(fscanf(p, "%d", &leftovers), 1);
-    pclose(p);
+    int leftovers = 0; /* temporary files of the writer */
+    DIR *listing = opendir(dir.path);
+    for (struct dirent *e; listing && (e = readdir(listing));)
+        leftovers += strstr(e->d_name, ".tmp-") != NULL;
+    closedir(listing);
     assert_int_equal(leftovers, 0);
     slimkv_cache_destroy(c);
     free(d);
