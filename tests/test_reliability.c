@@ -150,8 +150,9 @@ static void test_calls_fail_cleanly(void **state)
         assert_int_equal(slimkv_cache_create(&cfg, &c), SLIMKV_OK);
         float *out = malloc((size_t)700 * 128 * sizeof(float));
         int done = 0;
-        /* prefill 300 (ThinK chooses here), then appends that open new pages */
-        const int steps[] = {300, 1, 250, 7, 100};
+        /* prefill 100 (ThinK chooses here and the first pages open), then
+         * appends; 300 tokens in all cross into a second page (8 groups) */
+        const int steps[] = {100, 1, 150, 7, 42};
         for (int s = 0; s < 5; s++) {
             long calls_needed = 0;
             for (long n = 1;; n++) {
