@@ -250,3 +250,9 @@ uint64_t cache_digest(const slimkv_cache *c)
     }
     return h;
 }
+
+int test_threads_allowed(void)
+{
+    const char *v = getenv("SLIMKV_TEST_NO_THREADS");
+    return !(v && strcmp(v, "1") == 0);
+}

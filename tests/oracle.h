@@ -51,6 +51,11 @@ void oracle_from_cache(const slimkv_config *config, const slimkv_cache *cache, o
 double max_abs(const float *x, size_t n);
 double scaled_max_error(const float *a, const float *b, size_t n, double scale);
 
+/* 0 when the runner forbids starting threads (SLIMKV_TEST_NO_THREADS=1:
+ * `make cross-test`, since qemu-user on this machine hangs in pthread_create
+ * and fork); tests that need threads skip then. */
+int test_threads_allowed(void);
+
 /* A hash of everything a cache stores (windows, sinks, pages, counts): equal
  * before and after a failed call means the call changed nothing. */
 uint64_t cache_digest(const slimkv_cache *c);

@@ -236,6 +236,8 @@ static void test_concurrent_caches_match_serial(void **state)
 {
     (void)state;
     enum { WORKERS = 6 };
+    if (!test_threads_allowed())
+        skip();
     data d = make_data(700, 8);
     worker serial[WORKERS], parallel[WORKERS];
     for (int i = 0; i < WORKERS; i++) {
