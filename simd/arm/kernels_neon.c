@@ -12,6 +12,7 @@
 #include <sleef.h>
 
 #include "neon_common.h"
+#include "spark_neon.h"
 
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1 << 20)
@@ -640,6 +641,7 @@ void slimkv_kernels_init_neon(slimkv_kernels *k)
     k->exp_sum = exp_sum_neon;
     k->f32_to_f16 = f32_to_f16_neon;
     k->f16_to_f32 = f16_to_f32_neon;
+    slimkv_arm_spark_init_neon(k); /* SparK scores: spark_neon.c */
     /* Same table name: the dot-product kernels are a faster body of the
      * same contract, chosen once here from the CPU's features. */
     if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP)
