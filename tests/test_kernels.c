@@ -402,9 +402,13 @@ static void check_rows(const slimkv_kernels *k, const slimkv_kernels *ref)
                 float *acc = calloc((size_t)nq * d, sizeof(float)), *acc_ref = calloc((size_t)nq * d, sizeof(float));
                 (half ? k->score_rows_f16 : k->score_rows_f32)(rows.p, stride, n, d, q, nq, s, ld);
                 (half ? ref->score_rows_f16 : ref->score_rows_f32)(rows.p, stride, n, d, q, nq, s_ref, ld);
-                (half ? k->accum_rows_f16 : k->accum_rows_f32)(rows.p, stride, n, d, q, d > n ? n : d, nq, acc);
-                (half ? ref->accum_rows_f16 : ref->accum_rows_f32)(rows.p, stride, n, d, q, d > n ? n : d, nq,
-                                                                   acc_ref);
+                int ldw = n + 1; /* weight rows with a stride of their own */
+                float *w = malloc((size_t)nq * ldw * sizeof(float));
+                for (int i = 0; i < nq * ldw; i++)
+                    w[i] = fabsf(rng_uniform(&r)) * 0.2f;
+                (half ? k->accum_rows_f16 : k->accum_rows_f32)(rows.p, stride, n, d, w, ldw, nq, acc);
+                (half ? ref->accum_rows_f16 : ref->accum_rows_f32)(rows.p, stride, n, d, w, ldw, nq, acc_ref);
+                free(w);
                 for (int i = 0; i < nq * ld; i++)
                     if (fabsf(s[i] - s_ref[i]) > 1e-4f * (fabsf(s_ref[i]) + 1.0f) * sqrtf((float)d))
                         fail_msg("%s score_rows d=%d n=%d: %g vs %g", k->name, d, n, s[i], s_ref[i]);
