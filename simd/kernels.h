@@ -93,6 +93,28 @@ static inline size_t slimkv_spark_record_bytes(slimkv_format fmt, int dim, int t
     return (bytes + 3) & ~(size_t)3;
 }
 
+/* Where things sit in a SparK token record (shared by every ISA's body). */
+typedef struct slimkv_spark_geometry {
+    size_t record;  /* bytes per token record */
+    size_t bits;    /* bytes of the mask (= of the signs) */
+    size_t values;  /* offset of the values (codes) in a record */
+    int t_keep, g, nvg;
+} slimkv_spark_geometry;
+
+static inline int slimkv_is_quantized(slimkv_format fmt);
+
+static inline slimkv_spark_geometry slimkv_spark_geometry_of(slimkv_format fmt, int dim, int t_keep, int g)
+{
+    slimkv_spark_geometry r;
+    r.record = slimkv_spark_record_bytes(fmt, dim, t_keep, g);
+    r.bits = (size_t)(dim + 7) / 8;
+    r.t_keep = t_keep;
+    r.g = g;
+    r.nvg = (t_keep + g - 1) / g;
+    r.values = 2 * r.bits + 4 + (slimkv_is_quantized(fmt) ? (size_t)r.nvg * 4 : 0);
+    return r;
+}
+
 static inline int slimkv_is_quantized(slimkv_format fmt)
 {
     return fmt == SLIMKV_Q8 || fmt == SLIMKV_Q4 || fmt == SLIMKV_Q2;

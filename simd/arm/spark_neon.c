@@ -72,25 +72,6 @@ static const uint8_t popcount4[16] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 
 
 /* ---- record geometry ---- */
 
-typedef struct spark_geometry {
-    size_t record; /* bytes per token record */
-    size_t bits;   /* bytes of the mask (= of the signs) */
-    size_t values; /* offset of the values (codes) in a record */
-    int t_keep, g, nvg;
-} spark_geometry;
-
-SPARK_INLINE spark_geometry spark_geometry_of(slimkv_format fmt, int dim, int t_keep, int g)
-{
-    spark_geometry r;
-    r.record = slimkv_spark_record_bytes(fmt, dim, t_keep, g);
-    r.bits = (size_t)(dim + 7) / 8;
-    r.t_keep = t_keep;
-    r.g = g;
-    r.nvg = (t_keep + g - 1) / g;
-    r.values = 2 * r.bits + 4 + (slimkv_is_quantized(fmt) ? (size_t)r.nvg * 4 : 0);
-    return r;
-}
-
 /* ---- value decoding ---- */
 
 /* One fp16 parameter at any byte address, as a float vector. */
@@ -143,7 +124,7 @@ SPARK_INLINE void spark_dequant16(uint8x16_t codes, float32x4_t s, float32x4_t m
 
 /* vals[j] = value j of the record as float for j < T, vals[T .. T+3] = 0;
  * up to 15 more floats after T may be written. */
-SPARK_INLINE void spark_decode_values(const slimkv_format fmt, const uint8_t *rec, const spark_geometry *geo,
+SPARK_INLINE void spark_decode_values(const slimkv_format fmt, const uint8_t *rec, const slimkv_spark_geometry *geo,
                                       float *vals)
 {
     const uint8_t *v = rec + geo->values;
@@ -192,7 +173,7 @@ SPARK_INLINE void spark_decode_values(const slimkv_format fmt, const uint8_t *re
 /* ---- expansion: the two dense rows of a token ---- */
 
 /* yk, yr [dim] from the decoded values and the record's mask, signs, a_t. */
-static void spark_expand(const uint8_t *rec, const spark_geometry *geo, int dim, const float *vals, float *yk,
+static void spark_expand(const uint8_t *rec, const slimkv_spark_geometry *geo, int dim, const float *vals, float *yk,
                          float *yr)
 {
     const uint8_t *mask = rec, *sign = rec + geo->bits;
@@ -284,7 +265,7 @@ SPARK_INLINE void score_spark_neon(const slimkv_format fmt, const uint8_t *group
         {spark_dot_1_1, spark_dot_1_2, spark_dot_1_3, spark_dot_1_4},
         {spark_dot_2_1, spark_dot_2_2, spark_dot_2_3, spark_dot_2_4},
     };
-    const spark_geometry geo = spark_geometry_of(fmt, dim, t_keep, g);
+    const slimkv_spark_geometry geo = slimkv_spark_geometry_of(fmt, dim, t_keep, g);
     float vals[SPARK_VALS];
     float yk[SPARK_TOKENS][SPARK_MAX_DIM], yr[SPARK_TOKENS][SPARK_MAX_DIM];
     for (int t = 0; t < n; t += SPARK_TOKENS) {

@@ -79,25 +79,6 @@ X86_INLINE __m256 fold_tokens_4(__m256 lo, __m256 hi)
 
 /* ---- record geometry and value decoding ---- */
 
-typedef struct spark_geometry {
-    size_t record;  /* bytes per token record */
-    size_t bits;    /* bytes of the mask (= of the signs) */
-    size_t values;  /* offset of the values (codes) in a record */
-    int t_keep, g, nvg;
-} spark_geometry;
-
-X86_INLINE spark_geometry spark_geometry_of(slimkv_format fmt, int dim, int t_keep, int g)
-{
-    spark_geometry r;
-    r.record = slimkv_spark_record_bytes(fmt, dim, t_keep, g);
-    r.bits = (size_t)(dim + 7) / 8;
-    r.t_keep = t_keep;
-    r.g = g;
-    r.nvg = (t_keep + g - 1) / g;
-    r.values = 2 * r.bits + 4 + (slimkv_is_quantized(fmt) ? (size_t)r.nvg * 4 : 0);
-    return r;
-}
-
 /* One fp16 parameter, broadcast as float. */
 X86_INLINE __m256 broadcast_half(const uint8_t *p)
 {
@@ -147,7 +128,7 @@ X86_INLINE __m128i load_codes(const int bits, const uint8_t *codes, int j, int c
 
 /* dst[j] = value j of a record as float for j < T, then 8 zeros (past the
  * values, lanes of dst up to the next multiple of 8 may be overwritten). */
-X86_INLINE void decode_values(const slimkv_format fmt, const uint8_t *rec, const spark_geometry *geo, float *dst)
+X86_INLINE void decode_values(const slimkv_format fmt, const uint8_t *rec, const slimkv_spark_geometry *geo, float *dst)
 {
     const uint8_t *v = rec + geo->values;
     const int t_keep = geo->t_keep;
@@ -256,7 +237,7 @@ X86_INLINE void score_step(const int QN, const uint8_t *const rec[SPARK_STEP], c
 X86_INLINE void score_spark(const slimkv_format fmt, const uint8_t *group, int dim, int t_keep, int g, int n,
                             const float *q, const float *u, int nq, float *s, int lds)
 {
-    const spark_geometry geo = spark_geometry_of(fmt, dim, t_keep, g);
+    const slimkv_spark_geometry geo = slimkv_spark_geometry_of(fmt, dim, t_keep, g);
     float rows[SPARK_STEP][SPARK_ROW];
     x86_prefetch_range(group, geo.record * (size_t)n);
     for (int t = 0; t < n; t += SPARK_STEP) {

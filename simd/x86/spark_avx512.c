@@ -87,25 +87,6 @@ X86_INLINE __m128 block128(__m512 x, int i)
 
 /* ---- record geometry and value decoding ---- */
 
-typedef struct spark_geometry {
-    size_t record;  /* bytes per token record */
-    size_t bits;    /* bytes of the mask (= of the signs) */
-    size_t values;  /* offset of the values (codes) in a record */
-    int t_keep, g, nvg;
-} spark_geometry;
-
-X86_INLINE spark_geometry spark_geometry_of(slimkv_format fmt, int dim, int t_keep, int g)
-{
-    spark_geometry r;
-    r.record = slimkv_spark_record_bytes(fmt, dim, t_keep, g);
-    r.bits = (size_t)(dim + 7) / 8;
-    r.t_keep = t_keep;
-    r.g = g;
-    r.nvg = (t_keep + g - 1) / g;
-    r.values = 2 * r.bits + 4 + (slimkv_is_quantized(fmt) ? (size_t)r.nvg * 4 : 0);
-    return r;
-}
-
 /* One fp16 parameter, broadcast as float. */
 X86_INLINE __m512 broadcast_half(const uint8_t *p)
 {
@@ -134,7 +115,7 @@ X86_INLINE __m512i spread_codes(const int bits, __m128i bytes)
 }
 
 /* dst[j] = value j of a record as float, j < T. */
-X86_INLINE void decode_values(const slimkv_format fmt, const uint8_t *rec, const spark_geometry *geo, float *dst)
+X86_INLINE void decode_values(const slimkv_format fmt, const uint8_t *rec, const slimkv_spark_geometry *geo, float *dst)
 {
     const uint8_t *v = rec + geo->values;
     const int t_keep = geo->t_keep;
@@ -243,7 +224,7 @@ X86_INLINE void score_step(const int QN, const int PACKED, const uint8_t *const 
 }
 
 X86_INLINE void score_tokens(const slimkv_format fmt, const int PACKED, const uint8_t *group,
-                             const spark_geometry *geo, int dim, int n, spark_queries qs, int nq, float *s, int lds)
+                             const slimkv_spark_geometry *geo, int dim, int n, spark_queries qs, int nq, float *s, int lds)
 {
     float rows[SPARK_STEP][1024];
     for (int t = 0; t < n; t += SPARK_STEP) {
@@ -286,7 +267,7 @@ X86_INLINE void score_tokens(const slimkv_format fmt, const int PACKED, const ui
 X86_INLINE void score_spark(const slimkv_format fmt, const uint8_t *group, int dim, int t_keep, int g, int n,
                             const float *q, const float *u, int nq, float *s, int lds)
 {
-    const spark_geometry geo = spark_geometry_of(fmt, dim, t_keep, g);
+    const slimkv_spark_geometry geo = slimkv_spark_geometry_of(fmt, dim, t_keep, g);
     x86_prefetch_range(group, geo.record * (size_t)n);
     const int blocks = (dim + 15) / 16;
     if ((size_t)blocks * 32 * nq > SPARK_PACKED) {
