@@ -362,15 +362,13 @@ typedef struct spark_record {
 
 static spark_record spark_locate(slimkv_format fmt, const uint8_t *group, int dim, int t_keep, int g, int t)
 {
-    size_t bits = (size_t)(dim + 7) / 8;
+    slimkv_spark_geometry geo = slimkv_spark_geometry_of(fmt, dim, t_keep, g);
     spark_record r;
-    r.mask = (uint8_t *)group + (size_t)t * slimkv_spark_record_bytes(fmt, dim, t_keep, g);
-    r.sign = r.mask + bits;
-    r.a_t = r.sign + bits;
+    r.mask = (uint8_t *)group + (size_t)t * geo.record;
+    r.sign = r.mask + geo.bits;
+    r.a_t = r.sign + geo.bits;
     r.params = (uint16_t *)(r.a_t + 4);
-    r.values = r.a_t + 4;
-    if (slimkv_is_quantized(fmt))
-        r.values += (size_t)((t_keep + g - 1) / g) * 4;
+    r.values = r.mask + geo.values;
     return r;
 }
 
