@@ -1,0 +1,707 @@
+/* Llama forward pass on SlimKV caches. See llama.h. */
+#include "llama.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct llama_layer {
+    float *attn_norm, *wq, *wk, *wv, *wo; /* w*: [out][in] */
+    float *ffn_norm, *w_gate, *w_up, *w_down;
+    /* The same weights stacked, so that one matmul (one OpenMP barrier, which
+     * matters on a busy machine) computes q|k|v and gate|up. */
+    float *w_qkv, *w_gate_up;
+} llama_layer;
+
+struct llama_model {
+    llama_hparams hp;
+    float *tok_embd;    /* [n_vocab][n_embd] */
+    float *output_norm; /* [n_embd] */
+    float *output;      /* [n_vocab][n_embd]; == tok_embd when tied */
+    llama_layer *layers;
+    float *rope_inv_freq; /* [head_dim / 2] */
+};
+
+struct llama_session {
+    const llama_model *model;
+    slimkv_cache **caches;
+    int n_past, capacity, max_batch;
+    llama_observer observer;
+    void *observer_ctx;
+    /* scratch, sized for max_batch tokens */
+    float *x, *xn, *qkv, *q, *k, *v, *attn, *proj, *gate_up, *rope_cos, *rope_sin;
+};
+
+/* ---- matrix multiplication ----------------------------------------- */
+
+/* GCC vector extensions: portable SIMD that becomes SSE/AVX/NEON. On x86
+ * the kernels are cloned for AVX-512 and AVX2+FMA and picked at load time
+ * (the library's rule: one binary, every ISA, chosen at run time). */
+typedef float v8f __attribute__((vector_size(32)));
+/* The same vector type for unaligned loads from float arrays. */
+typedef float v8f_unaligned __attribute__((vector_size(32), aligned(4), may_alias));
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MATMUL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MATMUL_CLONES
+#endif
+
+/* Macros, not functions: passing 32-byte vectors by value changes the ABI
+ * between the baseline and the AVX clones. */
+#define load8(p) (*(const v8f_unaligned *)(p))
+#define hsum8(v) ((v)[0] + (v)[1] + (v)[2] + (v)[3] + (v)[4] + (v)[5] + (v)[6] + (v)[7])
+
+static inline float dot_tail(const float *a, const float *b, int from, int n)
+{
+    float s = 0.0f;
+    for (int i = from; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* y[t][o] = sum_i x[t][i] * w[o][i] for t < n_tok and o0 <= o < o1.
+ * Tiles of 4 tokens x 2 rows keep 8 accumulators and 6 loads in registers,
+ * so the loop is bound by FMA throughput, not loads. */
+MATMUL_CLONES
+static void matmul_rows(const float *x, int n_tok, const float *w, int n_in, int o0, int o1, float *y, int n_out)
+{
+    int n8 = n_in & ~7;
+    int t = 0;
+    for (; t + 4 <= n_tok; t += 4) {
+        const float *x0 = x + (size_t)t * n_in, *x1 = x0 + n_in, *x2 = x1 + n_in, *x3 = x2 + n_in;
+        int o = o0;
+        for (; o + 2 <= o1; o += 2) {
+            const float *w0 = w + (size_t)o * n_in, *w1 = w0 + n_in;
+            v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0};
+            for (int i = 0; i < n8; i += 8) {
+                v8f b0 = load8(w0 + i), b1 = load8(w1 + i);
+                v8f c = load8(x0 + i);
+                a00 += c * b0;
+                a01 += c * b1;
+                c = load8(x1 + i);
+                a10 += c * b0;
+                a11 += c * b1;
+                c = load8(x2 + i);
+                a20 += c * b0;
+                a21 += c * b1;
+                c = load8(x3 + i);
+                a30 += c * b0;
+                a31 += c * b1;
+            }
+            float *yt = y + (size_t)t * n_out + o;
+            yt[0] = hsum8(a00) + dot_tail(x0, w0, n8, n_in);
+            yt[1] = hsum8(a01) + dot_tail(x0, w1, n8, n_in);
+            yt[n_out] = hsum8(a10) + dot_tail(x1, w0, n8, n_in);
+            yt[n_out + 1] = hsum8(a11) + dot_tail(x1, w1, n8, n_in);
+            yt[2 * n_out] = hsum8(a20) + dot_tail(x2, w0, n8, n_in);
+            yt[2 * n_out + 1] = hsum8(a21) + dot_tail(x2, w1, n8, n_in);
+            yt[3 * n_out] = hsum8(a30) + dot_tail(x3, w0, n8, n_in);
+            yt[3 * n_out + 1] = hsum8(a31) + dot_tail(x3, w1, n8, n_in);
+        }
+        for (; o < o1; o++) {
+            const float *w0 = w + (size_t)o * n_in;
+            for (int j = 0; j < 4; j++)
+                y[(size_t)(t + j) * n_out + o] = dot_tail(x + (size_t)(t + j) * n_in, w0, 0, n_in);
+        }
+    }
+    /* Leftover tokens (and the decode case, one token): 1 x 4 tiles. */
+    for (; t < n_tok; t++) {
+        const float *x0 = x + (size_t)t * n_in;
+        int o = o0;
+        for (; o + 4 <= o1; o += 4) {
+            const float *w0 = w + (size_t)o * n_in, *w1 = w0 + n_in, *w2 = w1 + n_in, *w3 = w2 + n_in;
+            v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (int i = 0; i < n8; i += 8) {
+                v8f c = load8(x0 + i);
+                a0 += c * load8(w0 + i);
+                a1 += c * load8(w1 + i);
+                a2 += c * load8(w2 + i);
+                a3 += c * load8(w3 + i);
+            }
+            float *yt = y + (size_t)t * n_out + o;
+            yt[0] = hsum8(a0) + dot_tail(x0, w0, n8, n_in);
+            yt[1] = hsum8(a1) + dot_tail(x0, w1, n8, n_in);
+            yt[2] = hsum8(a2) + dot_tail(x0, w2, n8, n_in);
+            yt[3] = hsum8(a3) + dot_tail(x0, w3, n8, n_in);
+        }
+        for (; o < o1; o++)
+            y[(size_t)t * n_out + o] = dot_tail(x0, w + (size_t)o * n_in, 0, n_in);
+    }
+}
+
+/* Rows per work item: a block of W (16 x 1536 floats at most, 96 KiB) stays
+ * in L2 while every token of the batch passes over it. */
+#define MATMUL_ROW_BLOCK 16
+
+/* y[n_tok][n_out] = x[n_tok][n_in] * w[n_out][n_in]^T, over OpenMP threads. */
+static void matmul(const float *x, int n_tok, const float *w, int n_in, int n_out, float *y)
+{
+    int n_blocks = (n_out + MATMUL_ROW_BLOCK - 1) / MATMUL_ROW_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < n_blocks; b++) {
+        int o0 = b * MATMUL_ROW_BLOCK;
+        int o1 = o0 + MATMUL_ROW_BLOCK < n_out ? o0 + MATMUL_ROW_BLOCK : n_out;
+        matmul_rows(x, n_tok, w, n_in, o0, o1, y, n_out);
+    }
+}
+
+/* ---- elementwise pieces -------------------------------------------- */
+
+static void rms_norm(const float *x, const float *weight, int n_tok, int dim, float eps, float *out)
+{
+    for (int t = 0; t < n_tok; t++) {
+        const float *xt = x + (size_t)t * dim;
+        double ss = 0.0;
+        for (int i = 0; i < dim; i++)
+            ss += (double)xt[i] * xt[i];
+        float scale = (float)(1.0 / sqrt(ss / dim + eps));
+        for (int i = 0; i < dim; i++)
+            out[(size_t)t * dim + i] = xt[i] * scale * weight[i];
+    }
+}
+
+/* GGUF's Llama Q/K weights are permuted at conversion so that RoPE rotates
+ * adjacent pairs (x[2i], x[2i+1]) by pos * base^(-2i/head_dim) ("normal"
+ * mode in ggml), not the two halves as in the original checkpoint. */
+static void rope(float *x, int n_tok, int n_heads, int head_dim, const float *cos_t, const float *sin_t)
+{
+    int half = head_dim / 2;
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + ((size_t)t * n_heads + h) * head_dim;
+            const float *c = cos_t + (size_t)t * half, *s = sin_t + (size_t)t * half;
+            for (int i = 0; i < half; i++) {
+                float a = v[2 * i], b = v[2 * i + 1];
+                v[2 * i] = a * c[i] - b * s[i];
+                v[2 * i + 1] = a * s[i] + b * c[i];
+            }
+        }
+}
+
+static void add_into(float *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+/* ---- loading ------------------------------------------------------- */
+
+static void free_layer(llama_layer *l)
+{
+    free(l->attn_norm);
+    free(l->wq);
+    free(l->wk);
+    free(l->wv);
+    free(l->wo);
+    free(l->ffn_norm);
+    free(l->w_gate);
+    free(l->w_up);
+    free(l->w_down);
+    free(l->w_qkv);
+    free(l->w_gate_up);
+}
+
+/* Rows of a then rows of b (each [rows][cols]) in one new matrix. */
+static float *stack_rows(const float *a, int rows_a, const float *b, int rows_b, const float *c, int rows_c, int cols)
+{
+    size_t na = (size_t)rows_a * cols, nb = (size_t)rows_b * cols, nc = (size_t)rows_c * cols;
+    float *m = malloc((na + nb + nc) * sizeof(float));
+    if (!m)
+        return NULL;
+    memcpy(m, a, na * sizeof(float));
+    memcpy(m + na, b, nb * sizeof(float));
+    if (nc)
+        memcpy(m + na + nb, c, nc * sizeof(float));
+    return m;
+}
+
+void llama_free(llama_model *m)
+{
+    if (!m)
+        return;
+    if (m->layers)
+        for (int i = 0; i < m->hp.n_layer; i++)
+            free_layer(&m->layers[i]);
+    free(m->layers);
+    if (m->output != m->tok_embd)
+        free(m->output);
+    free(m->tok_embd);
+    free(m->output_norm);
+    free(m->rope_inv_freq);
+    free(m);
+}
+
+/* Dequantizes the named tensor after checking its shape: a vector of rows
+ * elements (cols == 0) or a [rows][cols] matrix (dims {cols, rows}). */
+static slimkv_status load_tensor(const gguf_file *f, const char *name, int cols, int rows, float **out)
+{
+    const gguf_tensor *t = gguf_find_tensor(f, name);
+    if (!t) {
+        fprintf(stderr, "model: tensor %s missing\n", name);
+        return SLIMKV_ERR_FORMAT;
+    }
+    int ok = cols == 0 ? (t->n_dims == 1 && t->dims[0] == (uint64_t)rows)
+                       : (t->n_dims == 2 && t->dims[0] == (uint64_t)cols && t->dims[1] == (uint64_t)rows);
+    if (!ok) {
+        fprintf(stderr, "model: tensor %s has an unexpected shape\n", name);
+        return SLIMKV_ERR_FORMAT;
+    }
+    if (!gguf_type_dequantizable(t->type)) {
+        fprintf(stderr, "model: tensor %s: type %s is not supported\n", name, gguf_type_name(t->type));
+        return SLIMKV_ERR_UNSUPPORTED;
+    }
+    float *data = malloc((size_t)t->n_elements * sizeof(float));
+    if (!data)
+        return SLIMKV_ERR_NOMEM;
+    slimkv_status st = gguf_dequantize(t, data);
+    if (st != SLIMKV_OK) {
+        free(data);
+        return st;
+    }
+    *out = data;
+    return SLIMKV_OK;
+}
+
+static slimkv_status read_hparams(const gguf_file *f, llama_hparams *hp)
+{
+    gguf_string arch;
+    if (gguf_get_string(f, "general.architecture", &arch) != SLIMKV_OK)
+        return SLIMKV_ERR_FORMAT;
+    if (arch.len != 5 || memcmp(arch.data, "llama", 5) != 0)
+        return SLIMKV_ERR_UNSUPPORTED;
+    uint32_t n_layer, n_embd, n_head, n_kv_head = 0, n_ff, n_ctx = 0, rope_dims = 0;
+    if (gguf_get_u32(f, "llama.block_count", &n_layer) || gguf_get_u32(f, "llama.embedding_length", &n_embd) ||
+        gguf_get_u32(f, "llama.attention.head_count", &n_head) ||
+        gguf_get_u32(f, "llama.feed_forward_length", &n_ff) ||
+        gguf_get_f32(f, "llama.attention.layer_norm_rms_epsilon", &hp->rms_eps))
+        return SLIMKV_ERR_FORMAT;
+    if (gguf_get_u32(f, "llama.attention.head_count_kv", &n_kv_head) != SLIMKV_OK)
+        n_kv_head = n_head; /* absent: multi-head attention */
+    if (gguf_get_f32(f, "llama.rope.freq_base", &hp->rope_base) != SLIMKV_OK)
+        hp->rope_base = 10000.0f; /* the Llama default when unspecified */
+    gguf_get_u32(f, "llama.context_length", &n_ctx);
+    const uint32_t limit = 1u << 20;
+    if (n_layer == 0 || n_layer > 1024 || n_embd == 0 || n_embd > limit || n_head == 0 || n_head > 1024 ||
+        n_kv_head == 0 || n_head % n_kv_head != 0 || n_embd % n_head != 0 || n_ff == 0 || n_ff > limit ||
+        !(hp->rms_eps > 0.0f) || !(hp->rope_base > 1.0f))
+        return SLIMKV_ERR_FORMAT;
+    hp->n_layer = (int)n_layer;
+    hp->n_embd = (int)n_embd;
+    hp->n_head = (int)n_head;
+    hp->n_kv_head = (int)n_kv_head;
+    hp->head_dim = (int)(n_embd / n_head);
+    hp->n_ff = (int)n_ff;
+    hp->n_ctx_train = (int)n_ctx;
+    if (gguf_get_u32(f, "llama.rope.dimension_count", &rope_dims) == SLIMKV_OK &&
+        rope_dims != (uint32_t)hp->head_dim)
+        return SLIMKV_ERR_UNSUPPORTED; /* partial rotary embeddings: not Llama */
+    if (hp->head_dim % 4 != 0)
+        return SLIMKV_ERR_UNSUPPORTED; /* SlimKV needs head_dim % 4 == 0 */
+    const gguf_tensor *embd = gguf_find_tensor(f, "token_embd.weight");
+    if (!embd || embd->n_dims != 2 || embd->dims[1] == 0 || embd->dims[1] > (uint64_t)INT32_MAX)
+        return SLIMKV_ERR_FORMAT;
+    hp->n_vocab = (int)embd->dims[1];
+    return SLIMKV_OK;
+}
+
+slimkv_status llama_load(const gguf_file *f, llama_model **out)
+{
+    if (!f || !out)
+        return SLIMKV_ERR_NULL_ARG;
+    *out = NULL;
+    llama_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return SLIMKV_ERR_NOMEM;
+    slimkv_status st = read_hparams(f, &m->hp);
+    const llama_hparams *hp = &m->hp;
+    if (st == SLIMKV_OK) {
+        m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+        m->rope_inv_freq = malloc((size_t)hp->head_dim / 2 * sizeof(float));
+        if (!m->layers || !m->rope_inv_freq)
+            st = SLIMKV_ERR_NOMEM;
+    }
+    int d = hp->n_embd, dkv = hp->n_kv_head * hp->head_dim;
+    if (st == SLIMKV_OK)
+        st = load_tensor(f, "token_embd.weight", d, hp->n_vocab, &m->tok_embd);
+    if (st == SLIMKV_OK)
+        st = load_tensor(f, "output_norm.weight", 0, d, &m->output_norm);
+    if (st == SLIMKV_OK) {
+        if (gguf_find_tensor(f, "output.weight"))
+            st = load_tensor(f, "output.weight", d, hp->n_vocab, &m->output);
+        else
+            m->output = m->tok_embd;
+    }
+    for (int i = 0; st == SLIMKV_OK && i < hp->n_layer; i++) {
+        llama_layer *l = &m->layers[i];
+        struct {
+            const char *suffix;
+            int cols, rows;
+            float **dst;
+        } parts[] = {
+            {"attn_norm.weight", 0, d, &l->attn_norm},   {"attn_q.weight", d, d, &l->wq},
+            {"attn_k.weight", d, dkv, &l->wk},           {"attn_v.weight", d, dkv, &l->wv},
+            {"attn_output.weight", d, d, &l->wo},        {"ffn_norm.weight", 0, d, &l->ffn_norm},
+            {"ffn_gate.weight", d, hp->n_ff, &l->w_gate}, {"ffn_up.weight", d, hp->n_ff, &l->w_up},
+            {"ffn_down.weight", hp->n_ff, d, &l->w_down},
+        };
+        for (size_t p = 0; st == SLIMKV_OK && p < sizeof parts / sizeof parts[0]; p++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s", i, parts[p].suffix);
+            st = load_tensor(f, name, parts[p].cols, parts[p].rows, parts[p].dst);
+        }
+        if (st == SLIMKV_OK) {
+            l->w_qkv = stack_rows(l->wq, d, l->wk, dkv, l->wv, dkv, d);
+            l->w_gate_up = stack_rows(l->w_gate, hp->n_ff, l->w_up, hp->n_ff, NULL, 0, d);
+            if (!l->w_qkv || !l->w_gate_up)
+                st = SLIMKV_ERR_NOMEM;
+        }
+        /* Only the stacked copies are used from here on. */
+        free(l->wq);
+        free(l->wk);
+        free(l->wv);
+        free(l->w_gate);
+        free(l->w_up);
+        l->wq = l->wk = l->wv = l->w_gate = l->w_up = NULL;
+    }
+    if (st != SLIMKV_OK) {
+        llama_free(m);
+        return st;
+    }
+    for (int i = 0; i < hp->head_dim / 2; i++)
+        m->rope_inv_freq[i] = (float)pow((double)hp->rope_base, -2.0 * i / hp->head_dim);
+    *out = m;
+    return SLIMKV_OK;
+}
+
+const llama_hparams *llama_get_hparams(const llama_model *m)
+{
+    return &m->hp;
+}
+
+int llama_output_tied(const llama_model *m)
+{
+    return m->output == m->tok_embd;
+}
+
+/* ---- sessions ------------------------------------------------------ */
+
+void llama_cache_options_init(llama_cache_options *o)
+{
+    slimkv_config defaults;
+    slimkv_config_init(&defaults);
+    o->k_format = SLIMKV_F16;
+    o->v_format = SLIMKV_F16;
+    o->group_size = defaults.group_size;
+    o->residual = defaults.residual;
+    o->n_sink = defaults.n_sink;
+    o->channel_align = defaults.channel_align;
+    o->k_masks = NULL;
+    o->policy = SLIMKV_POLICY_NONE;
+    o->prune_ratio = defaults.prune_ratio;
+    o->window = defaults.window;
+    o->plan = NULL;
+}
+
+void llama_session_free(llama_session *s)
+{
+    if (!s)
+        return;
+    if (s->caches)
+        for (int i = 0; i < s->model->hp.n_layer; i++)
+            slimkv_cache_destroy(s->caches[i]);
+    free(s->caches);
+    float *buffers[] = {s->x, s->xn, s->qkv, s->q, s->k, s->v, s->attn, s->proj, s->gate_up, s->rope_cos, s->rope_sin};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
+        free(buffers[i]);
+    free(s);
+}
+
+slimkv_status llama_session_create(const llama_model *m, const llama_cache_options *opts, int capacity,
+                                   int max_batch, llama_session **out)
+{
+    if (!m || !opts || !out)
+        return SLIMKV_ERR_NULL_ARG;
+    *out = NULL;
+    if (capacity < 1 || max_batch < 1)
+        return SLIMKV_ERR_INVALID_ARG;
+    const llama_hparams *hp = &m->hp;
+    llama_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return SLIMKV_ERR_NOMEM;
+    s->model = m;
+    s->capacity = capacity;
+    s->max_batch = max_batch;
+    size_t b = (size_t)max_batch, d = (size_t)hp->n_embd, dkv = (size_t)hp->n_kv_head * hp->head_dim;
+    s->caches = calloc((size_t)hp->n_layer, sizeof *s->caches);
+    s->x = malloc(b * d * sizeof(float));
+    s->xn = malloc(b * d * sizeof(float));
+    s->qkv = malloc(b * (d + 2 * dkv) * sizeof(float));
+    s->q = malloc(b * d * sizeof(float));
+    s->k = malloc(b * dkv * sizeof(float));
+    s->v = malloc(b * dkv * sizeof(float));
+    s->attn = malloc(b * d * sizeof(float));
+    s->proj = malloc(b * d * sizeof(float));
+    s->gate_up = malloc(b * 2 * (size_t)hp->n_ff * sizeof(float));
+    s->rope_cos = malloc(b * (size_t)hp->head_dim / 2 * sizeof(float));
+    s->rope_sin = malloc(b * (size_t)hp->head_dim / 2 * sizeof(float));
+    slimkv_status st = SLIMKV_OK;
+    if (!s->caches || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->attn || !s->proj || !s->gate_up || !s->qkv ||
+        !s->rope_cos || !s->rope_sin)
+        st = SLIMKV_ERR_NOMEM;
+    for (int i = 0; st == SLIMKV_OK && i < hp->n_layer; i++) {
+        slimkv_config cfg;
+        slimkv_config_init(&cfg);
+        cfg.n_q_heads = hp->n_head;
+        cfg.capacity = capacity;
+        if (opts->plan) {
+            int layers;
+            st = slimkv_plan_layers(opts->plan, &layers);
+            if (st == SLIMKV_OK && layers != hp->n_layer)
+                st = SLIMKV_ERR_INVALID_CONFIG; /* a plan for another model */
+            if (st == SLIMKV_OK)
+                st = slimkv_plan_layer_config(opts->plan, i, &cfg);
+            if (st == SLIMKV_OK && (cfg.n_kv_heads != hp->n_kv_head || cfg.head_dim != hp->head_dim))
+                st = SLIMKV_ERR_INVALID_CONFIG;
+            if (st != SLIMKV_OK)
+                break;
+        } else {
+            cfg.n_kv_heads = hp->n_kv_head;
+            cfg.head_dim = hp->head_dim;
+            cfg.k_format = opts->k_format;
+            cfg.v_format = opts->v_format;
+            cfg.group_size = opts->group_size;
+            cfg.residual = opts->residual;
+            cfg.n_sink = opts->n_sink;
+            cfg.channel_align = opts->channel_align;
+            if (opts->k_masks && opts->k_masks[i]) {
+                cfg.policy = SLIMKV_POLICY_STATIC;
+                cfg.k_mask = opts->k_masks[i];
+            } else if (opts->policy == SLIMKV_POLICY_THINK || opts->policy == SLIMKV_POLICY_SPARK) {
+                cfg.policy = opts->policy;
+                cfg.prune_ratio = opts->prune_ratio;
+                cfg.window = opts->window;
+            }
+        }
+        st = slimkv_cache_create(&cfg, &s->caches[i]);
+    }
+    if (st != SLIMKV_OK) {
+        llama_session_free(s);
+        return st;
+    }
+    *out = s;
+    return SLIMKV_OK;
+}
+
+int llama_session_tokens(const llama_session *s)
+{
+    return s->n_past;
+}
+
+void llama_session_set_observer(llama_session *s, llama_observer observer, void *ctx)
+{
+    s->observer = observer;
+    s->observer_ctx = ctx;
+}
+
+slimkv_status llama_session_bytes(const llama_session *s, size_t *bytes)
+{
+    size_t total = 0;
+    for (int i = 0; i < s->model->hp.n_layer; i++) {
+        size_t layer_bytes;
+        slimkv_status st = slimkv_cache_bytes(s->caches[i], &layer_bytes);
+        if (st != SLIMKV_OK)
+            return st;
+        total += layer_bytes;
+    }
+    *bytes = total;
+    return SLIMKV_OK;
+}
+
+const slimkv_cache *llama_session_cache(const llama_session *s, int layer)
+{
+    return layer >= 0 && layer < s->model->hp.n_layer ? s->caches[layer] : NULL;
+}
+
+/* ---- forward ------------------------------------------------------- */
+
+static slimkv_status attention_layer(llama_session *s, int il, int n, llama_attention_mode mode)
+{
+    const llama_model *m = s->model;
+    const llama_hparams *hp = &m->hp;
+    const llama_layer *l = &m->layers[il];
+    int d = hp->n_embd, dkv = hp->n_kv_head * hp->head_dim;
+    rms_norm(s->x, l->attn_norm, n, d, hp->rms_eps, s->xn);
+    int dqkv = d + 2 * dkv;
+    matmul(s->xn, n, l->w_qkv, d, dqkv, s->qkv);
+    for (int t = 0; t < n; t++) {
+        const float *row = s->qkv + (size_t)t * dqkv;
+        memcpy(s->q + (size_t)t * d, row, (size_t)d * sizeof(float));
+        memcpy(s->k + (size_t)t * dkv, row + d, (size_t)dkv * sizeof(float));
+        memcpy(s->v + (size_t)t * dkv, row + d + dkv, (size_t)dkv * sizeof(float));
+    }
+    rope(s->q, n, hp->n_head, hp->head_dim, s->rope_cos, s->rope_sin);
+    rope(s->k, n, hp->n_kv_head, hp->head_dim, s->rope_cos, s->rope_sin);
+    if (s->observer)
+        s->observer(s->observer_ctx, il, s->q, s->k, s->v, n, s->n_past);
+    slimkv_status st;
+    if (mode == LLAMA_PREFILL) {
+        st = slimkv_cache_prefill(s->caches[il], s->q, s->k, s->v, n, s->attn);
+    } else {
+        st = slimkv_cache_append(s->caches[il], s->k, s->v, n);
+        if (st == SLIMKV_OK)
+            st = slimkv_attend(s->caches[il], s->q, n, s->attn);
+    }
+    if (st != SLIMKV_OK)
+        return st;
+    matmul(s->attn, n, l->wo, d, d, s->proj);
+    add_into(s->x, s->proj, (size_t)n * d);
+    return SLIMKV_OK;
+}
+
+static void mlp_layer(llama_session *s, int il, int n)
+{
+    const llama_hparams *hp = &s->model->hp;
+    const llama_layer *l = &s->model->layers[il];
+    int d = hp->n_embd, ff = hp->n_ff;
+    rms_norm(s->x, l->ffn_norm, n, d, hp->rms_eps, s->xn);
+    matmul(s->xn, n, l->w_gate_up, d, 2 * ff, s->gate_up);
+    /* SiLU(gate) * up, packed into [n][ff] in place (row t only reads row t
+     * of the [n][2ff] input, at or after where it writes). */
+    for (int t = 0; t < n; t++) {
+        const float *g = s->gate_up + (size_t)t * 2 * ff, *u = g + ff;
+        float *h = s->gate_up + (size_t)t * ff;
+        for (int i = 0; i < ff; i++)
+            h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+    matmul(s->gate_up, n, l->w_down, ff, d, s->proj);
+    add_into(s->x, s->proj, (size_t)n * d);
+}
+
+slimkv_status llama_forward(llama_session *s, const int32_t *tokens, int n, llama_attention_mode mode,
+                            float *logits, int logits_from)
+{
+    if (!s || !tokens)
+        return SLIMKV_ERR_NULL_ARG;
+    const llama_model *m = s->model;
+    const llama_hparams *hp = &m->hp;
+    if (n < 1 || n > s->max_batch || (logits && (logits_from < 0 || logits_from >= n)))
+        return SLIMKV_ERR_INVALID_ARG;
+    if (n > s->capacity - s->n_past)
+        return SLIMKV_ERR_CAPACITY;
+    int d = hp->n_embd, half = hp->head_dim / 2;
+    for (int t = 0; t < n; t++) {
+        if (tokens[t] < 0 || tokens[t] >= hp->n_vocab)
+            return SLIMKV_ERR_INVALID_ARG;
+        memcpy(s->x + (size_t)t * d, m->tok_embd + (size_t)tokens[t] * d, (size_t)d * sizeof(float));
+        for (int i = 0; i < half; i++) {
+            double angle = (double)(s->n_past + t) * m->rope_inv_freq[i];
+            s->rope_cos[(size_t)t * half + i] = (float)cos(angle);
+            s->rope_sin[(size_t)t * half + i] = (float)sin(angle);
+        }
+    }
+    for (int il = 0; il < hp->n_layer; il++) {
+        slimkv_status st = attention_layer(s, il, n, mode);
+        if (st != SLIMKV_OK)
+            return st;
+        mlp_layer(s, il, n);
+    }
+    s->n_past += n;
+    if (logits) {
+        int rows = n - logits_from;
+        rms_norm(s->x + (size_t)logits_from * d, m->output_norm, rows, d, hp->rms_eps, s->xn);
+        matmul(s->xn, rows, m->output, d, hp->n_vocab, logits);
+    }
+    return SLIMKV_OK;
+}
+
+/* ---- perplexity ---------------------------------------------------- */
+
+/* -log softmax(logits)[target], in double. */
+static double token_nll(const float *logits, int n, int target)
+{
+    float max = logits[0];
+    for (int i = 1; i < n; i++)
+        if (logits[i] > max)
+            max = logits[i];
+    double sum = 0.0;
+    for (int i = 0; i < n; i++)
+        sum += exp((double)(logits[i] - max));
+    return log(sum) - (double)(logits[target] - max);
+}
+
+static int32_t argmax_of(const float *logits, int n)
+{
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (logits[i] > logits[best])
+            best = i;
+    return best;
+}
+
+long llama_ppl_scored(int n, int ctx, int stride)
+{
+    if (ctx < 2 || stride < 1 || stride >= ctx || n < ctx)
+        return 0;
+    return (long)((n - ctx) / stride + 1) * stride;
+}
+
+/* Scores one prediction: its NLL and, when asked, its argmax. */
+static void score(const llama_ppl_params *p, const float *logits, int vocab, int target, llama_ppl_result *res)
+{
+    res->nll_sum += token_nll(logits, vocab, target);
+    if (p->argmax)
+        p->argmax[res->scored] = argmax_of(logits, vocab);
+    res->scored++;
+}
+
+static slimkv_status perplexity_window(const llama_model *m, const llama_cache_options *opts, const int32_t *win,
+                                       const llama_ppl_params *p, float *logits, llama_ppl_result *res)
+{
+    int ctx = p->ctx, prompt = p->ctx - p->stride, vocab = m->hp.n_vocab;
+    llama_session *s;
+    slimkv_status st = llama_session_create(m, opts, ctx, prompt > p->chunk ? prompt : p->chunk, &s);
+    if (st != SLIMKV_OK)
+        return st;
+    /* The prompt; its last logits predict the first scored token. */
+    st = llama_forward(s, win, prompt, LLAMA_PREFILL, logits, prompt - 1);
+    if (st == SLIMKV_OK)
+        score(p, logits, vocab, win[prompt], res);
+    /* The scored tokens; the window's last token is only a target. */
+    for (int pos = prompt; pos < ctx - 1 && st == SLIMKV_OK; pos += p->chunk) {
+        int len = ctx - 1 - pos < p->chunk ? ctx - 1 - pos : p->chunk;
+        st = llama_forward(s, win + pos, len, LLAMA_DECODE, logits, 0);
+        for (int i = 0; i < len && st == SLIMKV_OK; i++)
+            score(p, logits + (size_t)i * vocab, vocab, win[pos + i + 1], res);
+    }
+    if (st == SLIMKV_OK) {
+        st = llama_session_bytes(s, &res->bytes);
+        res->tokens_held = llama_session_tokens(s);
+    }
+    llama_session_free(s);
+    return st;
+}
+
+slimkv_status llama_perplexity(const llama_model *m, const llama_cache_options *opts, const int32_t *tokens, int n,
+                               const llama_ppl_params *p, llama_ppl_result *res)
+{
+    if (!m || !opts || !tokens || !p || !res)
+        return SLIMKV_ERR_NULL_ARG;
+    *res = (llama_ppl_result){0};
+    if (p->ctx < 2 || p->stride < 1 || p->stride >= p->ctx || p->chunk < 1 || n < p->ctx)
+        return SLIMKV_ERR_INVALID_ARG;
+    int n_windows = (n - p->ctx) / p->stride + 1;
+    float *logits = malloc((size_t)p->chunk * m->hp.n_vocab * sizeof(float));
+    if (!logits)
+        return SLIMKV_ERR_NOMEM;
+    slimkv_status st = SLIMKV_OK;
+    for (int w = 0; w < n_windows && st == SLIMKV_OK; w++) {
+        st = perplexity_window(m, opts, tokens + (size_t)w * p->stride, p, logits, res);
+        if (st == SLIMKV_OK && p->progress)
+            p->progress(p->progress_ctx, w + 1, n_windows, res->nll_sum, res->scored);
+    }
+    free(logits);
+    if (st == SLIMKV_OK)
+        res->perplexity = exp(res->nll_sum / (double)res->scored);
+    return st;
+}

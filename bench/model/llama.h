@@ -1,0 +1,123 @@
+/* A Llama-architecture transformer (RMSNorm, RoPE, GQA attention, SwiGLU
+ * MLP, tied or separate output head) whose KV cache is SlimKV: one
+ * slimkv_cache per layer. Weights come from a GGUF file and are
+ * dequantized to float32 at load (simple and exact; this is a bench of the
+ * KV cache, not of weight kernels). */
+#ifndef SLIMKV_MODEL_LLAMA_H
+#define SLIMKV_MODEL_LLAMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+#include "slimkv.h"
+
+typedef struct llama_hparams {
+    int n_layer, n_embd, n_head, n_kv_head, head_dim, n_ff, n_vocab, n_ctx_train;
+    float rope_base, rms_eps;
+} llama_hparams;
+
+typedef struct llama_model llama_model;
+
+/* Reads llama.* hyperparameters and the tensors (token_embd, output_norm,
+ * optional output, blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,
+ * ffn_norm,ffn_gate,ffn_up,ffn_down}); shapes are checked against the
+ * hyperparameters (SLIMKV_ERR_FORMAT when they disagree). */
+slimkv_status llama_load(const gguf_file *file, llama_model **out);
+void llama_free(llama_model *model);
+const llama_hparams *llama_get_hparams(const llama_model *model);
+/* 1 when the output head shares the token embedding. */
+int llama_output_tied(const llama_model *model);
+
+/* How each layer's cache is configured. */
+typedef struct llama_cache_options {
+    slimkv_format k_format, v_format;
+    int group_size, residual, n_sink, channel_align;
+    /* NULL: keep every channel. Else n_layer masks, each [n_kv_head][head_dim]
+     * (SLIMKV_POLICY_STATIC); a NULL entry keeps every channel of that layer. */
+    const uint8_t *const *k_masks;
+    /* SLIMKV_POLICY_THINK or SLIMKV_POLICY_SPARK (without k_masks): channels
+     * chosen by the first prefill, with prune_ratio and window. */
+    slimkv_policy policy;
+    float prune_ratio;
+    int window;
+    /* A per-layer plan (slimkv-plan): when set, it gives every layer's
+     * storage settings and masks, and the fields above are not used. */
+    const slimkv_plan *plan;
+} llama_cache_options;
+
+/* Fills with dense f16 and the library's defaults (G=32, R=128, S=0, no
+ * policy; prune ratio and window as slimkv_config_init sets them). */
+void llama_cache_options_init(llama_cache_options *opts);
+
+/* Called by a forward pass for every layer with its post-RoPE q
+ * [n][n_head][head_dim], k and v [n][n_kv_head][head_dim] of tokens at
+ * positions pos0..pos0+n-1, as the cache receives them (calibration hooks
+ * in here). */
+typedef void (*llama_observer)(void *ctx, int layer, const float *q, const float *k, const float *v, int n_tokens,
+                               int pos0);
+
+/* One sequence: its caches, position and scratch buffers. */
+typedef struct llama_session llama_session;
+
+/* capacity: most tokens the sequence will hold; max_batch: most tokens one
+ * forward call takes. */
+slimkv_status llama_session_create(const llama_model *model, const llama_cache_options *opts, int capacity,
+                                   int max_batch, llama_session **out);
+void llama_session_free(llama_session *session);
+int llama_session_tokens(const llama_session *session);
+void llama_session_set_observer(llama_session *session, llama_observer observer, void *ctx);
+/* Sum of slimkv_cache_bytes over the layers. */
+slimkv_status llama_session_bytes(const llama_session *session, size_t *bytes);
+/* The first layer's cache (to query kept channels and the ISA). */
+const slimkv_cache *llama_session_cache(const llama_session *session, int layer);
+
+typedef enum llama_attention_mode {
+    /* slimkv_cache_prefill: the batch attends to what the cache holds and,
+     * in full precision, to itself; then its K/V are compressed. */
+    LLAMA_PREFILL,
+    /* slimkv_cache_append, then slimkv_attend: every query of the batch
+     * attends only to stored (compressed) K/V, as in token-by-token decode. */
+    LLAMA_DECODE
+} llama_attention_mode;
+
+/* Runs n_tokens tokens through the model at the next positions. logits:
+ * NULL, or room for (n_tokens - logits_from) * n_vocab floats, the logits of
+ * the batch's tokens logits_from..n_tokens-1. On error the session must not
+ * be used again (layers before the failing one have stored the batch). */
+slimkv_status llama_forward(llama_session *session, const int32_t *tokens, int n_tokens,
+                            llama_attention_mode mode, float *logits, int logits_from);
+
+/* Perplexity of a token sequence, in windows of `ctx` tokens that start
+ * every `stride` tokens (the first at tokens[0]). Each window is a fresh
+ * sequence: its first ctx - stride tokens are a prompt (LLAMA_PREFILL),
+ * and its last `stride` tokens are scored and fed in LLAMA_DECODE batches
+ * of `chunk`, so that every scored prediction attends to stored
+ * (compressed) K/V, as in generation, and sees at least ctx - stride
+ * tokens. */
+typedef struct llama_ppl_params {
+    int ctx, stride, chunk;
+    /* Called after every window (NULL: quiet). */
+    void (*progress)(void *ctx, int window, int n_windows, double nll_sum, long scored);
+    void *progress_ctx;
+    /* NULL, or room for one id per scored token (see llama_ppl_scored):
+     * the argmax of each scored prediction, in order. */
+    int32_t *argmax;
+} llama_ppl_params;
+
+/* Scored tokens of n tokens in windows of ctx every stride (0 when n < ctx). */
+long llama_ppl_scored(int n, int ctx, int stride);
+
+typedef struct llama_ppl_result {
+    double nll_sum; /* natural log */
+    long scored;
+    double perplexity;
+    size_t bytes;    /* KV bytes held at the end of the last window */
+    int tokens_held; /* tokens held then */
+} llama_ppl_result;
+
+/* SLIMKV_ERR_INVALID_ARG when n < ctx or the parameters are inconsistent. */
+slimkv_status llama_perplexity(const llama_model *model, const llama_cache_options *opts, const int32_t *tokens,
+                               int n, const llama_ppl_params *params, llama_ppl_result *result);
+
+#endif /* SLIMKV_MODEL_LLAMA_H */

@@ -1,0 +1,1122 @@
+/* slimkv-run: a real pretrained model (Llama architecture, GGUF) running on
+ * SlimKV caches, one per layer.
+ *
+ *   --prompt TEXT --n N   greedy generation with a progress line and tokens/s
+ *   --ppl FILE            perplexity of a text slice (context length, stride)
+ *   --eval FILE           the table: KV formats and channel policies ->
+ *                         bytes held per token, decode tokens/s, held-out
+ *                         perplexity, agreement of greedy tokens with dense f16
+ *   --write-calib FILE    q/k/v of a calibration text, for slimkv-plan
+ *
+ * Policies: static masks (--keep-k, --streaming), ThinK / SparK (--policy,
+ * chosen by each sequence's first prefill) or a slimkv-plan plan (--plan).
+ *
+ * Perplexity windows: each window of --ctx tokens is a fresh sequence. Its
+ * first ctx - stride tokens are a prompt (slimkv_cache_prefill: compressed
+ * once stored); the last `stride` tokens are scored, and they are fed in
+ * decode mode (slimkv_cache_append + slimkv_attend, --chunk tokens at a
+ * time), so every scored prediction attends to compressed storage, as in
+ * generation. Every scored token sees at least ctx - stride tokens.
+ *
+ * Static channel masks (--keep-k, --streaming) come from a calibration pass
+ * of the dense model over --calib-tokens tokens of --calib FILE (default:
+ * the start of the evaluated file, before --offset, so the scored slice is
+ * held out). See build_masks() for the rules. */
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gguf.h"
+#include "llama.h"
+#include "tokenizer.h"
+
+#define DEFAULT_MODEL "build/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+#define STREAMING_MIN_SINKS 16
+
+typedef struct run_options {
+    const char *model_path;
+    slimkv_format k_format, v_format;
+    double keep_k;    /* fraction of K channels kept per KV head */
+    int score_with_q; /* rank K channels by mean|q| * mean|k| instead of mean|k| */
+    slimkv_policy policy; /* NONE, THINK or SPARK (static masks come from the options above) */
+    double prune_ratio;
+    int window;
+    const char *plan_file, *write_calib;
+    double streaming; /* fraction of KV heads made streaming heads */
+    int residual, group, sinks, align;
+    int threads;
+    const char *prompt;
+    int n_gen, chat, ignore_eos;
+    const char *ppl_file, *eval_file, *calib_file;
+    int ctx, stride, max_tokens, offset, chunk, calib_tokens;
+} run_options;
+
+/* Everything loaded once. */
+typedef struct runtime {
+    const run_options *opt;
+    llama_model *model;
+    bpe_tokenizer *tok;
+    const llama_hparams *hp;
+    slimkv_plan *plan; /* --plan, or NULL */
+} runtime;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Prints the failing call and its status; returns 0 so callers can chain. */
+static int report(const char *what, slimkv_status st)
+{
+    fprintf(stderr, "slimkv-run: %s: %s\n", what, slimkv_status_str(st));
+    return 0;
+}
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: slimkv-run [options] (--prompt TEXT | --ppl FILE | --eval FILE | --write-calib FILE)\n"
+            "  --model PATH        GGUF model (default %s)\n"
+            "  --k-format F        K storage: f32, f16, bf16, q8, q4, q2 (default f16)\n"
+            "  --v-format F        V storage (default f16)\n"
+            "  --keep-k FRACTION   static mask keeping that fraction of K channels per KV head,\n"
+            "                      those of largest mean |k| on the calibration text (default 1)\n"
+            "  --mask-score S      k: rank K channels by mean |k| (default); qk: by mean |q| * mean |k|\n"
+            "                      (|q| averaged over the query heads of the KV head)\n"
+            "  --policy P          none, think or spark: K channels chosen by the first prefill\n"
+            "  --prune-ratio F     ThinK/SparK fraction of K channels pruned (default 0.4)\n"
+            "  --window N          ThinK/SparK: last prefill queries that choose (default 32)\n"
+            "  --plan FILE         per-layer plan from slimkv-plan (its formats, G, R, S and masks)\n"
+            "  --write-calib FILE  write the calibration pass's q/k/v (layers.{i}.q/k/v, f32\n"
+            "                      safetensors, the input of slimkv-plan) and exit\n"
+            "  --streaming FRAC    that fraction of KV heads (most local attention on the\n"
+            "                      calibration text) keep no K channel: LeanK-style streaming heads\n"
+            "  --residual N        recent tokens kept in f16 (multiple of --group, default 128)\n"
+            "  --group N           K/V quantization group (default 32)\n"
+            "  --sinks N           first tokens kept in f16 (default 0)\n"
+            "  --align N           kept-channel alignment (default 8)\n"
+            "  --threads N         OpenMP threads (default: all)\n"
+            "generation:\n"
+            "  --prompt TEXT       greedy generation from TEXT\n"
+            "  --n N               tokens to generate (default 64; --eval: steps compared)\n"
+            "  --chat              wrap the prompt in the model's chat template\n"
+            "  --ignore-eos        keep generating after the end-of-sequence token\n"
+            "perplexity (--ppl FILE) and evaluation (--eval FILE):\n"
+            "  --ctx N             tokens per window (default 512)\n"
+            "  --stride N          scored tokens per window (default ctx/2)\n"
+            "  --max-tokens N      tokens of the file evaluated, from --offset (default 3072)\n"
+            "  --offset N          first evaluated token (default 1024)\n"
+            "  --chunk N           scored tokens fed per decode call (default 32)\n"
+            "  --calib FILE        calibration text for masks (default: the evaluated file)\n"
+            "  --calib-tokens N    calibration tokens, from the start of the file (default 512)\n",
+            DEFAULT_MODEL);
+}
+
+static int parse_format(const char *s, slimkv_format *f)
+{
+    for (int i = 0; i < SLIMKV_FORMAT_COUNT; i++) {
+        const char *name = slimkv_format_name((slimkv_format)i);
+        if (name && strcmp(name, s) == 0) {
+            *f = (slimkv_format)i;
+            return 1;
+        }
+    }
+    static const char *const names[] = {"f32", "f16", "bf16", "q8", "q4", "q2"};
+    for (int i = 0; i < 6; i++)
+        if (strcmp(names[i], s) == 0) {
+            *f = (slimkv_format)i;
+            return 1;
+        }
+    return 0;
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi)
+        return 0;
+    *out = (int)v;
+    return 1;
+}
+
+static int parse_fraction(const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (*end || end == s || !(v >= 0.0 && v <= 1.0))
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* 0: run; 1: --help; -1: bad arguments (reported). */
+static int parse_options(int argc, char **argv, run_options *o)
+{
+    slimkv_config defaults;
+    slimkv_config_init(&defaults);
+    *o = (run_options){.model_path = DEFAULT_MODEL, .k_format = SLIMKV_F16, .v_format = SLIMKV_F16,
+                       .keep_k = 1.0, .residual = defaults.residual, .group = defaults.group_size,
+                       .sinks = defaults.n_sink, .align = defaults.channel_align, .n_gen = 64, .ctx = 512,
+                       .stride = 0, .max_tokens = 3072, .offset = 1024, .chunk = 32, .calib_tokens = 512,
+                       .prune_ratio = defaults.prune_ratio, .window = defaults.window};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int ok = 1, takes_value = 1;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 1;
+        } else if (!strcmp(a, "--chat")) {
+            o->chat = 1, takes_value = 0;
+        } else if (!strcmp(a, "--ignore-eos")) {
+            o->ignore_eos = 1, takes_value = 0;
+        } else if (!v) {
+            ok = 0;
+        } else if (!strcmp(a, "--model")) {
+            o->model_path = v;
+        } else if (!strcmp(a, "--k-format")) {
+            ok = parse_format(v, &o->k_format);
+        } else if (!strcmp(a, "--v-format")) {
+            ok = parse_format(v, &o->v_format);
+        } else if (!strcmp(a, "--keep-k")) {
+            ok = parse_fraction(v, &o->keep_k);
+        } else if (!strcmp(a, "--mask-score")) {
+            ok = !strcmp(v, "k") || !strcmp(v, "qk");
+            o->score_with_q = !strcmp(v, "qk");
+        } else if (!strcmp(a, "--policy")) {
+            ok = !strcmp(v, "none") || !strcmp(v, "think") || !strcmp(v, "spark");
+            o->policy = !strcmp(v, "think") ? SLIMKV_POLICY_THINK
+                        : !strcmp(v, "spark") ? SLIMKV_POLICY_SPARK : SLIMKV_POLICY_NONE;
+        } else if (!strcmp(a, "--prune-ratio")) {
+            ok = parse_fraction(v, &o->prune_ratio) && o->prune_ratio < 1.0;
+        } else if (!strcmp(a, "--window")) {
+            ok = parse_int(v, 1, 1 << 20, &o->window);
+        } else if (!strcmp(a, "--plan")) {
+            o->plan_file = v;
+        } else if (!strcmp(a, "--write-calib")) {
+            o->write_calib = v;
+        } else if (!strcmp(a, "--streaming")) {
+            ok = parse_fraction(v, &o->streaming);
+        } else if (!strcmp(a, "--residual")) {
+            ok = parse_int(v, 0, 1 << 20, &o->residual);
+        } else if (!strcmp(a, "--group")) {
+            ok = parse_int(v, 1, 1 << 20, &o->group);
+        } else if (!strcmp(a, "--sinks")) {
+            ok = parse_int(v, 0, 1 << 20, &o->sinks);
+        } else if (!strcmp(a, "--align")) {
+            ok = parse_int(v, 1, 1 << 10, &o->align);
+        } else if (!strcmp(a, "--threads")) {
+            ok = parse_int(v, 1, 4096, &o->threads);
+        } else if (!strcmp(a, "--prompt")) {
+            o->prompt = v;
+        } else if (!strcmp(a, "--n")) {
+            ok = parse_int(v, 1, 1 << 20, &o->n_gen);
+        } else if (!strcmp(a, "--ppl")) {
+            o->ppl_file = v;
+        } else if (!strcmp(a, "--eval")) {
+            o->eval_file = v;
+        } else if (!strcmp(a, "--calib")) {
+            o->calib_file = v;
+        } else if (!strcmp(a, "--ctx")) {
+            ok = parse_int(v, 2, 1 << 20, &o->ctx);
+        } else if (!strcmp(a, "--stride")) {
+            ok = parse_int(v, 1, 1 << 20, &o->stride);
+        } else if (!strcmp(a, "--max-tokens")) {
+            ok = parse_int(v, 2, 1 << 28, &o->max_tokens);
+        } else if (!strcmp(a, "--offset")) {
+            ok = parse_int(v, 0, 1 << 28, &o->offset);
+        } else if (!strcmp(a, "--chunk")) {
+            ok = parse_int(v, 1, 1 << 20, &o->chunk);
+        } else if (!strcmp(a, "--calib-tokens")) {
+            ok = parse_int(v, 1, 1 << 20, &o->calib_tokens);
+        } else {
+            fprintf(stderr, "slimkv-run: unknown option %s\n", a);
+            usage(stderr);
+            return -1;
+        }
+        if (!ok) {
+            fprintf(stderr, "slimkv-run: bad or missing value for %s\n", a);
+            return -1;
+        }
+        i += takes_value;
+    }
+    if (!!o->prompt + !!o->ppl_file + !!o->eval_file + (o->write_calib && !o->ppl_file && !o->eval_file) != 1) {
+        fprintf(stderr, "slimkv-run: give exactly one of --prompt, --ppl, --eval, --write-calib\n");
+        usage(stderr);
+        return -1;
+    }
+    if (o->stride == 0)
+        o->stride = o->ctx / 2;
+    if (o->stride >= o->ctx) {
+        fprintf(stderr, "slimkv-run: --stride must be below --ctx\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- text ---------------------------------------------------------- */
+
+static slimkv_status read_text(const char *path, char **text, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        fprintf(stderr, "slimkv-run: cannot open %s: %s\n", path, strerror(errno));
+        return SLIMKV_ERR_IO;
+    }
+    slimkv_status st = SLIMKV_ERR_IO;
+    long size = -1;
+    char *buf = NULL;
+    if (fseek(fp, 0, SEEK_END) == 0 && (size = ftell(fp)) >= 0 && fseek(fp, 0, SEEK_SET) == 0) {
+        buf = malloc((size_t)size + 1);
+        if (!buf)
+            st = SLIMKV_ERR_NOMEM;
+        else if (fread(buf, 1, (size_t)size, fp) == (size_t)size)
+            st = SLIMKV_OK;
+    }
+    fclose(fp);
+    if (st != SLIMKV_OK) {
+        free(buf);
+        return st;
+    }
+    buf[size] = '\0';
+    *text = buf;
+    *len = (size_t)size;
+    return SLIMKV_OK;
+}
+
+static slimkv_status tokenize_file(const runtime *rt, const char *path, int32_t **ids, size_t *n)
+{
+    char *text;
+    size_t len;
+    slimkv_status st = read_text(path, &text, &len);
+    if (st != SLIMKV_OK)
+        return st;
+    /* A text file is data: control-token look-alikes in it stay text. */
+    st = tokenizer_encode(rt->tok, text, len, 0, ids, n);
+    free(text);
+    return st;
+}
+
+/* ---- calibration and masks ----------------------------------------- */
+
+typedef struct calibration {
+    int n_layer, n_kv, n_head, head_dim, residual, sinks;
+    double *abs_k;      /* [layer][kv][channel]: sum of |k| */
+    double *abs_q;      /* [layer][kv][channel]: sum of |q| over the KV head's query heads */
+    double *local_mass; /* [layer][kv]: sum of attention mass on sinks + recent window */
+    double *mass_count; /* [layer][kv]: queries summed */
+    long tokens;
+} calibration;
+
+/* Observer: the calibration prompt runs as one prefill batch from position
+ * 0, so q and k hold every token and the dense attention pattern can be
+ * computed here: for queries past the recent window, the share of each
+ * head's attention that falls on what a streaming head keeps (the first
+ * `sinks` tokens and the last `residual` ones). */
+static void calibration_observe(void *ctx, int layer, const float *q, const float *k, const float *v, int n,
+                                int pos0)
+{
+    (void)v;
+    calibration *c = ctx;
+    int hd = c->head_dim, nkv = c->n_kv, group = c->n_head / c->n_kv;
+    if (pos0 != 0)
+        return;
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < nkv; h++)
+            for (int i = 0; i < hd; i++)
+                c->abs_k[((size_t)layer * nkv + h) * hd + i] += fabsf(k[((size_t)t * nkv + h) * hd + i]);
+    for (int t = 0; t < n; t++)
+        for (int qh = 0; qh < c->n_head; qh++)
+            for (int i = 0; i < hd; i++)
+                c->abs_q[((size_t)layer * nkv + qh / group) * hd + i] += fabsf(q[((size_t)t * c->n_head + qh) * hd + i]);
+    if (layer == 0)
+        c->tokens += n;
+    double scale = 1.0 / sqrt((double)hd);
+    double *scores = malloc((size_t)n * sizeof(double));
+    if (!scores)
+        return;
+    for (int t = c->residual + 1; t < n; t++)
+        for (int qh = 0; qh < c->n_head; qh++) {
+            int h = qh / group;
+            const float *qt = q + ((size_t)t * c->n_head + qh) * hd;
+            double max = -INFINITY, total = 0.0, local = 0.0;
+            for (int s = 0; s <= t; s++) {
+                const float *ks = k + ((size_t)s * nkv + h) * hd;
+                double dot = 0.0;
+                for (int i = 0; i < hd; i++)
+                    dot += (double)qt[i] * ks[i];
+                scores[s] = dot * scale;
+                if (scores[s] > max)
+                    max = scores[s];
+            }
+            for (int s = 0; s <= t; s++) {
+                double p = exp(scores[s] - max);
+                total += p;
+                if (s < c->sinks || s > t - c->residual)
+                    local += p;
+            }
+            c->local_mass[(size_t)layer * nkv + h] += local / total;
+            c->mass_count[(size_t)layer * nkv + h] += 1.0;
+        }
+    free(scores);
+}
+
+static void calibration_free(calibration *c)
+{
+    free(c->abs_k);
+    free(c->abs_q);
+    free(c->local_mass);
+    free(c->mass_count);
+}
+
+static slimkv_status calibrate(const runtime *rt, const int32_t *tokens, int n, int residual, int sinks,
+                               calibration *c)
+{
+    const llama_hparams *hp = rt->hp;
+    *c = (calibration){.n_layer = hp->n_layer, .n_kv = hp->n_kv_head, .n_head = hp->n_head,
+                       .head_dim = hp->head_dim, .residual = residual, .sinks = sinks};
+    size_t heads = (size_t)hp->n_layer * hp->n_kv_head;
+    c->abs_k = calloc(heads * hp->head_dim, sizeof(double));
+    c->abs_q = calloc(heads * hp->head_dim, sizeof(double));
+    c->local_mass = calloc(heads, sizeof(double));
+    c->mass_count = calloc(heads, sizeof(double));
+    if (!c->abs_k || !c->abs_q || !c->local_mass || !c->mass_count) {
+        calibration_free(c);
+        return SLIMKV_ERR_NOMEM;
+    }
+    llama_cache_options opts;
+    llama_cache_options_init(&opts);
+    llama_session *s;
+    slimkv_status st = llama_session_create(rt->model, &opts, n, n, &s);
+    if (st != SLIMKV_OK) {
+        calibration_free(c);
+        return report("calibration session", st), st;
+    }
+    llama_session_set_observer(s, calibration_observe, c);
+    st = llama_forward(s, tokens, n, LLAMA_PREFILL, NULL, 0);
+    llama_session_free(s);
+    if (st != SLIMKV_OK) {
+        calibration_free(c);
+        report("calibration forward", st);
+    }
+    return st;
+}
+
+typedef struct head_rank {
+    double local;
+    int index;
+} head_rank;
+
+static int by_local_mass_desc(const void *a, const void *b)
+{
+    double x = ((const head_rank *)a)->local, y = ((const head_rank *)b)->local;
+    return x < y ? 1 : x > y ? -1 : ((const head_rank *)a)->index - ((const head_rank *)b)->index;
+}
+
+typedef struct channel_rank {
+    double mean_abs;
+    int channel;
+} channel_rank;
+
+static int by_mean_abs_desc(const void *a, const void *b)
+{
+    double x = ((const channel_rank *)a)->mean_abs, y = ((const channel_rank *)b)->mean_abs;
+    return x < y ? 1 : x > y ? -1 : ((const channel_rank *)a)->channel - ((const channel_rank *)b)->channel;
+}
+
+/* Masks, [layer] -> [kv][channel], from the calibration statistics:
+ *  - keep_k < 1: each KV head keeps its round(keep_k * head_dim) K channels
+ *    of largest mean |k| (post-RoPE), or with score_with_q of largest
+ *    mean |q| * mean |k| (a channel's typical share of q.k: a large key
+ *    channel that queries ignore costs little to drop); the rest are not
+ *    stored;
+ *  - streaming > 0: the round(streaming * layers * kv_heads) KV heads whose
+ *    dense attention put the most mass on the sinks and the recent window
+ *    keep no K channel at all (the cache keeps only those tokens for them).
+ * Returns NULL masks (keep all) when neither applies. */
+static slimkv_status build_masks(const calibration *c, double keep_k, int score_with_q, double streaming,
+                                 uint8_t ***out)
+{
+    *out = NULL;
+    if (keep_k >= 1.0 && streaming <= 0.0)
+        return SLIMKV_OK;
+    int hd = c->head_dim, heads = c->n_layer * c->n_kv;
+    uint8_t **masks = calloc((size_t)c->n_layer, sizeof *masks);
+    head_rank *ranks = malloc((size_t)heads * sizeof *ranks);
+    channel_rank *channels = malloc((size_t)hd * sizeof *channels);
+    int ok = masks && ranks && channels;
+    for (int l = 0; ok && l < c->n_layer; l++)
+        ok = (masks[l] = malloc((size_t)c->n_kv * hd)) != NULL;
+    if (!ok) {
+        for (int l = 0; masks && l < c->n_layer; l++)
+            free(masks[l]);
+        free(masks);
+        free(ranks);
+        free(channels);
+        return SLIMKV_ERR_NOMEM;
+    }
+    int keep = (int)lround(keep_k * hd);
+    for (int i = 0; i < heads; i++) {
+        uint8_t *m = masks[i / c->n_kv] + (size_t)(i % c->n_kv) * hd;
+        for (int ch = 0; ch < hd; ch++)
+            channels[ch] = (channel_rank){c->abs_k[(size_t)i * hd + ch] *
+                                              (score_with_q ? c->abs_q[(size_t)i * hd + ch] : 1.0),
+                                          ch};
+        qsort(channels, (size_t)hd, sizeof *channels, by_mean_abs_desc);
+        memset(m, 0, (size_t)hd);
+        for (int j = 0; j < keep; j++)
+            m[channels[j].channel] = 1;
+        ranks[i] = (head_rank){c->mass_count[i] > 0 ? c->local_mass[i] / c->mass_count[i] : 0.0, i};
+    }
+    qsort(ranks, (size_t)heads, sizeof *ranks, by_local_mass_desc);
+    int n_streaming = (int)lround(streaming * heads);
+    for (int j = 0; j < n_streaming; j++)
+        memset(masks[ranks[j].index / c->n_kv] + (size_t)(ranks[j].index % c->n_kv) * hd, 0, (size_t)hd);
+    free(ranks);
+    free(channels);
+    *out = masks;
+    return SLIMKV_OK;
+}
+
+static void free_masks(uint8_t **masks, int n_layer)
+{
+    for (int l = 0; masks && l < n_layer; l++)
+        free(masks[l]);
+    free(masks);
+}
+
+/* ---- one configuration ---------------------------------------------- */
+
+typedef struct kv_config {
+    char name[64];
+    slimkv_format k_format, v_format;
+    double keep_k, streaming;
+    int score_with_q;
+    slimkv_policy policy; /* THINK or SPARK, with prune_ratio */
+    double prune_ratio;
+    const slimkv_plan *plan;
+    int sinks;
+} kv_config;
+
+static void cache_options(const run_options *o, const kv_config *kc, uint8_t **masks, llama_cache_options *opts)
+{
+    llama_cache_options_init(opts);
+    opts->k_format = kc->k_format;
+    opts->v_format = kc->v_format;
+    opts->group_size = o->group;
+    opts->residual = o->residual;
+    opts->n_sink = kc->sinks;
+    opts->channel_align = o->align;
+    opts->k_masks = (const uint8_t *const *)masks;
+    opts->policy = kc->policy;
+    opts->prune_ratio = (float)kc->prune_ratio;
+    opts->window = o->window;
+    opts->plan = kc->plan;
+}
+
+static int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+/* Perplexity with a progress line on stderr. */
+typedef struct ppl_progress {
+    double t0;
+} ppl_progress;
+
+static void show_ppl_progress(void *ctx, int window, int n_windows, double nll_sum, long scored)
+{
+    const ppl_progress *pp = ctx;
+    /* On a terminal one line that updates; in a log one line per window. */
+    int tty = isatty(STDERR_FILENO);
+    fprintf(stderr, "%s[ppl] window %d/%d  ppl %.3f  (%.1f s)%s", tty ? "\r" : "", window, n_windows,
+            exp(nll_sum / (double)scored), now_seconds() - pp->t0, !tty || window == n_windows ? "\n" : "");
+}
+
+typedef struct ppl_run {
+    llama_ppl_result r;
+    double seconds;
+} ppl_run;
+
+static slimkv_status perplexity(const runtime *rt, const llama_cache_options *opts, const int32_t *tokens, int n,
+                                int32_t *argmax, ppl_run *run)
+{
+    const run_options *o = rt->opt;
+    ppl_progress pp = {now_seconds()};
+    llama_ppl_params p = {.ctx = o->ctx, .stride = o->stride, .chunk = o->chunk, .progress = show_ppl_progress,
+                          .progress_ctx = &pp, .argmax = argmax};
+    if (n < o->ctx) {
+        fprintf(stderr, "slimkv-run: %d tokens, fewer than one window of --ctx %d\n", n, o->ctx);
+        return SLIMKV_ERR_INVALID_ARG;
+    }
+    slimkv_status st = llama_perplexity(rt->model, opts, tokens, n, &p, &run->r);
+    run->seconds = now_seconds() - pp.t0;
+    if (st != SLIMKV_OK)
+        report("perplexity", st);
+    return st;
+}
+
+typedef struct gen_result {
+    int32_t *tokens; /* n_gen generated ids */
+    int n;
+    double prefill_seconds, decode_seconds; /* decode: steps after the first token */
+    /* The median decode step: a rate that bursts of other load on the
+     * machine do not drag down (the mean is decode_seconds / steps). */
+    double median_step_seconds;
+} gen_result;
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Greedy generation: prefill the prompt, then one decode step per token.
+ * on_token (may be NULL) sees each new token as it comes. */
+static slimkv_status generate(const runtime *rt, const llama_cache_options *opts, const int32_t *prompt,
+                              int n_prompt, int n_gen, int stop_at_eos, void (*on_token)(const runtime *, int32_t, int),
+                              gen_result *res)
+{
+    int vocab = rt->hp->n_vocab;
+    *res = (gen_result){0};
+    res->tokens = malloc((size_t)n_gen * sizeof(int32_t));
+    float *logits = malloc((size_t)vocab * sizeof(float));
+    double *step_seconds = malloc((size_t)n_gen * sizeof(double));
+    int steps = 0;
+    llama_session *s = NULL;
+    slimkv_status st = res->tokens && logits && step_seconds ? SLIMKV_OK : SLIMKV_ERR_NOMEM;
+    if (st == SLIMKV_OK)
+        st = llama_session_create(rt->model, opts, n_prompt + n_gen, n_prompt, &s);
+    if (st != SLIMKV_OK) {
+        free(logits);
+        free(step_seconds);
+        return report("session", st), st;
+    }
+    double t0 = now_seconds();
+    st = llama_forward(s, prompt, n_prompt, LLAMA_PREFILL, logits, n_prompt - 1);
+    if (st != SLIMKV_OK)
+        report("prefill", st);
+    double t1 = now_seconds();
+    res->prefill_seconds = t1 - t0;
+    while (st == SLIMKV_OK && res->n < n_gen) {
+        int32_t next = argmax(logits, vocab);
+        res->tokens[res->n++] = next;
+        if (on_token)
+            on_token(rt, next, res->n);
+        if (stop_at_eos && next == tokenizer_eos_id(rt->tok))
+            break;
+        if (res->n == n_gen)
+            break;
+        double step_start = now_seconds();
+        st = llama_forward(s, &next, 1, LLAMA_DECODE, logits, 0);
+        step_seconds[steps++] = now_seconds() - step_start;
+        if (st != SLIMKV_OK)
+            report("decode", st);
+    }
+    res->decode_seconds = now_seconds() - t1;
+    if (steps > 0) {
+        qsort(step_seconds, (size_t)steps, sizeof *step_seconds, by_value);
+        res->median_step_seconds = step_seconds[steps / 2];
+    }
+    llama_session_free(s);
+    free(logits);
+    free(step_seconds);
+    return st;
+}
+
+/* ---- calibration data for slimkv-plan --------------------------------- */
+
+typedef struct calib_recorder {
+    int n_layer, n_tokens, q_width, kv_width; /* widths: heads * head_dim */
+    float **q, **k, **v;                      /* [layer] -> [tokens][width] */
+} calib_recorder;
+
+static void record_calibration(void *ctx, int layer, const float *q, const float *k, const float *v, int n, int pos0)
+{
+    calib_recorder *c = ctx;
+    if (pos0 != 0 || n != c->n_tokens)
+        return;
+    memcpy(c->q[layer], q, (size_t)n * c->q_width * sizeof(float));
+    memcpy(c->k[layer], k, (size_t)n * c->kv_width * sizeof(float));
+    memcpy(c->v[layer], v, (size_t)n * c->kv_width * sizeof(float));
+}
+
+/* safetensors: an 8-byte little-endian header length, a JSON header (padded
+ * with spaces to a multiple of 8), then the raw little-endian tensors.
+ * Written to a temporary file and renamed, so a failure leaves no half file. */
+static slimkv_status write_calibration(const char *path, const calib_recorder *c, int head_dim)
+{
+    size_t cap = (size_t)c->n_layer * 3 * 160 + 256, len = 0;
+    char *header = malloc(cap);
+    if (!header)
+        return SLIMKV_ERR_NOMEM;
+    size_t offset = 0;
+    len += (size_t)snprintf(header + len, cap - len, "{\"__metadata__\":{\"source\":\"slimkv-run\"}");
+    for (int l = 0; l < c->n_layer; l++) {
+        const char *names[3] = {"q", "k", "v"};
+        int widths[3] = {c->q_width, c->kv_width, c->kv_width};
+        for (int i = 0; i < 3; i++) {
+            size_t bytes = (size_t)c->n_tokens * widths[i] * sizeof(float);
+            len += (size_t)snprintf(header + len, cap - len,
+                                    ",\"layers.%d.%s\":{\"dtype\":\"F32\",\"shape\":[%d,%d,%d],"
+                                    "\"data_offsets\":[%zu,%zu]}",
+                                    l, names[i], c->n_tokens, widths[i] / head_dim, head_dim, offset, offset + bytes);
+            offset += bytes;
+        }
+    }
+    len += (size_t)snprintf(header + len, cap - len, "}");
+    while (len % 8 != 0 && len + 1 < cap)
+        header[len++] = ' ';
+    size_t tmp_len = strlen(path) + 8;
+    char *tmp = malloc(tmp_len);
+    FILE *fp = NULL;
+    slimkv_status st = tmp ? SLIMKV_OK : SLIMKV_ERR_NOMEM;
+    if (st == SLIMKV_OK) {
+        snprintf(tmp, tmp_len, "%s.tmp", path);
+        fp = fopen(tmp, "wb");
+        if (!fp)
+            st = SLIMKV_ERR_IO;
+    }
+    if (st == SLIMKV_OK) {
+        uint8_t size_le[8];
+        for (int i = 0; i < 8; i++)
+            size_le[i] = (uint8_t)((uint64_t)len >> (8 * i));
+        int ok = fwrite(size_le, 1, 8, fp) == 8 && fwrite(header, 1, len, fp) == len;
+        for (int l = 0; ok && l < c->n_layer; l++) {
+            ok = fwrite(c->q[l], sizeof(float) * c->q_width, (size_t)c->n_tokens, fp) == (size_t)c->n_tokens &&
+                 fwrite(c->k[l], sizeof(float) * c->kv_width, (size_t)c->n_tokens, fp) == (size_t)c->n_tokens &&
+                 fwrite(c->v[l], sizeof(float) * c->kv_width, (size_t)c->n_tokens, fp) == (size_t)c->n_tokens;
+        }
+        if (fclose(fp) != 0)
+            ok = 0;
+        if (!ok || rename(tmp, path) != 0) {
+            remove(tmp);
+            st = SLIMKV_ERR_IO;
+        }
+    }
+    free(tmp);
+    free(header);
+    return st;
+}
+
+static int run_write_calibration(const runtime *rt)
+{
+    const run_options *o = rt->opt;
+    const llama_hparams *hp = rt->hp;
+    if (!o->calib_file) {
+        fprintf(stderr, "slimkv-run: --write-calib needs --calib FILE (the text to run)\n");
+        return 1;
+    }
+    int32_t *ids;
+    size_t n;
+    if (tokenize_file(rt, o->calib_file, &ids, &n) != SLIMKV_OK)
+        return 1;
+    if (n < (size_t)o->calib_tokens) {
+        fprintf(stderr, "slimkv-run: %s has %zu tokens, fewer than --calib-tokens %d\n", o->calib_file, n,
+                o->calib_tokens);
+        free(ids);
+        return 1;
+    }
+    calib_recorder c = {.n_layer = hp->n_layer, .n_tokens = o->calib_tokens, .q_width = hp->n_head * hp->head_dim,
+                        .kv_width = hp->n_kv_head * hp->head_dim};
+    c.q = calloc((size_t)hp->n_layer, sizeof *c.q);
+    c.k = calloc((size_t)hp->n_layer, sizeof *c.k);
+    c.v = calloc((size_t)hp->n_layer, sizeof *c.v);
+    slimkv_status st = c.q && c.k && c.v ? SLIMKV_OK : SLIMKV_ERR_NOMEM;
+    for (int l = 0; st == SLIMKV_OK && l < hp->n_layer; l++) {
+        c.q[l] = malloc((size_t)c.n_tokens * c.q_width * sizeof(float));
+        c.k[l] = malloc((size_t)c.n_tokens * c.kv_width * sizeof(float));
+        c.v[l] = malloc((size_t)c.n_tokens * c.kv_width * sizeof(float));
+        if (!c.q[l] || !c.k[l] || !c.v[l])
+            st = SLIMKV_ERR_NOMEM;
+    }
+    llama_session *s = NULL;
+    llama_cache_options opts;
+    llama_cache_options_init(&opts);
+    if (st == SLIMKV_OK)
+        st = llama_session_create(rt->model, &opts, c.n_tokens, c.n_tokens, &s);
+    if (st == SLIMKV_OK) {
+        llama_session_set_observer(s, record_calibration, &c);
+        st = llama_forward(s, ids, c.n_tokens, LLAMA_PREFILL, NULL, 0);
+    }
+    if (st == SLIMKV_OK)
+        st = write_calibration(o->write_calib, &c, hp->head_dim);
+    if (st == SLIMKV_OK)
+        fprintf(stderr, "[calib] wrote %s: %d tokens of %s, q/k/v of %d layers\n", o->write_calib, c.n_tokens,
+                o->calib_file, hp->n_layer);
+    else
+        report("calibration data", st);
+    llama_session_free(s);
+    for (int l = 0; l < hp->n_layer; l++) {
+        free(c.q ? c.q[l] : NULL);
+        free(c.k ? c.k[l] : NULL);
+        free(c.v ? c.v[l] : NULL);
+    }
+    free(c.q);
+    free(c.k);
+    free(c.v);
+    free(ids);
+    return st == SLIMKV_OK ? 0 : 1;
+}
+
+/* ---- modes --------------------------------------------------------- */
+
+/* Streams each token's text to stdout; when stdout is redirected and
+ * stderr is a terminal, a progress line with the decode rate goes there. */
+static int show_progress(void)
+{
+    return !isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
+}
+
+static void print_token(const runtime *rt, int32_t id, int count)
+{
+    static double first_token_time;
+    const char *bytes;
+    size_t len;
+    if (tokenizer_token_bytes(rt->tok, id, &bytes, &len) == SLIMKV_OK)
+        fwrite(bytes, 1, len, stdout);
+    fflush(stdout);
+    if (count == 1)
+        first_token_time = now_seconds();
+    else if (show_progress())
+        fprintf(stderr, "\r[gen] %d/%d tokens, %.1f tok/s", count, rt->opt->n_gen,
+                (count - 1) / (now_seconds() - first_token_time));
+}
+
+static kv_config config_from_options(const runtime *rt)
+{
+    const run_options *o = rt->opt;
+    kv_config kc = {.k_format = o->k_format, .v_format = o->v_format, .keep_k = o->keep_k,
+                    .score_with_q = o->score_with_q, .policy = o->policy, .prune_ratio = o->prune_ratio,
+                    .streaming = o->streaming, .sinks = o->sinks, .plan = rt->plan};
+    snprintf(kc.name, sizeof kc.name, "K %s, V %s", slimkv_format_name(o->k_format), slimkv_format_name(o->v_format));
+    return kc;
+}
+
+/* Calibrates when the configuration needs masks. calib_ids may be NULL: the
+ * calibration file (or `fallback`) is tokenized here. */
+static slimkv_status masks_for(const runtime *rt, const kv_config *kc, const int32_t *fallback, size_t n_fallback,
+                               uint8_t ***masks)
+{
+    const run_options *o = rt->opt;
+    *masks = NULL;
+    if (kc->keep_k >= 1.0 && kc->streaming <= 0.0)
+        return SLIMKV_OK;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    slimkv_status st = SLIMKV_OK;
+    if (o->calib_file) {
+        st = tokenize_file(rt, o->calib_file, &ids, &n);
+        if (st != SLIMKV_OK)
+            return report("calibration text", st), st;
+        fallback = ids;
+        n_fallback = n;
+    }
+    if (!fallback || n_fallback < (size_t)o->calib_tokens) {
+        fprintf(stderr, "slimkv-run: masks need %d calibration tokens: give --calib FILE\n", o->calib_tokens);
+        free(ids);
+        return SLIMKV_ERR_INVALID_ARG;
+    }
+    calibration c;
+    st = calibrate(rt, fallback, o->calib_tokens, o->residual, kc->sinks, &c);
+    free(ids);
+    if (st != SLIMKV_OK)
+        return st;
+    st = build_masks(&c, kc->keep_k, kc->score_with_q, kc->streaming, masks);
+    calibration_free(&c);
+    return st;
+}
+
+static int run_generation(const runtime *rt)
+{
+    const run_options *o = rt->opt;
+    size_t cap = strlen(o->prompt) + 128;
+    char *text = malloc(cap);
+    if (!text)
+        return report("prompt", SLIMKV_ERR_NOMEM), 1;
+    if (o->chat)
+        snprintf(text, cap, "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n", o->prompt);
+    else
+        snprintf(text, cap, "%s", o->prompt);
+    int32_t *ids;
+    size_t n;
+    slimkv_status st = tokenizer_encode(rt->tok, text, strlen(text), o->chat, &ids, &n);
+    free(text);
+    if (st != SLIMKV_OK)
+        return report("tokenize", st), 1;
+    if (n == 0) {
+        free(ids);
+        fprintf(stderr, "slimkv-run: the prompt has no tokens\n");
+        return 1;
+    }
+    kv_config kc = config_from_options(rt);
+    uint8_t **masks = NULL;
+    if (masks_for(rt, &kc, NULL, 0, &masks) != SLIMKV_OK) {
+        free(ids);
+        return 1;
+    }
+    llama_cache_options opts;
+    cache_options(o, &kc, masks, &opts);
+    if (!o->chat)
+        fwrite(o->prompt, 1, strlen(o->prompt), stdout);
+    gen_result g;
+    st = generate(rt, &opts, ids, (int)n, o->n_gen, !o->ignore_eos, print_token, &g);
+    printf("\n");
+    if (show_progress() && g.n > 1)
+        fputc('\n', stderr);
+    if (st == SLIMKV_OK)
+        fprintf(stderr, "[gen] prompt %zu tokens in %.2f s (%.1f tok/s); generated %d tokens, decode %.1f tok/s\n", n,
+                g.prefill_seconds, (double)n / g.prefill_seconds, g.n,
+                g.n > 1 ? (g.n - 1) / g.decode_seconds : 0.0);
+    free(g.tokens);
+    free(ids);
+    free_masks(masks, rt->hp->n_layer);
+    return st == SLIMKV_OK ? 0 : 1;
+}
+
+/* The evaluated slice [offset, offset + max_tokens) of a tokenized file. */
+static int slice_of(const run_options *o, size_t n, int *begin, int *count)
+{
+    if ((size_t)o->offset + (size_t)o->ctx > n) {
+        fprintf(stderr, "slimkv-run: the file has %zu tokens: too few for --offset %d plus --ctx %d\n", n, o->offset,
+                o->ctx);
+        return 0;
+    }
+    *begin = o->offset;
+    *count = n - (size_t)o->offset < (size_t)o->max_tokens ? (int)(n - (size_t)o->offset) : o->max_tokens;
+    return 1;
+}
+
+static int run_perplexity(const runtime *rt)
+{
+    const run_options *o = rt->opt;
+    int32_t *ids;
+    size_t n;
+    if (tokenize_file(rt, o->ppl_file, &ids, &n) != SLIMKV_OK)
+        return 1;
+    int begin, count;
+    kv_config kc = config_from_options(rt);
+    uint8_t **masks = NULL;
+    if (!slice_of(o, n, &begin, &count) || masks_for(rt, &kc, ids, (size_t)begin, &masks) != SLIMKV_OK) {
+        free(ids);
+        return 1;
+    }
+    llama_cache_options opts;
+    cache_options(o, &kc, masks, &opts);
+    ppl_run run;
+    slimkv_status st = perplexity(rt, &opts, ids + begin, count, NULL, &run);
+    if (st == SLIMKV_OK)
+        printf("perplexity %.4f over %ld tokens (ctx %d, stride %d, chunk %d, from token %d of %zu); "
+               "KV bytes per token %.1f; %.1f s\n",
+               run.r.perplexity, run.r.scored, o->ctx, o->stride, o->chunk, begin, n,
+               (double)run.r.bytes / run.r.tokens_held, run.seconds);
+    free(ids);
+    free_masks(masks, rt->hp->n_layer);
+    return st == SLIMKV_OK ? 0 : 1;
+}
+
+typedef struct eval_row {
+    kv_config kc;
+    ppl_run ppl;
+    double decode_tps;
+    double agreement; /* free-running greedy tokens equal to dense, % */
+    double top1;      /* teacher-forced: scored predictions whose argmax equals dense's, % */
+} eval_row;
+
+static int run_eval(const runtime *rt)
+{
+    const run_options *o = rt->opt;
+    int32_t *ids;
+    size_t n;
+    if (tokenize_file(rt, o->eval_file, &ids, &n) != SLIMKV_OK)
+        return 1;
+    int begin, count;
+    if (!slice_of(o, n, &begin, &count)) {
+        free(ids);
+        return 1;
+    }
+    int stream_sinks = o->sinks > STREAMING_MIN_SINKS ? o->sinks : STREAMING_MIN_SINKS;
+    /* Dense f16 first: the baseline the others are compared with. */
+#define ROW(label, kf, vf, keep, by_q, stream, s, pol, ratio)                                                      \
+    {.name = label, .k_format = kf, .v_format = vf, .keep_k = keep, .score_with_q = by_q, .streaming = stream,     \
+     .sinks = s, .policy = pol, .prune_ratio = ratio}
+    const slimkv_policy none = SLIMKV_POLICY_NONE, think = SLIMKV_POLICY_THINK, spark = SLIMKV_POLICY_SPARK;
+    kv_config rows_spec[] = {
+        ROW("f16 (dense)", SLIMKV_F16, SLIMKV_F16, 1.0, 0, 0.0, o->sinks, none, 0),
+        ROW("q8", SLIMKV_Q8, SLIMKV_Q8, 1.0, 0, 0.0, o->sinks, none, 0),
+        ROW("q4", SLIMKV_Q4, SLIMKV_Q4, 1.0, 0, 0.0, o->sinks, none, 0),
+        ROW("q2", SLIMKV_Q2, SLIMKV_Q2, 1.0, 0, 0.0, o->sinks, none, 0),
+        ROW("q4, K 75% kept by k", SLIMKV_Q4, SLIMKV_Q4, 0.75, 0, 0.0, o->sinks, none, 0),
+        ROW("q4, K 75% kept by q·k", SLIMKV_Q4, SLIMKV_Q4, 0.75, 1, 0.0, o->sinks, none, 0),
+        ROW("q4, K 50% kept by k", SLIMKV_Q4, SLIMKV_Q4, 0.5, 0, 0.0, o->sinks, none, 0),
+        ROW("q4, K 50% kept by q·k", SLIMKV_Q4, SLIMKV_Q4, 0.5, 1, 0.0, o->sinks, none, 0),
+        ROW("q2, K 50% kept by q·k", SLIMKV_Q2, SLIMKV_Q2, 0.5, 1, 0.0, o->sinks, none, 0),
+        ROW("q4, ThinK 0.4", SLIMKV_Q4, SLIMKV_Q4, 1.0, 0, 0.0, o->sinks, think, 0.4),
+        ROW("f16, SparK 0.5", SLIMKV_F16, SLIMKV_F16, 1.0, 0, 0.0, o->sinks, spark, 0.5),
+        ROW("q4, SparK 0.5", SLIMKV_Q4, SLIMKV_Q4, 1.0, 0, 0.0, o->sinks, spark, 0.5),
+        ROW("q4, SparK 0.8", SLIMKV_Q4, SLIMKV_Q4, 1.0, 0, 0.0, o->sinks, spark, 0.8),
+        ROW("q4, 25% streaming heads", SLIMKV_Q4, SLIMKV_Q4, 1.0, 0, 0.25, stream_sinks, none, 0),
+        ROW("q4, 50% streaming heads", SLIMKV_Q4, SLIMKV_Q4, 1.0, 0, 0.50, stream_sinks, none, 0),
+        /* the last row: --plan's, when given */
+        ROW("plan", SLIMKV_F16, SLIMKV_F16, 1.0, 0, 0.0, o->sinks, none, 0),
+    };
+#undef ROW
+    int n_rows = (int)(sizeof rows_spec / sizeof rows_spec[0]) - (rt->plan ? 0 : 1);
+    if (rt->plan) {
+        kv_config *plan_row = &rows_spec[n_rows - 1];
+        const char *base = strrchr(o->plan_file, '/');
+        snprintf(plan_row->name, sizeof plan_row->name, "plan %s", base ? base + 1 : o->plan_file);
+        plan_row->plan = rt->plan;
+    }
+    eval_row rows[sizeof rows_spec / sizeof rows_spec[0]];
+    int n_prompt = o->ctx - o->n_gen;
+    if (n_prompt < 1 || n_prompt > count) {
+        fprintf(stderr, "slimkv-run: --n %d leaves no prompt in a --ctx %d window\n", o->n_gen, o->ctx);
+        free(ids);
+        return 1;
+    }
+    fprintf(stderr, "[eval] %s: tokens %d..%d of %zu, ctx %d, stride %d, chunk %d; R=%d G=%d; calibration: %d tokens\n",
+            o->eval_file, begin, begin + count, n, o->ctx, o->stride, o->chunk, o->residual, o->group,
+            o->calib_tokens);
+    int32_t *reference = NULL;
+    long n_scored = llama_ppl_scored(count, o->ctx, o->stride);
+    int32_t *dense_argmax = malloc((size_t)(n_scored > 0 ? n_scored : 1) * sizeof(int32_t));
+    int32_t *argmax = malloc((size_t)(n_scored > 0 ? n_scored : 1) * sizeof(int32_t));
+    int status = dense_argmax && argmax ? 0 : 1;
+    if (status)
+        report("eval", SLIMKV_ERR_NOMEM);
+    for (int r = 0; r < n_rows && status == 0; r++) {
+        eval_row *row = &rows[r];
+        row->kc = rows_spec[r];
+        uint8_t **masks = NULL;
+        if (masks_for(rt, &row->kc, ids, (size_t)begin, &masks) != SLIMKV_OK) {
+            status = 1;
+            break;
+        }
+        llama_cache_options opts;
+        cache_options(o, &row->kc, masks, &opts);
+        fprintf(stderr, "[eval] %s\n", row->kc.name);
+        gen_result g = {0};
+        slimkv_status st = perplexity(rt, &opts, ids + begin, count, r == 0 ? dense_argmax : argmax, &row->ppl);
+        if (st == SLIMKV_OK) {
+            long same = 0;
+            for (long i = 0; i < row->ppl.r.scored; i++)
+                same += (r == 0 ? dense_argmax : argmax)[i] == dense_argmax[i];
+            row->top1 = 100.0 * (double)same / (double)row->ppl.r.scored;
+        }
+        if (st == SLIMKV_OK)
+            st = generate(rt, &opts, ids + begin, n_prompt, o->n_gen, 0, NULL, &g);
+        if (st == SLIMKV_OK) {
+            row->decode_tps = g.median_step_seconds > 0 ? 1.0 / g.median_step_seconds : 0.0;
+            if (!reference) {
+                reference = g.tokens;
+                g.tokens = NULL;
+            }
+            int same = 0;
+            for (int i = 0; i < g.n; i++)
+                same += (g.tokens ? g.tokens[i] : reference[i]) == reference[i];
+            row->agreement = 100.0 * same / g.n;
+        } else {
+            status = 1;
+        }
+        free(g.tokens);
+        free_masks(masks, rt->hp->n_layer);
+    }
+    if (status == 0) {
+        double dense_ppl = rows[0].ppl.r.perplexity;
+        double dense_bytes = (double)rows[0].ppl.r.bytes / rows[0].ppl.r.tokens_held;
+        printf("\nSmolLM2-135M-Instruct (Q4_1 weights), %s tokens %d..%d, ctx %d, stride %d: %ld scored tokens; "
+               "R=%d, G=%d; top-1: teacher-forced argmax equal to dense over the scored tokens; greedy: "
+               "free-running tokens equal to dense over %d steps after a %d-token prompt; decode tok/s: 1 / median step "
+               "time of those steps; K kept by k: channels of largest mean |k|, by q·k: of largest mean |q| * mean |k|\n\n",
+               o->eval_file, begin, begin + count, o->ctx, o->stride, rows[0].ppl.r.scored, o->residual, o->group,
+               o->n_gen, n_prompt);
+        printf("| config | KV bytes/token | vs dense | decode tok/s | perplexity | vs dense | top-1 = dense | "
+               "greedy = dense |\n");
+        printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (int r = 0; r < n_rows; r++) {
+            double ppl = rows[r].ppl.r.perplexity;
+            double bytes = (double)rows[r].ppl.r.bytes / rows[r].ppl.r.tokens_held;
+            char sinks[32] = "";
+            if (rows[r].kc.sinks != o->sinks)
+                snprintf(sinks, sizeof sinks, " (S=%d)", rows[r].kc.sinks);
+            printf("| %s%s | %.0f | %.1f%% | %.1f | %.3f | %+.2f%% | %.1f%% | %.1f%% |\n", rows[r].kc.name, sinks,
+                   bytes, 100.0 * bytes / dense_bytes, rows[r].decode_tps, ppl, 100.0 * (ppl / dense_ppl - 1.0),
+                   rows[r].top1, rows[r].agreement);
+        }
+    }
+    free(reference);
+    free(dense_argmax);
+    free(argmax);
+    free(ids);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    run_options o;
+    int parsed = parse_options(argc, argv, &o);
+    if (parsed != 0)
+        return parsed > 0 ? 0 : 2;
+    if (o.threads > 0)
+        omp_set_num_threads(o.threads);
+    runtime rt = {.opt = &o};
+    double t0 = now_seconds();
+    gguf_file *file;
+    slimkv_status st = gguf_open(o.model_path, &file);
+    if (st != SLIMKV_OK) {
+        fprintf(stderr, "slimkv-run: %s: %s%s\n", o.model_path, slimkv_status_str(st),
+                st == SLIMKV_ERR_IO ? " (run `make model-data` to fetch the model)" : "");
+        return 1;
+    }
+    st = tokenizer_load(file, &rt.tok);
+    if (st != SLIMKV_OK) {
+        gguf_close(file);
+        return report("tokenizer", st), 1;
+    }
+    st = llama_load(file, &rt.model);
+    gguf_close(file); /* weights are dequantized copies; the tokenizer copied its strings */
+    if (st != SLIMKV_OK) {
+        tokenizer_destroy(rt.tok);
+        return report("model", st), 1;
+    }
+    rt.hp = llama_get_hparams(rt.model);
+    const char *isa = "?";
+    slimkv_isa_auto(&isa);
+    fprintf(stderr,
+            "[model] %s: %d layers, d=%d, %d heads / %d KV heads x %d, ff %d, vocab %d, rope base %g, %s output; "
+            "loaded in %.2f s; %d threads; SlimKV %s kernels\n",
+            o.model_path, rt.hp->n_layer, rt.hp->n_embd, rt.hp->n_head, rt.hp->n_kv_head, rt.hp->head_dim,
+            rt.hp->n_ff, rt.hp->n_vocab, rt.hp->rope_base, llama_output_tied(rt.model) ? "tied" : "separate",
+            now_seconds() - t0, omp_get_max_threads(), isa);
+    if (o.plan_file) {
+        st = slimkv_plan_load(o.plan_file, &rt.plan);
+        if (st != SLIMKV_OK) {
+            llama_free(rt.model);
+            tokenizer_destroy(rt.tok);
+            fprintf(stderr, "slimkv-run: %s: %s\n", o.plan_file, slimkv_status_str(st));
+            return 1;
+        }
+    }
+    int rc = o.prompt      ? run_generation(&rt)
+             : o.ppl_file  ? run_perplexity(&rt)
+             : o.eval_file ? run_eval(&rt)
+                           : run_write_calibration(&rt);
+    slimkv_plan_destroy(rt.plan);
+    llama_free(rt.model);
+    tokenizer_destroy(rt.tok);
+    return rc;
+}
