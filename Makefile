@@ -47,7 +47,7 @@ endif
 # Project flags come after the user's so that the essentials stay on.
 ALL_CPPFLAGS := -Iinclude -Isimd -D_GNU_SOURCE $(CPPFLAGS)
 ALL_CFLAGS := -std=c11 -Wall -Wextra -fPIC -fvisibility=hidden -fopenmp $(CFLAGS)
-LIBS := -lsleef -lcjson -lm -lpthread
+LIBS := -lsleef -lcjson -lm -lpthread -ldl
 
 CORE_SRC := $(wildcard src/*.c) simd/scalar.c
 # SIMD=0 builds the portable scalar kernels only.
@@ -143,6 +143,8 @@ test: deps
 	$(Q)failed=0; for t in $(TEST_BIN); do echo "== $$t"; $(RUNNER) $$t || failed=$$((failed + 1)); done; \
 	  for isa in scalar bogus; do echo "== SLIMKV_ISA=$$isa $(BUILD)/tests/test_dispatch"; \
 	    SLIMKV_ISA=$$isa $(RUNNER) $(BUILD)/tests/test_dispatch || failed=$$((failed + 1)); done; \
+	  for e in $(CUDA_TEST_ENVS); do echo "== $${e//,/ } $(BUILD)/tests/test_cuda"; \
+	    env $${e//,/ } $(RUNNER) $(BUILD)/tests/test_cuda || failed=$$((failed + 1)); done; \
 	  echo "test programs failed: $$failed"; [ $$failed -eq 0 ]
 
 bench: $(BENCH)
@@ -210,13 +212,17 @@ install: lib
 	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libslimkv.so
 	install -m 644 $(PC_FILE) $(DESTDIR)$(LIBDIR)/pkgconfig/
+	@# the CUDA plugin when `make cuda` built it: beside the library, where the core looks
+	$(if $(wildcard $(CUDA_PLUGIN)),install -m 755 $(CUDA_PLUGIN) $(DESTDIR)$(LIBDIR)/)
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/slimkv.h $(DESTDIR)$(LIBDIR)/libslimkv.a $(DESTDIR)$(LIBDIR)/$(SONAME) \
-	  $(DESTDIR)$(LIBDIR)/libslimkv.so $(DESTDIR)$(LIBDIR)/pkgconfig/slimkv.pc
+	  $(DESTDIR)$(LIBDIR)/libslimkv.so $(DESTDIR)$(LIBDIR)/pkgconfig/slimkv.pc $(DESTDIR)$(LIBDIR)/libslimkv_cuda.so
 
 clean:
 	rm -rf build
 
+comma := ,
+include cuda/cuda.mk
 include bench/model/model.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

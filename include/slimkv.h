@@ -43,7 +43,8 @@ typedef enum slimkv_status {
     SLIMKV_ERR_IO = 9,             /* an operating-system I/O call failed */
     SLIMKV_ERR_STATE = 10,         /* not valid in the cache's current state (e.g. append before
                                       the first prefill of a query-aware policy) */
-    SLIMKV_ERR_MISMATCH = 11       /* a snapshot saved from a differently configured cache */
+    SLIMKV_ERR_MISMATCH = 11,      /* a snapshot saved from a differently configured cache */
+    SLIMKV_ERR_DEVICE = 12         /* the GPU runtime reported an error (CUDA backend) */
 } slimkv_status;
 
 /* Storage format of K or V. Dense formats store values as they are;
@@ -66,10 +67,20 @@ typedef enum slimkv_policy {
     SLIMKV_POLICY_SPARK = 3   /* per-token top-T K channels, pruned ones restored in the score (SparK) */
 } slimkv_policy;
 
+/* Where a cache's storage and attention live. Like SLIMKV_ISA, the
+ * environment variable SLIMKV_BACKEND=auto|cpu|cuda decides for configs that
+ * say auto (read once per process; another value makes their create fail
+ * with SLIMKV_ERR_UNSUPPORTED).
+ * CUDA runs in the plugin libslimkv_cuda.so, loaded at run time from
+ * $SLIMKV_CUDA_PLUGIN, else from the directory libslimkv.so was loaded
+ * from, else by the dynamic loader's search; the core never links the CUDA
+ * runtime. The CUDA backend serves every format with static masks and
+ * ThinK, not SparK; its caches cannot be saved or restored. */
 typedef enum slimkv_backend {
-    SLIMKV_BACKEND_AUTO = 0,  /* CUDA plugin when usable, else CPU (SLIMKV_BACKEND overrides) */
+    SLIMKV_BACKEND_AUTO = 0,  /* CUDA when the plugin loads, a device exists and the policy is
+                                 supported there; else CPU */
     SLIMKV_BACKEND_CPU = 1,
-    SLIMKV_BACKEND_CUDA = 2
+    SLIMKV_BACKEND_CUDA = 2   /* SLIMKV_ERR_UNSUPPORTED when that is not possible */
 } slimkv_backend;
 
 /* Fill with slimkv_config_init(), then set the fields you need. */
@@ -104,6 +115,10 @@ typedef struct slimkv_config {
     slimkv_backend backend;
     const char *isa;      /* NULL or "auto": best available (SLIMKV_ISA overrides);
                              else "scalar", "avx2", "avx512" or "neon" */
+    /* CUDA backend only: q, k, v and out of prefill/append/attend are device
+     * pointers (0: host pointers). Needs backend SLIMKV_BACKEND_CUDA: with
+     * auto a cache could land on the CPU, where device pointers are useless. */
+    int device_pointers;
 } slimkv_config;
 
 typedef struct slimkv_cache slimkv_cache;
@@ -126,6 +141,11 @@ SLIMKV_API slimkv_status slimkv_config_validate(const slimkv_config *config);
 SLIMKV_API slimkv_status slimkv_isa_auto(const char **name);
 /* 1 when the named ISA's kernels are compiled in and the CPU supports them. */
 SLIMKV_API int slimkv_isa_supported(const char *name);
+
+/* SLIMKV_OK when CUDA caches can be created here; else SLIMKV_ERR_UNSUPPORTED
+ * and, when reason is not NULL, a sentence saying why (no plugin, a plugin
+ * of another ABI, no device). */
+SLIMKV_API slimkv_status slimkv_cuda_available(const char **reason);
 
 SLIMKV_API slimkv_status slimkv_cache_create(const slimkv_config *config, slimkv_cache **out_cache);
 SLIMKV_API void slimkv_cache_destroy(slimkv_cache *cache);
@@ -151,8 +171,10 @@ SLIMKV_API slimkv_status slimkv_attend(const slimkv_cache *cache, const float *q
  * compressed pages allocated so far). */
 SLIMKV_API slimkv_status slimkv_cache_bytes(const slimkv_cache *cache, size_t *bytes);
 SLIMKV_API slimkv_status slimkv_cache_tokens(const slimkv_cache *cache, int *n_tokens);
-/* The ISA table this cache runs on. */
+/* The ISA table this cache runs on ("cuda" for a CUDA cache). */
 SLIMKV_API slimkv_status slimkv_cache_isa(const slimkv_cache *cache, const char **name);
+/* The backend this cache runs on: SLIMKV_BACKEND_CPU or SLIMKV_BACKEND_CUDA. */
+SLIMKV_API slimkv_status slimkv_cache_backend(const slimkv_cache *cache, slimkv_backend *backend);
 
 /* Kept channels of one KV head after alignment, ascending. channels may be
  * NULL to query only the count; else it must hold head_dim entries.

@@ -53,12 +53,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "format_math.h"
 #include "slimkv.h"
 
 #define SLIMKV_HIDDEN __attribute__((visibility("hidden")))
 
 /* Bytes of the code section; the parameters follow it. */
-static inline size_t slimkv_k_params_offset(slimkv_format fmt, int dk, int g)
+/* SLIMKV_HD: the CUDA plugin addresses groups with these too. */
+SLIMKV_HD size_t slimkv_k_params_offset(slimkv_format fmt, int dk, int g)
 {
     size_t nquad = (size_t)dk / 4, lanes = (size_t)g * 4;
     switch (fmt) {
@@ -70,7 +72,7 @@ static inline size_t slimkv_k_params_offset(slimkv_format fmt, int dk, int g)
     }
 }
 
-static inline size_t slimkv_v_params_offset(slimkv_format fmt, int dv, int g)
+SLIMKV_HD size_t slimkv_v_params_offset(slimkv_format fmt, int dv, int g)
 {
     switch (fmt) {
     case SLIMKV_Q8: return (size_t)g * dv;
@@ -101,7 +103,7 @@ typedef struct slimkv_spark_geometry {
     int t_keep, g, nvg;
 } slimkv_spark_geometry;
 
-static inline int slimkv_is_quantized(slimkv_format fmt);
+SLIMKV_HD int slimkv_is_quantized(slimkv_format fmt);
 
 static inline slimkv_spark_geometry slimkv_spark_geometry_of(slimkv_format fmt, int dim, int t_keep, int g)
 {
@@ -115,15 +117,44 @@ static inline slimkv_spark_geometry slimkv_spark_geometry_of(slimkv_format fmt, 
     return r;
 }
 
-static inline int slimkv_is_quantized(slimkv_format fmt)
+SLIMKV_HD int slimkv_is_quantized(slimkv_format fmt)
 {
     return fmt == SLIMKV_Q8 || fmt == SLIMKV_Q4 || fmt == SLIMKV_Q2;
 }
 
-static inline int slimkv_format_bits(slimkv_format fmt)
+SLIMKV_HD int slimkv_format_bits(slimkv_format fmt)
 {
-    static const int bits[SLIMKV_FORMAT_COUNT] = {32, 16, 16, 8, 4, 2};
-    return bits[fmt];
+    return fmt == SLIMKV_F32 ? 32 : fmt == SLIMKV_Q8 ? 8 : fmt == SLIMKV_Q4 ? 4 : fmt == SLIMKV_Q2 ? 2 : 16;
+}
+
+/* The tiles attention walks for one KV head, in position order (the CPU
+ * driver and the CUDA kernels walk the same ones): the sinks in tiles of G,
+ * then the G-aligned spans after the sinks that the head sees, then a
+ * prefill chunk in tiles of G. */
+typedef struct slimkv_tile_plan {
+    int n_sink_tiles, first_window_tile, n_window_tiles, n_chunk_tiles;
+    int window_start;     /* first visible position after the sinks */
+} slimkv_tile_plan;
+
+/* n tokens held (v_body of them in the V body), S sinks, a head keeping dk
+ * K channels, n_chunk tokens of a prefill chunk. */
+SLIMKV_HD slimkv_tile_plan slimkv_plan_tiles(int n, int n_sink, int g, int v_body, int dk, int n_chunk)
+{
+    slimkv_tile_plan p;
+    int sinks = n < n_sink ? n : n_sink;
+    p.n_sink_tiles = (sinks + g - 1) / g;
+    /* Non-streaming heads see every token; streaming heads (dk == 0) only
+     * the V window, which is the last R tokens. */
+    p.window_start = dk > 0 ? n_sink : n_sink + v_body;
+    if (n > p.window_start) {
+        p.first_window_tile = (p.window_start - n_sink) / g;
+        p.n_window_tiles = (n - n_sink + g - 1) / g - p.first_window_tile;
+    } else {
+        p.first_window_tile = 0;
+        p.n_window_tiles = 0;
+    }
+    p.n_chunk_tiles = (n_chunk + g - 1) / g;
+    return p;
 }
 
 /* Scores of one K group / row block for nq queries:

@@ -3,80 +3,29 @@
 #include <math.h>
 #include <string.h>
 
+#include "format_math.h"
 #include "kernels.h"
 
 /* ---- fp16 / bf16 conversions (round to nearest even, NaN kept quiet) ---- */
 
-static uint32_t float_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float bits_float(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 uint16_t slimkv_f32_to_f16(float f)
 {
-    uint32_t x = float_bits(f);
-    uint32_t sign = (x >> 16) & 0x8000u;
-    uint32_t abs = x & 0x7fffffffu;
-    if (abs >= 0x7f800000u) /* Inf or NaN */
-        return (uint16_t)(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u | ((abs >> 13) & 0x3ffu) : 0));
-    if (abs >= 0x477ff000u) /* rounds to >= 65520: overflow to Inf */
-        return (uint16_t)(sign | 0x7c00u);
-    if (abs < 0x38800000u) { /* below the smallest normal half: subnormal or zero */
-        if (abs < 0x33000000u) /* below half of the smallest subnormal */
-            return (uint16_t)sign;
-        uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
-        int shift = 126 - (int)(abs >> 23); /* 14 .. 24 */
-        uint32_t half = mant >> shift;
-        uint32_t rem = mant & ((1u << shift) - 1);
-        uint32_t mid = 1u << (shift - 1);
-        if (rem > mid || (rem == mid && (half & 1u)))
-            half++;
-        return (uint16_t)(sign | half);
-    }
-    uint32_t h = ((abs >> 13) - (112u << 10)); /* rebias exponent 127 -> 15 */
-    uint32_t rem = abs & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
-        h++;
-    return (uint16_t)(sign | h);
+    return slimkv_half_from_float(f);
 }
 
 float slimkv_f16_to_f32(uint16_t h)
 {
-    uint32_t sign = ((uint32_t)h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t mant = h & 0x3ffu;
-    if (exp == 0x1f) /* Inf, or NaN made quiet as the hardware converters do */
-        return bits_float(sign | 0x7f800000u | (mant << 13) | (mant ? 0x400000u : 0));
-    if (exp == 0) {
-        if (mant == 0)
-            return bits_float(sign);
-        float f = (float)mant * 0x1p-24f;
-        return sign ? -f : f;
-    }
-    return bits_float(sign | ((exp + 112u) << 23) | (mant << 13));
+    return slimkv_half_to_float(h);
 }
 
 uint16_t slimkv_f32_to_bf16(float f)
 {
-    uint32_t x = float_bits(f);
-    if ((x & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((x >> 16) | 0x40u);
-    x += 0x7fffu + ((x >> 16) & 1u);
-    return (uint16_t)(x >> 16);
+    return slimkv_bfloat_from_float(f);
 }
 
 float slimkv_bf16_to_f32(uint16_t h)
 {
-    return bits_float((uint32_t)h << 16);
+    return slimkv_bfloat_to_float(h);
 }
 
 static void f32_to_f16_scalar(const float *src, uint16_t *dst, size_t n)
@@ -196,22 +145,6 @@ DENSE_BODIES(bf16, SLIMKV_BF16)
 
 /* ---- quantized codes: position of one code inside a K group / V block ---- */
 
-/* Byte index and bit shift of the code of channel c, token t in a K group. */
-static void k_code_pos(int bits, int g, int c, int t, size_t *byte, int *shift)
-{
-    int quad = c / 4, per_byte = 8 / bits;
-    *byte = ((size_t)(quad / per_byte) * g + t) * 4 + c % 4;
-    *shift = bits * (quad % per_byte);
-}
-
-/* Byte index and bit shift of the code of token t, channel c in a V block. */
-static void v_code_pos(int bits, int dv, int t, int c, size_t *byte, int *shift)
-{
-    int quad = t / 4, per_byte = 8 / bits;
-    *byte = ((size_t)(quad / per_byte) * dv + c) * 4 + t % 4;
-    *shift = bits * (quad % per_byte);
-}
-
 static int read_code(const uint8_t *codes, size_t byte, int shift, int bits)
 {
     return (codes[byte] >> shift) & ((1 << bits) - 1);
@@ -226,22 +159,7 @@ static void quant_params(const float *x, size_t stride, int n, int bits, uint16_
         lo = v < lo ? v : lo;
         hi = v > hi ? v : hi;
     }
-    *scale_h = slimkv_f32_to_f16((hi - lo) / (float)((1 << bits) - 1));
-    *min_h = slimkv_f32_to_f16(lo);
-}
-
-static int quant_code(float x, float mn, float inv, int bits)
-{
-    float r = rintf((x - mn) * inv);
-    float top = (float)((1 << bits) - 1);
-    r = r < 0.0f ? 0.0f : r;
-    r = r > top ? top : r;
-    return (int)r;
-}
-
-static float inverse_scale(float scale)
-{
-    return scale == 0.0f ? 0.0f : 1.0f / scale;
+    slimkv_quant_params_of(lo, hi, bits, scale_h, min_h);
 }
 
 static void pack_k_quant(int bits, slimkv_format fmt, const float *src, int dk, int g, uint8_t *group)
@@ -251,12 +169,12 @@ static void pack_k_quant(int bits, slimkv_format fmt, const float *src, int dk, 
     memset(group, 0, off);
     for (int c = 0; c < dk; c++) {
         quant_params(src + c, (size_t)dk, g, bits, &scale[c], &mins[c]);
-        float mn = slimkv_f16_to_f32(mins[c]), inv = inverse_scale(slimkv_f16_to_f32(scale[c]));
+        float mn = slimkv_f16_to_f32(mins[c]), inv = slimkv_inverse_scale(slimkv_f16_to_f32(scale[c]));
         for (int t = 0; t < g; t++) {
             size_t byte;
             int shift;
-            k_code_pos(bits, g, c, t, &byte, &shift);
-            group[byte] |= (uint8_t)(quant_code(src[(size_t)t * dk + c], mn, inv, bits) << shift);
+            slimkv_k_code_pos(bits, g, c, t, &byte, &shift);
+            group[byte] |= (uint8_t)(slimkv_quant_code(src[(size_t)t * dk + c], mn, inv, bits) << shift);
         }
     }
 }
@@ -269,13 +187,13 @@ static void pack_v_quant(int bits, slimkv_format fmt, const float *src, int dv, 
         int c0 = j * g, cn = dv - c0 < g ? dv - c0 : g;
         uint16_t *sh = &scale[(size_t)slot * nvg + j], *mh = &mins[(size_t)slot * nvg + j];
         quant_params(src + c0, 1, cn, bits, sh, mh);
-        float mn = slimkv_f16_to_f32(*mh), inv = inverse_scale(slimkv_f16_to_f32(*sh));
+        float mn = slimkv_f16_to_f32(*mh), inv = slimkv_inverse_scale(slimkv_f16_to_f32(*sh));
         for (int c = c0; c < c0 + cn; c++) {
             size_t byte;
             int shift;
-            v_code_pos(bits, dv, slot, c, &byte, &shift);
+            slimkv_v_code_pos(bits, dv, slot, c, &byte, &shift);
             block[byte] = (uint8_t)((block[byte] & ~(((1 << bits) - 1) << shift)) |
-                                    (quant_code(src[c], mn, inv, bits) << shift));
+                                    (slimkv_quant_code(src[c], mn, inv, bits) << shift));
         }
     }
 }
@@ -296,7 +214,7 @@ static void score_k_quant(int bits, slimkv_format fmt, const uint8_t *group, int
             for (int c = 0; c < dk; c++) {
                 size_t byte;
                 int shift;
-                k_code_pos(bits, g, c, t, &byte, &shift);
+                slimkv_k_code_pos(bits, g, c, t, &byte, &shift);
                 acc += qi[c] * slimkv_f16_to_f32(scale[c]) * (float)read_code(group, byte, shift, bits);
             }
             s[(size_t)i * lds + t] = acc + bias;
@@ -319,7 +237,7 @@ static void accum_v_quant(int bits, slimkv_format fmt, const uint8_t *block, int
             for (int c = 0; c < dv; c++) {
                 size_t byte;
                 int shift;
-                v_code_pos(bits, dv, t, c, &byte, &shift);
+                slimkv_v_code_pos(bits, dv, t, c, &byte, &shift);
                 size_t p = (size_t)t * nvg + c / g;
                 ai[c] += wi[t] * slimkv_f16_to_f32(scale[p]) * (float)read_code(block, byte, shift, bits) +
                          wi[t] * slimkv_f16_to_f32(mins[p]);
@@ -443,9 +361,9 @@ static void pack_spark_body(slimkv_format fmt, const float *src, const float *qn
             quant_params(kept + j0, 1, jn, b, &sh, &mh);
             memcpy(&r.params[vg], &sh, sizeof sh);
             memcpy(&r.params[nvg + vg], &mh, sizeof mh);
-            float mn = slimkv_f16_to_f32(mh), inv = inverse_scale(slimkv_f16_to_f32(sh));
+            float mn = slimkv_f16_to_f32(mh), inv = slimkv_inverse_scale(slimkv_f16_to_f32(sh));
             for (int j = j0; j < j0 + jn; j++)
-                r.values[(size_t)j * b / 8] |= (uint8_t)(quant_code(kept[j], mn, inv, b) << ((j * b) % 8));
+                r.values[(size_t)j * b / 8] |= (uint8_t)(slimkv_quant_code(kept[j], mn, inv, b) << ((j * b) % 8));
         }
     }
 }

@@ -29,10 +29,7 @@ typedef struct run {
     float *partials;      /* [item][rows][head_dim + 2] when n_split > 1 */
 } run;
 
-typedef struct tile_plan {
-    int n_sink_tiles, first_window_tile, n_window_tiles, n_chunk_tiles;
-    int window_start;     /* first visible position after the sinks */
-} tile_plan;
+typedef slimkv_tile_plan tile_plan;
 
 typedef struct scratch {
     float *scores;        /* [rows][G] */
@@ -52,22 +49,8 @@ static int max_rows(const slimkv_cache *c)
 static tile_plan plan_tiles(const run *r, const slimkv_head *h)
 {
     const slimkv_config *cfg = &r->c->cfg;
-    int g = cfg->group_size, n = r->c->n_tokens, s = cfg->n_sink;
-    tile_plan p;
-    int sinks = n < s ? n : s;
-    p.n_sink_tiles = (sinks + g - 1) / g;
-    /* Non-streaming heads see every token; streaming heads only the V
-     * window, which is the last R tokens. */
-    p.window_start = h->dk > 0 ? s : s + slimkv_v_body_tokens(cfg, n);
-    if (n > p.window_start) {
-        p.first_window_tile = (p.window_start - s) / g;
-        p.n_window_tiles = (n - s + g - 1) / g - p.first_window_tile;
-    } else {
-        p.first_window_tile = 0;
-        p.n_window_tiles = 0;
-    }
-    p.n_chunk_tiles = (r->n_chunk + g - 1) / g;
-    return p;
+    return slimkv_plan_tiles(r->c->n_tokens, cfg->n_sink, cfg->group_size, slimkv_v_body_tokens(cfg, r->c->n_tokens),
+                             h->dk, r->n_chunk);
 }
 
 static int plan_total(const tile_plan *p)

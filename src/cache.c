@@ -72,6 +72,8 @@ slimkv_status slimkv_config_validate(const slimkv_config *cfg)
         return SLIMKV_ERR_INVALID_CONFIG;
     if ((unsigned)cfg->backend > SLIMKV_BACKEND_CUDA)
         return SLIMKV_ERR_INVALID_CONFIG;
+    if (cfg->device_pointers != 0 && (cfg->device_pointers != 1 || cfg->backend != SLIMKV_BACKEND_CUDA))
+        return SLIMKV_ERR_INVALID_CONFIG;
     size_t mask_len = (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
     switch (cfg->policy) {
     case SLIMKV_POLICY_NONE:
@@ -147,6 +149,8 @@ void slimkv_cache_destroy(slimkv_cache *c)
 {
     if (!c)
         return;
+    if (c->dev)
+        c->dev_api->destroy(c->dev);
     if (c->heads)
         for (int h = 0; h < c->cfg.n_kv_heads; h++)
             free_head(&c->heads[h]);
@@ -174,18 +178,22 @@ static slimkv_status init_head(slimkv_cache *c, int index, const uint8_t *k_mask
     size_t vrow = (size_t)dim * slimkv_row_elem_bytes(c->v_row_fmt);
     h->k_chan = slimkv_malloc((size_t)dim * sizeof *h->k_chan);
     h->v_chan = slimkv_malloc((size_t)dim * sizeof *h->v_chan);
-    h->k_pages = slimkv_calloc((size_t)c->max_pages, sizeof *h->k_pages);
-    h->v_pages = slimkv_calloc((size_t)c->max_pages, sizeof *h->v_pages);
-    /* zeroed: a snapshot then saves only bytes that were written */
-    h->ring_k = slimkv_calloc((size_t)c->ring_slots, krow);
-    h->ring_v = slimkv_calloc((size_t)c->ring_slots, vrow);
-    if (c->sink_rows > 0) {
-        h->sink_k = slimkv_calloc((size_t)c->sink_rows, krow);
-        h->sink_v = slimkv_calloc((size_t)c->sink_rows, vrow);
-    }
-    if (!h->k_chan || !h->v_chan || !h->k_pages || !h->v_pages || !h->ring_k || !h->ring_v ||
-        (c->sink_rows > 0 && (!h->sink_k || !h->sink_v)))
+    if (!h->k_chan || !h->v_chan)
         return SLIMKV_ERR_NOMEM;
+    if (!c->dev_api) { /* a CUDA cache keeps its storage on the device */
+        h->k_pages = slimkv_calloc((size_t)c->max_pages, sizeof *h->k_pages);
+        h->v_pages = slimkv_calloc((size_t)c->max_pages, sizeof *h->v_pages);
+        /* zeroed: a snapshot then saves only bytes that were written */
+        h->ring_k = slimkv_calloc((size_t)c->ring_slots, krow);
+        h->ring_v = slimkv_calloc((size_t)c->ring_slots, vrow);
+        if (c->sink_rows > 0) {
+            h->sink_k = slimkv_calloc((size_t)c->sink_rows, krow);
+            h->sink_v = slimkv_calloc((size_t)c->sink_rows, vrow);
+        }
+        if (!h->k_pages || !h->v_pages || !h->ring_k || !h->ring_v ||
+            (c->sink_rows > 0 && (!h->sink_k || !h->sink_v)))
+            return SLIMKV_ERR_NOMEM;
+    }
     if (k_mask) {
         h->dk = kept_channels(k_mask + (size_t)index * dim, dim, cfg->channel_align, h->k_chan);
     } else {
@@ -212,8 +220,60 @@ static slimkv_status init_head(slimkv_cache *c, int index, const uint8_t *k_mask
     return SLIMKV_OK;
 }
 
-/* A validated config and its kernels: the cache, empty. */
-static slimkv_status create_with(const slimkv_config *config, const slimkv_kernels *kern, slimkv_cache **out)
+/* The device's view of a cache's heads (channel arrays stay host memory:
+ * the plugin copies them). */
+static slimkv_status device_heads(const slimkv_cache *c, slimkv_dev_head **out)
+{
+    slimkv_dev_head *heads = slimkv_calloc((size_t)c->cfg.n_kv_heads, sizeof *heads);
+    if (!heads)
+        return SLIMKV_ERR_NOMEM;
+    for (int i = 0; i < c->cfg.n_kv_heads; i++) {
+        const slimkv_head *h = &c->heads[i];
+        heads[i].dk = h->dk;
+        heads[i].dv = h->dv;
+        heads[i].k_chan = h->k_chan;
+        heads[i].v_chan = h->v_chan;
+        heads[i].k_group_bytes = h->k_group_bytes;
+        heads[i].v_block_bytes = h->v_block_bytes;
+    }
+    *out = heads;
+    return SLIMKV_OK;
+}
+
+/* The device cache of a CUDA cache whose host bookkeeping is complete. */
+static slimkv_status create_device(slimkv_cache *c)
+{
+    const slimkv_config *cfg = &c->cfg;
+    slimkv_dev_layout layout = {
+        .n_q_heads = cfg->n_q_heads, .n_kv_heads = cfg->n_kv_heads, .head_dim = cfg->head_dim,
+        .capacity = cfg->capacity, .group_size = cfg->group_size, .residual = cfg->residual,
+        .n_sink = cfg->n_sink, .k_format = cfg->k_format, .v_format = cfg->v_format,
+        .k_row_format = c->k_row_fmt, .v_row_format = c->v_row_fmt, .ring_slots = c->ring_slots,
+        .sink_rows = c->sink_rows, .page_groups = SLIMKV_PAGE_GROUPS, .device_pointers = cfg->device_pointers};
+    slimkv_dev_head *heads;
+    slimkv_status st = device_heads(c, &heads);
+    if (st != SLIMKV_OK)
+        return st;
+    st = c->dev_api->create(&layout, heads, &c->dev);
+    slimkv_free(heads);
+    return st;
+}
+
+/* Tells the device the heads' channels changed (ThinK's choice). */
+static slimkv_status update_device_heads(slimkv_cache *c)
+{
+    slimkv_dev_head *heads;
+    slimkv_status st = device_heads(c, &heads);
+    if (st != SLIMKV_OK)
+        return st;
+    st = c->dev_api->set_heads(c->dev, heads);
+    slimkv_free(heads);
+    return st;
+}
+
+/* A validated config, its kernels and backend: the cache, empty. */
+static slimkv_status create_with(const slimkv_config *config, const slimkv_kernels *kern,
+                                 const slimkv_plugin_api *dev_api, slimkv_cache **out)
 {
     slimkv_status st;
     slimkv_cache *c = slimkv_calloc(1, sizeof *c);
@@ -224,6 +284,7 @@ static slimkv_status create_with(const slimkv_config *config, const slimkv_kerne
     c->cfg.v_mask = NULL;
     c->cfg.isa = NULL;
     c->kern = kern;
+    c->dev_api = dev_api;
     c->q_per_kv = config->n_q_heads / config->n_kv_heads;
     /* The window never holds more than the capacity: a huge R or S costs
      * nothing beyond what the tokens can fill. */
@@ -249,6 +310,10 @@ static slimkv_status create_with(const slimkv_config *config, const slimkv_kerne
             return st;
         }
     }
+    if (dev_api && (st = create_device(c)) != SLIMKV_OK) {
+        slimkv_cache_destroy(c);
+        return st;
+    }
     *out = c;
     return SLIMKV_OK;
 }
@@ -260,11 +325,14 @@ slimkv_status slimkv_cache_create(const slimkv_config *config, slimkv_cache **ou
     slimkv_status st = slimkv_config_validate(config);
     if (st != SLIMKV_OK)
         return st;
-    if (config->backend == SLIMKV_BACKEND_CUDA)
-        return SLIMKV_ERR_UNSUPPORTED; /* no CUDA plugin in this build */
+    const slimkv_plugin_api *dev_api;
+    st = slimkv_backend_choose(config, &dev_api);
+    if (st != SLIMKV_OK)
+        return st;
+    /* A CUDA cache still gets CPU kernels: the core's own host work uses them. */
     const slimkv_kernels *kern;
     st = slimkv_select_kernels(config->isa, &kern);
-    return st != SLIMKV_OK ? st : create_with(config, kern, out);
+    return st != SLIMKV_OK ? st : create_with(config, kern, dev_api, out);
 }
 
 /* 0/1 masks of a head's kept channels: the config a static cache came from
@@ -294,7 +362,7 @@ slimkv_status slimkv_cache_create_like(const slimkv_cache *target, slimkv_cache 
         cfg.k_mask = masks;
         cfg.v_mask = masks + n;
     }
-    slimkv_status st = create_with(&cfg, target->kern, out);
+    slimkv_status st = create_with(&cfg, target->kern, target->dev_api, out);
     slimkv_free(masks);
     return st;
 }
@@ -426,6 +494,21 @@ static void append_head(slimkv_cache *c, int index, const float *k, const float 
     }
 }
 
+/* representable() for the caller's values, wherever they are: device
+ * pointers are checked on the device. row_fmt F32 checks finiteness only. */
+static slimkv_status check_values(const slimkv_cache *c, const float *x, size_t n, slimkv_format row_fmt)
+{
+    int ok;
+    if (c->dev && c->cfg.device_pointers) {
+        slimkv_status st = c->dev_api->check_values(c->dev, x, n, row_fmt == SLIMKV_F16, &ok);
+        if (st != SLIMKV_OK)
+            return st;
+    } else {
+        ok = representable(x, n, row_fmt);
+    }
+    return ok ? SLIMKV_OK : SLIMKV_ERR_NONFINITE;
+}
+
 static slimkv_status check_append(const slimkv_cache *c, const float *k, const float *v, int n_tokens)
 {
     if (!c || !k || !v)
@@ -435,13 +518,40 @@ static slimkv_status check_append(const slimkv_cache *c, const float *k, const f
     if (n_tokens > c->cfg.capacity - c->n_tokens)
         return SLIMKV_ERR_CAPACITY;
     size_t n = (size_t)n_tokens * c->cfg.n_kv_heads * c->cfg.head_dim;
-    if (!representable(k, n, c->k_row_fmt) || !representable(v, n, c->v_row_fmt))
-        return SLIMKV_ERR_NONFINITE;
-    return SLIMKV_OK;
+    slimkv_status st = check_values(c, k, n, c->k_row_fmt);
+    return st != SLIMKV_OK ? st : check_values(c, v, n, c->v_row_fmt);
+}
+
+/* The device's append: the core says which tokens become body. */
+static slimkv_status append_on_device(slimkv_cache *c, const float *k, const float *v, int n_tokens)
+{
+    const slimkv_config *cfg = &c->cfg;
+    int n0 = c->n_tokens, n1 = n0 + n_tokens;
+    slimkv_dev_append a = {.k = k, .v = v, .n0 = n0, .n1 = n1,
+                           .k_body0 = slimkv_k_body_tokens(cfg, n0), .k_body1 = slimkv_k_body_tokens(cfg, n1),
+                           .v_body0 = slimkv_v_body_tokens(cfg, n0), .v_body1 = slimkv_v_body_tokens(cfg, n1)};
+    slimkv_status st = c->dev_api->append(c->dev, &a);
+    if (st == SLIMKV_OK)
+        c->n_tokens = n1;
+    return st;
+}
+
+/* The device's attention over the stored tokens (+ a prefill chunk). */
+static slimkv_status attend_on_device(const slimkv_cache *c, const float *q, int n_queries, int qpos0,
+                                      const float *chunk_k, const float *chunk_v, int n_chunk, float *out)
+{
+    const slimkv_config *cfg = &c->cfg;
+    slimkv_dev_attend a = {.q = q, .n_queries = n_queries, .qpos0 = qpos0, .n_tokens = c->n_tokens,
+                           .k_body = slimkv_k_body_tokens(cfg, c->n_tokens),
+                           .v_body = slimkv_v_body_tokens(cfg, c->n_tokens),
+                           .chunk_k = chunk_k, .chunk_v = chunk_v, .n_chunk = n_chunk, .out = out};
+    return c->dev_api->attend(c->dev, &a);
 }
 
 static slimkv_status append_checked(slimkv_cache *c, const float *k, const float *v, int n_tokens)
 {
+    if (c->dev)
+        return append_on_device(c, k, v, n_tokens);
     const slimkv_config *cfg = &c->cfg;
     int n1 = c->n_tokens + n_tokens;
     size_t per_head = (size_t)(cfg->group_size + 1) * cfg->head_dim;
@@ -506,6 +616,38 @@ static void choose_channels(slimkv_cache *c, const float *q, const float *k, int
     c->channels_pending = 0;
 }
 
+/* choose_channels() for a CUDA cache: the choice is made on the host
+ * (from a copy of device q/k), then the device learns the new channels.
+ * On failure the cache is as before. */
+static slimkv_status choose_channels_on_device(slimkv_cache *c, const float *q, const float *k, int n_tokens)
+{
+    const slimkv_config *cfg = &c->cfg;
+    float *host = NULL;
+    if (cfg->device_pointers) {
+        size_t nq = (size_t)n_tokens * cfg->n_q_heads * cfg->head_dim;
+        size_t nk = (size_t)n_tokens * cfg->n_kv_heads * cfg->head_dim;
+        if (!(host = slimkv_malloc((nq + nk) * sizeof *host)))
+            return SLIMKV_ERR_NOMEM;
+        slimkv_status st = c->dev_api->copy_to_host(c->dev, q, nq, host);
+        if (st == SLIMKV_OK)
+            st = c->dev_api->copy_to_host(c->dev, k, nk, host + nq);
+        if (st != SLIMKV_OK) {
+            slimkv_free(host);
+            return st;
+        }
+        q = host;
+        k = host + nq;
+    }
+    choose_channels(c, q, k, n_tokens);
+    slimkv_free(host);
+    slimkv_status st = update_device_heads(c);
+    if (st != SLIMKV_OK) {
+        reset_channels(c);
+        update_device_heads(c);
+    }
+    return st;
+}
+
 slimkv_status slimkv_cache_prefill(slimkv_cache *c, const float *q, const float *k, const float *v,
                                    int n_tokens, float *out)
 {
@@ -514,17 +656,27 @@ slimkv_status slimkv_cache_prefill(slimkv_cache *c, const float *q, const float 
     slimkv_status st = check_append(c, k, v, n_tokens);
     if (st != SLIMKV_OK)
         return st;
-    if (!slimkv_all_finite(q, (size_t)n_tokens * c->cfg.n_q_heads * c->cfg.head_dim))
-        return SLIMKV_ERR_NONFINITE;
-    st = slimkv_attention_run(c, q, n_tokens, c->n_tokens, k, v, n_tokens, out);
+    st = check_values(c, q, (size_t)n_tokens * c->cfg.n_q_heads * c->cfg.head_dim, SLIMKV_F32);
+    if (st != SLIMKV_OK)
+        return st;
+    if (c->dev)
+        st = attend_on_device(c, q, n_tokens, c->n_tokens, k, v, n_tokens, out);
+    else
+        st = slimkv_attention_run(c, q, n_tokens, c->n_tokens, k, v, n_tokens, out);
     if (st != SLIMKV_OK)
         return st;
     int first_choice = c->channels_pending;
-    if (first_choice)
-        choose_channels(c, q, k, n_tokens);
+    if (first_choice) {
+        st = c->dev ? choose_channels_on_device(c, q, k, n_tokens) : (choose_channels(c, q, k, n_tokens), SLIMKV_OK);
+        if (st != SLIMKV_OK)
+            return st;
+    }
     st = append_checked(c, k, v, n_tokens);
-    if (st != SLIMKV_OK && first_choice)
+    if (st != SLIMKV_OK && first_choice) {
         reset_channels(c); /* as before the call: the next prefill chooses again */
+        if (c->dev)
+            update_device_heads(c); /* no allocation: fails only if the device does, and then says so */
+    }
     return st;
 }
 
@@ -534,8 +686,11 @@ slimkv_status slimkv_attend(const slimkv_cache *c, const float *q, int n_queries
         return SLIMKV_ERR_NULL_ARG;
     if (n_queries < 1 || n_queries > c->n_tokens)
         return SLIMKV_ERR_INVALID_ARG;
-    if (!slimkv_all_finite(q, (size_t)n_queries * c->cfg.n_q_heads * c->cfg.head_dim))
-        return SLIMKV_ERR_NONFINITE;
+    slimkv_status st = check_values(c, q, (size_t)n_queries * c->cfg.n_q_heads * c->cfg.head_dim, SLIMKV_F32);
+    if (st != SLIMKV_OK)
+        return st;
+    if (c->dev)
+        return attend_on_device(c, q, n_queries, c->n_tokens - n_queries, NULL, NULL, 0, out);
     return slimkv_attention_run(c, q, n_queries, c->n_tokens - n_queries, NULL, NULL, 0, out);
 }
 
@@ -543,6 +698,10 @@ slimkv_status slimkv_cache_bytes(const slimkv_cache *c, size_t *bytes)
 {
     if (!c || !bytes)
         return SLIMKV_ERR_NULL_ARG;
+    if (c->dev) {
+        *bytes = c->dev_api->bytes(c->dev);
+        return SLIMKV_OK;
+    }
     const slimkv_config *cfg = &c->cfg;
     size_t dim = (size_t)cfg->head_dim, total = 0;
     size_t row_k = dim * slimkv_row_elem_bytes(c->k_row_fmt), row_v = dim * slimkv_row_elem_bytes(c->v_row_fmt);
@@ -570,7 +729,15 @@ slimkv_status slimkv_cache_isa(const slimkv_cache *c, const char **name)
 {
     if (!c || !name)
         return SLIMKV_ERR_NULL_ARG;
-    *name = c->kern->name;
+    *name = c->dev ? c->dev_api->name : c->kern->name;
+    return SLIMKV_OK;
+}
+
+slimkv_status slimkv_cache_backend(const slimkv_cache *c, slimkv_backend *backend)
+{
+    if (!c || !backend)
+        return SLIMKV_ERR_NULL_ARG;
+    *backend = c->dev ? SLIMKV_BACKEND_CUDA : SLIMKV_BACKEND_CPU;
     return SLIMKV_OK;
 }
 

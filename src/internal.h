@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "../simd/kernels.h"
+#include "plugin_abi.h"
 #include "slimkv.h"
 
 /* Compressed storage grows in pages of this many K groups / V blocks, so a
@@ -39,6 +40,10 @@ struct slimkv_cache {
     int channels_pending;  /* ThinK/SparK: channels not chosen yet (before the first prefill) */
     int spark_keep;        /* SparK: T channels kept per token */
     slimkv_head *heads;
+    /* CUDA backend: the plugin and its device cache. The host heads then
+     * keep only the bookkeeping (channels, sizes), no storage. */
+    const slimkv_plugin_api *dev_api;
+    void *dev;
 };
 
 /* alloc.c: every allocation of the library goes through these. */
@@ -74,6 +79,10 @@ slimkv_status slimkv_cache_create_like(const slimkv_cache *target, slimkv_cache 
 slimkv_status slimkv_cache_reserve(slimkv_cache *c, int body_k, int body_v);
 /* Sizes of a head's K group and V block, once its channels are known. */
 void slimkv_head_set_group_bytes(const slimkv_cache *c, slimkv_head *h);
+
+/* backend_cuda.c: the backend a new cache gets; *api is the plugin for a
+ * CUDA cache, NULL for a CPU cache. */
+slimkv_status slimkv_backend_choose(const slimkv_config *cfg, const slimkv_plugin_api **api);
 
 /* dispatch.c */
 slimkv_status slimkv_select_kernels(const char *isa, const slimkv_kernels **out);

@@ -118,6 +118,8 @@ slimkv_status slimkv_cache_save(const slimkv_cache *c, const char *path)
 {
     if (!c || !path)
         return SLIMKV_ERR_NULL_ARG;
+    if (c->dev)
+        return SLIMKV_ERR_UNSUPPORTED; /* the storage is on the device */
     int heads = c->cfg.n_kv_heads;
     part *parts = slimkv_calloc((size_t)heads * PARTS_PER_HEAD, sizeof *parts);
     st_out *outs = slimkv_calloc((size_t)heads * PARTS_PER_HEAD, sizeof *outs);
@@ -301,6 +303,8 @@ slimkv_status slimkv_cache_restore(slimkv_cache *c, const char *path)
 {
     if (!c || !path)
         return SLIMKV_ERR_NULL_ARG;
+    if (c->dev)
+        return SLIMKV_ERR_UNSUPPORTED;
     st_file *f;
     slimkv_status st = st_open(path, &f);
     if (st != SLIMKV_OK)

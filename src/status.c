@@ -19,6 +19,7 @@ const char *slimkv_status_str(slimkv_status status)
     case SLIMKV_ERR_IO: return "I/O error";
     case SLIMKV_ERR_STATE: return "call not valid in the cache's current state";
     case SLIMKV_ERR_MISMATCH: return "snapshot does not match the cache's configuration";
+    case SLIMKV_ERR_DEVICE: return "the GPU runtime reported an error";
     }
     return "unknown status";
 }

@@ -6,7 +6,7 @@ need=""
 check() { # check PACKAGE: queue it unless installed
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || need="$need $1"
 }
-for p in gcc make libsleef-dev libcmocka-dev libcjson-dev; do check "$p"; done
+for p in gcc g++ make libsleef-dev libcmocka-dev libcjson-dev; do check "$p"; done
 if [ "$1" = "fuzz" ]; then # clang, libFuzzer and clang's OpenMP runtime
     for p in clang libclang-rt-14-dev libomp-14-dev; do check "$p"; done
 fi
