@@ -140,7 +140,7 @@ demo: deps
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory tests
-	$(Q)failed=0; for t in $(TEST_BIN); do echo "== $$t"; $(RUNNER) $$t || failed=$$((failed + 1)); done; \
+	$(Q)failed=0; for t in $(TEST_BIN) $(EXTRA_TEST_BIN); do echo "== $$t"; $(RUNNER) $$t || failed=$$((failed + 1)); done; \
 	  for isa in scalar bogus; do echo "== SLIMKV_ISA=$$isa $(BUILD)/tests/test_dispatch"; \
 	    SLIMKV_ISA=$$isa $(RUNNER) $(BUILD)/tests/test_dispatch || failed=$$((failed + 1)); done; \
 	  for e in $(CUDA_TEST_ENVS); do echo "== $${e//,/ } $(BUILD)/tests/test_cuda"; \

@@ -40,8 +40,15 @@ $(CUDA_EMU): $(CUDA_DEPS)
 
 # What `make test` builds and runs besides the test programs: the emulator
 # plugin (native builds only) and the real plugin (where nvcc is).
+CUDA_EMU_SELFTEST := $(BUILD)/cuda/emu_selftest
+$(CUDA_EMU_SELFTEST): cuda/emu_selftest.cu cuda/cuda_compat.h
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  CXX     $@")
+	$(Q)$(CXX) -std=c++17 -x c++ -DSLIMKV_CUDA_EMU -Wall -Wextra $(CFLAGS) $< $(LDFLAGS) -o $@
+
 ifeq ($(CROSS_COMPILE),)
-tests: $(CUDA_EMU)
+tests: $(CUDA_EMU) $(CUDA_EMU_SELFTEST)
+EXTRA_TEST_BIN += $(CUDA_EMU_SELFTEST)
 CUDA_TEST_PLUGINS := $(CUDA_EMU)
 ifneq ($(NVCC),)
 tests: $(CUDA_PLUGIN)

@@ -449,7 +449,7 @@ int attention_rows_per_block(int dim, int group)
 __global__ void attention_kernel(cache_view v, attend_args a)
 {
     SLIMKV_DYNAMIC_SHARED(float, shared);
-    int head = blockIdx.z, row_block = blockIdx.y, split = blockIdx.x;
+    int head = blockIdx.z, row_block = blockIdx.x, split = blockIdx.y; /* row blocks can exceed 65535 */
     int dim = v.dim, g = v.group, gs = v.n_q_heads / v.n_kv_heads;
     int total_rows = a.n_queries * gs, row0 = row_block * a.rows_per_block;
     int rows = total_rows - row0 < a.rows_per_block ? total_rows - row0 : a.rows_per_block;
@@ -622,7 +622,7 @@ __global__ void merge_kernel(cache_view v, attend_args a)
 cudaError_t launch_attention(const cache_view &view, const attend_args &args, cudaStream_t stream)
 {
     size_t shared = attention_shared_bytes(view.dim, view.group, args.rows_per_block);
-    dim3 grid((unsigned)args.n_split, (unsigned)args.n_row_blocks, (unsigned)view.n_kv_heads);
+    dim3 grid((unsigned)args.n_row_blocks, (unsigned)args.n_split, (unsigned)view.n_kv_heads);
     SLIMKV_LAUNCH(attention_kernel, grid, dim3(THREADS), shared, stream, view, args);
     SLIMKV_LAUNCH(merge_kernel, dim3((unsigned)args.n_row_blocks, (unsigned)view.n_kv_heads), dim3(THREADS), 0,
                       stream, view, args);

@@ -194,7 +194,9 @@ slimkv_status create(const slimkv_dev_layout *layout, const slimkv_dev_head *hea
     size_t sink_k = (size_t)n * layout->sink_rows * krow, sink_v = (size_t)n * layout->sink_rows * vrow;
     size_t ring_k = (size_t)n * layout->ring_slots * krow, ring_v = (size_t)n * layout->ring_slots * vrow;
     size_t per = (size_t)n * dim;
-    cudaError_t e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
+    /* A blocking stream: it waits for work the caller queued on the legacy
+     * default stream (e.g. kernels that wrote device-pointer inputs). */
+    cudaError_t e = cudaStreamCreate(&c->stream);
     /* One allocation per kind; the V parts follow the K parts. */
     if (e == cudaSuccess)
         e = device_alloc((void **)&c->d_heads, (size_t)n * sizeof(dev_head_info));

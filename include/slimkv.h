@@ -117,7 +117,10 @@ typedef struct slimkv_config {
                              else "scalar", "avx2", "avx512" or "neon" */
     /* CUDA backend only: q, k, v and out of prefill/append/attend are device
      * pointers (0: host pointers). Needs backend SLIMKV_BACKEND_CUDA: with
-     * auto a cache could land on the CPU, where device pointers are useless. */
+     * auto a cache could land on the CPU, where device pointers are useless.
+     * Calls wait for the legacy default stream; inputs written on other
+     * streams must be complete before the call. Outputs are complete when
+     * the call returns. */
     int device_pointers;
 } slimkv_config;
 

@@ -666,10 +666,12 @@ slimkv_status slimkv_cache_prefill(slimkv_cache *c, const float *q, const float 
     if (st != SLIMKV_OK)
         return st;
     int first_choice = c->channels_pending;
-    if (first_choice) {
-        st = c->dev ? choose_channels_on_device(c, q, k, n_tokens) : (choose_channels(c, q, k, n_tokens), SLIMKV_OK);
+    if (first_choice && c->dev) {
+        st = choose_channels_on_device(c, q, k, n_tokens);
         if (st != SLIMKV_OK)
             return st;
+    } else if (first_choice) {
+        choose_channels(c, q, k, n_tokens);
     }
     st = append_checked(c, k, v, n_tokens);
     if (st != SLIMKV_OK && first_choice) {
