@@ -12,10 +12,12 @@
 
 #define PLUGIN_FILE "libslimkv_cuda.so"
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
+/* Read once each; the plugin only when a cache may want it, so programs
+ * that ask for the CPU never load the CUDA runtime. */
+static pthread_once_t env_once = PTHREAD_ONCE_INIT, plugin_once = PTHREAD_ONCE_INIT;
+static int backend_override = -1;         /* SLIMKV_BACKEND: -1 unset, -2 invalid, else a slimkv_backend */
 static const slimkv_plugin_api *plugin;   /* NULL when CUDA is not usable */
 static const char *plugin_problem = "the CUDA plugin was not looked for";
-static int backend_override = -1;         /* SLIMKV_BACKEND: -1 unset, -2 invalid, else a slimkv_backend */
 
 static void *open_plugin(void)
 {
@@ -41,7 +43,7 @@ static void *open_plugin(void)
     return dlopen(PLUGIN_FILE, RTLD_NOW | RTLD_LOCAL);
 }
 
-static void load_plugin(void)
+static void read_backend_env(void)
 {
     const char *env = getenv("SLIMKV_BACKEND");
     if (env && *env) {
@@ -54,6 +56,10 @@ static void load_plugin(void)
         else
             backend_override = -2;
     }
+}
+
+static void load_plugin(void)
+{
     void *handle = open_plugin();
     if (!handle) {
         plugin_problem = "the CUDA plugin " PLUGIN_FILE " was not found (set SLIMKV_CUDA_PLUGIN or build it with make cuda)";
@@ -81,7 +87,7 @@ static void load_plugin(void)
 
 slimkv_status slimkv_cuda_available(const char **reason)
 {
-    pthread_once(&once, load_plugin);
+    pthread_once(&plugin_once, load_plugin);
     if (reason)
         *reason = plugin ? "CUDA is available" : plugin_problem;
     return plugin ? SLIMKV_OK : SLIMKV_ERR_UNSUPPORTED;
@@ -95,7 +101,7 @@ static int cuda_serves(const slimkv_config *cfg)
 
 slimkv_status slimkv_backend_choose(const slimkv_config *cfg, const slimkv_plugin_api **api)
 {
-    pthread_once(&once, load_plugin);
+    pthread_once(&env_once, read_backend_env);
     *api = NULL;
     /* Like SLIMKV_ISA, SLIMKV_BACKEND decides for "auto" only, and a bad
      * value fails loudly instead of falling back. */
@@ -106,6 +112,7 @@ slimkv_status slimkv_backend_choose(const slimkv_config *cfg, const slimkv_plugi
         wanted = (slimkv_backend)backend_override;
     if (wanted == SLIMKV_BACKEND_CPU)
         return SLIMKV_OK; /* device_pointers needs backend CUDA (slimkv_config_validate) */
+    pthread_once(&plugin_once, load_plugin);
     int usable = plugin && cuda_serves(cfg);
     if (wanted == SLIMKV_BACKEND_CUDA && !usable)
         return SLIMKV_ERR_UNSUPPORTED;

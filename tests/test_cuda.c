@@ -475,6 +475,17 @@ static void test_backend_choice(void **state)
 {
     (void)state;
     const char *env = getenv("SLIMKV_BACKEND");
+    const char *plugin_path = getenv("SLIMKV_CUDA_PLUGIN");
+    slimkv_cache *cache;
+    slimkv_backend b;
+    /* First in the process: a CPU cache must not load the plugin. */
+    slimkv_config cpu = base_config(2, 1, 16, 50);
+    cpu.backend = SLIMKV_BACKEND_CPU;
+    assert_int_equal(slimkv_cache_create(&cpu, &cache), SLIMKV_OK);
+    slimkv_cache_destroy(cache);
+    if (plugin_path && *plugin_path)
+        assert_null(dlopen(plugin_path, RTLD_NOW | RTLD_NOLOAD));
+
     const char *why = NULL;
     slimkv_status avail = slimkv_cuda_available(&why);
     assert_non_null(why);
@@ -482,8 +493,6 @@ static void test_backend_choice(void **state)
     int env_bad = env && *env && strcmp(env, "auto") && strcmp(env, "cpu") && strcmp(env, "cuda");
     int env_cpu = env && !strcmp(env, "cpu"), env_cuda = env && !strcmp(env, "cuda");
     slimkv_config c = base_config(2, 1, 16, 50);
-    slimkv_cache *cache;
-    slimkv_backend b;
 
     /* auto: as the environment says; else CUDA when available, else CPU */
     c.backend = SLIMKV_BACKEND_AUTO;
