@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "format_math.h"
+#include "entry_points.h"
 #include "kernels.h"
 
 /* ---- fp16 / bf16 conversions (round to nearest even, NaN kept quiet) ---- */
@@ -66,6 +67,12 @@ static void store_elem(slimkv_format fmt, void *base, size_t i, float x)
     memcpy((uint8_t *)base + i * 2, &h, sizeof h);
 }
 
+static void store_elems(slimkv_format fmt, void *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        store_elem(fmt, dst, i, src[i]);
+}
+
 static void score_dense(slimkv_format fmt, const void *rows, size_t stride, int n, int d, const float *q,
                         int nq, float *s, int lds)
 {
@@ -89,59 +96,11 @@ static void accum_dense(slimkv_format fmt, const void *rows, size_t stride, int 
         }
 }
 
-static void score_rows_f32(const void *rows, size_t stride, int n, int d, const float *q, int nq, float *s,
-                           int lds)
-{
-    score_dense(SLIMKV_F32, rows, stride, n, d, q, nq, s, lds);
-}
-
-static void score_rows_f16(const void *rows, size_t stride, int n, int d, const float *q, int nq, float *s,
-                           int lds)
-{
-    score_dense(SLIMKV_F16, rows, stride, n, d, q, nq, s, lds);
-}
-
-static void accum_rows_f32(const void *rows, size_t stride, int n, int d, const float *w, int ldw, int nq,
-                           float *acc)
-{
-    accum_dense(SLIMKV_F32, rows, stride, n, d, w, ldw, nq, acc);
-}
-
-static void accum_rows_f16(const void *rows, size_t stride, int n, int d, const float *w, int ldw, int nq,
-                           float *acc)
-{
-    accum_dense(SLIMKV_F16, rows, stride, n, d, w, ldw, nq, acc);
-}
-
-/* Dense K groups and V blocks are token-major rows of the kept channels. */
-#define DENSE_BODIES(NAME, FMT)                                                                          \
-    static void score_k_##NAME(const uint8_t *group, int dk, int g, int n, const float *q, int nq,       \
-                               float *s, int lds)                                                        \
-    {                                                                                                    \
-        (void)g;                                                                                         \
-        score_dense(FMT, group, (size_t)dk, n, dk, q, nq, s, lds);                                       \
-    }                                                                                                    \
-    static void accum_v_##NAME(const uint8_t *block, int dv, int g, int n, const float *w, int ldw,      \
-                               int nq, float *acc)                                                       \
-    {                                                                                                    \
-        (void)g;                                                                                         \
-        accum_dense(FMT, block, (size_t)dv, n, dv, w, ldw, nq, acc);                                     \
-    }                                                                                                    \
-    static void pack_k_##NAME(const float *src, int dk, int g, uint8_t *group)                           \
-    {                                                                                                    \
-        for (size_t i = 0; i < (size_t)dk * g; i++)                                                      \
-            store_elem(FMT, group, i, src[i]);                                                           \
-    }                                                                                                    \
-    static void pack_v_##NAME(const float *src, int dv, int g, uint8_t *block, int slot)                 \
-    {                                                                                                    \
-        (void)g;                                                                                         \
-        for (int c = 0; c < dv; c++)                                                                     \
-            store_elem(FMT, block, (size_t)slot * dv + c, src[c]);                                       \
-    }
-
-DENSE_BODIES(f32, SLIMKV_F32)
-DENSE_BODIES(f16, SLIMKV_F16)
-DENSE_BODIES(bf16, SLIMKV_BF16)
+SLIMKV_ROW_ENTRIES()
+SLIMKV_DENSE_GROUP_KERNELS
+SLIMKV_FORMAT_ENTRIES(f32, dense, SLIMKV_F32)
+SLIMKV_FORMAT_ENTRIES(f16, dense, SLIMKV_F16)
+SLIMKV_FORMAT_ENTRIES(bf16, dense, SLIMKV_BF16)
 
 /* ---- quantized codes: position of one code inside a K group / V block ---- */
 
@@ -245,29 +204,9 @@ static void accum_v_quant(int bits, slimkv_format fmt, const uint8_t *block, int
     }
 }
 
-#define QUANT_BODIES(NAME, BITS, FMT)                                                                    \
-    static void score_k_##NAME(const uint8_t *group, int dk, int g, int n, const float *q, int nq,       \
-                               float *s, int lds)                                                        \
-    {                                                                                                    \
-        score_k_quant(BITS, FMT, group, dk, g, n, q, nq, s, lds);                                        \
-    }                                                                                                    \
-    static void accum_v_##NAME(const uint8_t *block, int dv, int g, int n, const float *w, int ldw,      \
-                               int nq, float *acc)                                                       \
-    {                                                                                                    \
-        accum_v_quant(BITS, FMT, block, dv, g, n, w, ldw, nq, acc);                                      \
-    }                                                                                                    \
-    static void pack_k_##NAME(const float *src, int dk, int g, uint8_t *group)                           \
-    {                                                                                                    \
-        pack_k_quant(BITS, FMT, src, dk, g, group);                                                      \
-    }                                                                                                    \
-    static void pack_v_##NAME(const float *src, int dv, int g, uint8_t *block, int slot)                 \
-    {                                                                                                    \
-        pack_v_quant(BITS, FMT, src, dv, g, block, slot);                                                \
-    }
-
-QUANT_BODIES(q8, 8, SLIMKV_Q8)
-QUANT_BODIES(q4, 4, SLIMKV_Q4)
-QUANT_BODIES(q2, 2, SLIMKV_Q2)
+SLIMKV_FORMAT_ENTRIES(q8, quant, 8, SLIMKV_Q8)
+SLIMKV_FORMAT_ENTRIES(q4, quant, 4, SLIMKV_Q4)
+SLIMKV_FORMAT_ENTRIES(q2, quant, 2, SLIMKV_Q2)
 
 /* ---- SparK: per-token top-T channels, pruned ones restored in the score ---- */
 
@@ -409,24 +348,13 @@ static void score_spark_body(slimkv_format fmt, const uint8_t *group, int dim, i
     }
 }
 
-#define SPARK_BODIES(NAME, FMT)                                                                          \
-    static void score_spark_##NAME(const uint8_t *group, int dim, int t_keep, int g, int n,              \
-                                   const float *q, const float *u, int nq, float *s, int lds)            \
-    {                                                                                                    \
-        score_spark_body(FMT, group, dim, t_keep, g, n, q, u, nq, s, lds);                               \
-    }                                                                                                    \
-    static void pack_spark_##NAME(const float *src, const float *qnorm, int dim, int t_keep, int g,      \
-                                  uint8_t *group)                                                        \
-    {                                                                                                    \
-        pack_spark_body(FMT, src, qnorm, dim, t_keep, g, group);                                         \
-    }
-
-SPARK_BODIES(f32, SLIMKV_F32)
-SPARK_BODIES(f16, SLIMKV_F16)
-SPARK_BODIES(bf16, SLIMKV_BF16)
-SPARK_BODIES(q8, SLIMKV_Q8)
-SPARK_BODIES(q4, SLIMKV_Q4)
-SPARK_BODIES(q2, SLIMKV_Q2)
+SLIMKV_SPARK_SCORE_ENTRIES(, score_spark_body)
+SLIMKV_PACK_SPARK_ENTRY(pack_spark_f32, pack_spark_body, SLIMKV_F32)
+SLIMKV_PACK_SPARK_ENTRY(pack_spark_f16, pack_spark_body, SLIMKV_F16)
+SLIMKV_PACK_SPARK_ENTRY(pack_spark_bf16, pack_spark_body, SLIMKV_BF16)
+SLIMKV_PACK_SPARK_ENTRY(pack_spark_q8, pack_spark_body, SLIMKV_Q8)
+SLIMKV_PACK_SPARK_ENTRY(pack_spark_q4, pack_spark_body, SLIMKV_Q4)
+SLIMKV_PACK_SPARK_ENTRY(pack_spark_q2, pack_spark_body, SLIMKV_Q2)
 
 static float exp_sum_scalar(float *x, int n, float max)
 {
@@ -441,11 +369,7 @@ static float exp_sum_scalar(float *x, int n, float max)
 void slimkv_kernels_init_scalar(slimkv_kernels *k)
 {
 #define SET_FORMAT(FMT, NAME)                                                                            \
-    k->score_k[FMT] = score_k_##NAME;                                                                    \
-    k->accum_v[FMT] = accum_v_##NAME;                                                                    \
-    k->pack_k[FMT] = pack_k_##NAME;                                                                      \
-    k->pack_v[FMT] = pack_v_##NAME;                                                                      \
-    k->score_spark[FMT] = score_spark_##NAME;                                                            \
+    SLIMKV_SET_FORMAT_ENTRIES(k, FMT, NAME);                                                             \
     k->pack_spark[FMT] = pack_spark_##NAME;
     k->name = "scalar";
     SET_FORMAT(SLIMKV_F32, f32)
@@ -455,10 +379,8 @@ void slimkv_kernels_init_scalar(slimkv_kernels *k)
     SET_FORMAT(SLIMKV_Q4, q4)
     SET_FORMAT(SLIMKV_Q2, q2)
 #undef SET_FORMAT
-    k->score_rows_f32 = score_rows_f32;
-    k->score_rows_f16 = score_rows_f16;
-    k->accum_rows_f32 = accum_rows_f32;
-    k->accum_rows_f16 = accum_rows_f16;
+    SLIMKV_SET_SPARK_SCORE_ENTRIES(k, );
+    SLIMKV_SET_ROW_ENTRIES(k, );
     k->exp_sum = exp_sum_scalar;
     k->f32_to_f16 = f32_to_f16_scalar;
     k->f16_to_f32 = f16_to_f32_scalar;

@@ -333,21 +333,12 @@ NEON_INLINE void accum_v_dot(int bits, slimkv_format fmt, const uint8_t *block, 
 #undef ACCUM_V_DOT
 }
 
-#define DOT_BODIES(NAME, BITS, FMT)                                                                      \
-    static void score_k_##NAME##_dot(const uint8_t *group, int dk, int g, int n, const float *q, int nq, \
-                                     float *s, int lds)                                                  \
-    {                                                                                                    \
-        score_k_dot(BITS, FMT, group, dk, g, n, q, nq, s, lds);                                          \
-    }                                                                                                    \
-    static void accum_v_##NAME##_dot(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, \
-                                     int nq, float *acc)                                                 \
-    {                                                                                                    \
-        accum_v_dot(BITS, FMT, block, dv, g, n, w, ldw, nq, acc);                                        \
-    }
-
-DOT_BODIES(q8, 8, SLIMKV_Q8)
-DOT_BODIES(q4, 4, SLIMKV_Q4)
-DOT_BODIES(q2, 2, SLIMKV_Q2)
+SLIMKV_SCORE_K_ENTRY(score_k_q8_dot, score_k_dot, 8, SLIMKV_Q8)
+SLIMKV_SCORE_K_ENTRY(score_k_q4_dot, score_k_dot, 4, SLIMKV_Q4)
+SLIMKV_SCORE_K_ENTRY(score_k_q2_dot, score_k_dot, 2, SLIMKV_Q2)
+SLIMKV_ACCUM_V_ENTRY(accum_v_q8_dot, accum_v_dot, 8, SLIMKV_Q8)
+SLIMKV_ACCUM_V_ENTRY(accum_v_q4_dot, accum_v_dot, 4, SLIMKV_Q4)
+SLIMKV_ACCUM_V_ENTRY(accum_v_q2_dot, accum_v_dot, 2, SLIMKV_Q2)
 
 void slimkv_kernels_use_dotprod_neon(slimkv_kernels *k)
 {

@@ -219,32 +219,10 @@ NEON_INLINE void accum_dense(slimkv_format fmt, const void *rows, size_t stride,
 #undef ACCUM_DENSE
 }
 
-static void score_rows_f32_neon(const void *rows, size_t stride, int n, int d, const float *q, int nq, float *s,
-                                int lds)
-{
-    score_dense(SLIMKV_F32, rows, stride, n, d, q, nq, s, lds);
-}
-
-static void score_rows_f16_neon(const void *rows, size_t stride, int n, int d, const float *q, int nq, float *s,
-                                int lds)
-{
-    score_dense(SLIMKV_F16, rows, stride, n, d, q, nq, s, lds);
-}
-
-static void accum_rows_f32_neon(const void *rows, size_t stride, int n, int d, const float *w, int ldw, int nq,
-                                float *acc)
-{
-    accum_dense(SLIMKV_F32, rows, stride, n, d, w, ldw, nq, acc);
-}
-
-static void accum_rows_f16_neon(const void *rows, size_t stride, int n, int d, const float *w, int ldw, int nq,
-                                float *acc)
-{
-    accum_dense(SLIMKV_F16, rows, stride, n, d, w, ldw, nq, acc);
-}
+SLIMKV_ROW_ENTRIES(_neon)
 
 /* Stores n floats in a dense format. */
-NEON_INLINE void store_dense(slimkv_format fmt, const float *src, size_t n, uint8_t *dst)
+NEON_INLINE void store_elems(slimkv_format fmt, uint8_t *dst, const float *src, size_t n)
 {
     if (fmt == SLIMKV_F32)
         memcpy(dst, src, n * sizeof(float)); /* bit copy, as the oracle's float stores */
@@ -254,33 +232,10 @@ NEON_INLINE void store_dense(slimkv_format fmt, const float *src, size_t n, uint
         f32_to_bf16_neon(src, (uint16_t *)dst, n);
 }
 
-/* Dense K groups and V blocks are token-major rows of the kept channels. */
-#define DENSE_BODIES(NAME, FMT)                                                                          \
-    static void score_k_##NAME##_neon(const uint8_t *group, int dk, int g, int n, const float *q, int nq, \
-                                      float *s, int lds)                                                 \
-    {                                                                                                    \
-        (void)g;                                                                                         \
-        score_dense(FMT, group, (size_t)dk, n, dk, q, nq, s, lds);                                       \
-    }                                                                                                    \
-    static void accum_v_##NAME##_neon(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, \
-                                      int nq, float *acc)                                                \
-    {                                                                                                    \
-        (void)g;                                                                                         \
-        accum_dense(FMT, block, (size_t)dv, n, dv, w, ldw, nq, acc);                                     \
-    }                                                                                                    \
-    static void pack_k_##NAME##_neon(const float *src, int dk, int g, uint8_t *group)                    \
-    {                                                                                                    \
-        store_dense(FMT, src, (size_t)dk * g, group);                                                    \
-    }                                                                                                    \
-    static void pack_v_##NAME##_neon(const float *src, int dv, int g, uint8_t *block, int slot)          \
-    {                                                                                                    \
-        (void)g;                                                                                         \
-        store_dense(FMT, src, (size_t)dv, block + (size_t)slot * dv * (FMT == SLIMKV_F32 ? 4 : 2));      \
-    }
-
-DENSE_BODIES(f32, SLIMKV_F32)
-DENSE_BODIES(f16, SLIMKV_F16)
-DENSE_BODIES(bf16, SLIMKV_BF16)
+SLIMKV_DENSE_GROUP_KERNELS
+SLIMKV_FORMAT_ENTRIES(f32_neon, dense, SLIMKV_F32)
+SLIMKV_FORMAT_ENTRIES(f16_neon, dense, SLIMKV_F16)
+SLIMKV_FORMAT_ENTRIES(bf16_neon, dense, SLIMKV_BF16)
 
 /* ---- quantization (bit-exact with the oracle) ---- */
 
@@ -571,29 +526,9 @@ NEON_INLINE void accum_v_quant(int bits, slimkv_format fmt, const uint8_t *block
 #undef ACCUM_V_QUANT
 }
 
-#define QUANT_BODIES(NAME, BITS, FMT)                                                                    \
-    static void score_k_##NAME##_neon(const uint8_t *group, int dk, int g, int n, const float *q, int nq, \
-                                      float *s, int lds)                                                 \
-    {                                                                                                    \
-        score_k_quant(BITS, FMT, group, dk, g, n, q, nq, s, lds);                                        \
-    }                                                                                                    \
-    static void accum_v_##NAME##_neon(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, \
-                                      int nq, float *acc)                                                \
-    {                                                                                                    \
-        accum_v_quant(BITS, FMT, block, dv, g, n, w, ldw, nq, acc);                                      \
-    }                                                                                                    \
-    static void pack_k_##NAME##_neon(const float *src, int dk, int g, uint8_t *group)                    \
-    {                                                                                                    \
-        pack_k_quant(BITS, FMT, src, dk, g, group);                                                      \
-    }                                                                                                    \
-    static void pack_v_##NAME##_neon(const float *src, int dv, int g, uint8_t *block, int slot)          \
-    {                                                                                                    \
-        pack_v_quant(BITS, FMT, src, dv, g, block, slot);                                                \
-    }
-
-QUANT_BODIES(q8, 8, SLIMKV_Q8)
-QUANT_BODIES(q4, 4, SLIMKV_Q4)
-QUANT_BODIES(q2, 2, SLIMKV_Q2)
+SLIMKV_FORMAT_ENTRIES(q8_neon, quant, 8, SLIMKV_Q8)
+SLIMKV_FORMAT_ENTRIES(q4_neon, quant, 4, SLIMKV_Q4)
+SLIMKV_FORMAT_ENTRIES(q2_neon, quant, 2, SLIMKV_Q2)
 
 /* ---- softmax exponentials ---- */
 
@@ -622,22 +557,13 @@ void slimkv_kernels_init_neon(slimkv_kernels *k)
 {
     slimkv_kernels_init_scalar(k);
     k->name = "neon";
-#define SET_FORMAT(FMT, NAME)                                                                            \
-    k->score_k[FMT] = score_k_##NAME##_neon;                                                             \
-    k->accum_v[FMT] = accum_v_##NAME##_neon;                                                             \
-    k->pack_k[FMT] = pack_k_##NAME##_neon;                                                               \
-    k->pack_v[FMT] = pack_v_##NAME##_neon;
-    SET_FORMAT(SLIMKV_F32, f32)
-    SET_FORMAT(SLIMKV_F16, f16)
-    SET_FORMAT(SLIMKV_BF16, bf16)
-    SET_FORMAT(SLIMKV_Q8, q8)
-    SET_FORMAT(SLIMKV_Q4, q4)
-    SET_FORMAT(SLIMKV_Q2, q2)
-#undef SET_FORMAT
-    k->score_rows_f32 = score_rows_f32_neon;
-    k->score_rows_f16 = score_rows_f16_neon;
-    k->accum_rows_f32 = accum_rows_f32_neon;
-    k->accum_rows_f16 = accum_rows_f16_neon;
+    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_F32, f32_neon);
+    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_F16, f16_neon);
+    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_BF16, bf16_neon);
+    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q8, q8_neon);
+    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q4, q4_neon);
+    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q2, q2_neon);
+    SLIMKV_SET_ROW_ENTRIES(k, _neon);
     k->exp_sum = exp_sum_neon;
     k->f32_to_f16 = f32_to_f16_neon;
     k->f16_to_f32 = f16_to_f32_neon;

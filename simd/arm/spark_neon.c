@@ -283,30 +283,12 @@ SPARK_INLINE void score_spark_neon(const slimkv_format fmt, const uint8_t *group
     }
 }
 
-#define SPARK_ENTRY_POINT(NAME, FMT)                                                                         \
-    static void score_spark_##NAME##_neon(const uint8_t *group, int dim, int t_keep, int g, int n,           \
-                                          const float *q, const float *u, int nq, float *s, int lds)         \
-    {                                                                                                        \
-        score_spark_neon(FMT, group, dim, t_keep, g, n, q, u, nq, s, lds);                                   \
-    }
-
-SPARK_ENTRY_POINT(f32, SLIMKV_F32)
-SPARK_ENTRY_POINT(f16, SLIMKV_F16)
-SPARK_ENTRY_POINT(bf16, SLIMKV_BF16)
-SPARK_ENTRY_POINT(q8, SLIMKV_Q8)
-SPARK_ENTRY_POINT(q4, SLIMKV_Q4)
-SPARK_ENTRY_POINT(q2, SLIMKV_Q2)
-#undef SPARK_ENTRY_POINT
+SLIMKV_SPARK_SCORE_ENTRIES(_neon, score_spark_neon)
 
 void slimkv_arm_spark_init_neon(slimkv_kernels *k)
 {
     /* pack_spark stays scalar: its bytes must be bit-exact with scalar.c (a
      * top-T selection with ties, then the KIVI codes), and it runs once per
      * group at compression, off the decode path. */
-    k->score_spark[SLIMKV_F32] = score_spark_f32_neon;
-    k->score_spark[SLIMKV_F16] = score_spark_f16_neon;
-    k->score_spark[SLIMKV_BF16] = score_spark_bf16_neon;
-    k->score_spark[SLIMKV_Q8] = score_spark_q8_neon;
-    k->score_spark[SLIMKV_Q4] = score_spark_q4_neon;
-    k->score_spark[SLIMKV_Q2] = score_spark_q2_neon;
+    SLIMKV_SET_SPARK_SCORE_ENTRIES(k, _neon);
 }

@@ -265,57 +265,11 @@ X86_INLINE void accum_dense(const slimkv_format fmt, const void *rows, size_t st
     }
 }
 
-static void score_rows_f32_avx512(const void *rows, size_t stride, int n, int d, const float *q, int nq, float *s,
-                                  int lds)
-{
-    score_dense(SLIMKV_F32, rows, stride, n, d, q, nq, s, lds);
-}
-
-static void score_rows_f16_avx512(const void *rows, size_t stride, int n, int d, const float *q, int nq, float *s,
-                                  int lds)
-{
-    score_dense(SLIMKV_F16, rows, stride, n, d, q, nq, s, lds);
-}
-
-static void accum_rows_f32_avx512(const void *rows, size_t stride, int n, int d, const float *w, int ldw, int nq,
-                                  float *acc)
-{
-    accum_dense(SLIMKV_F32, rows, stride, n, d, w, ldw, nq, acc);
-}
-
-static void accum_rows_f16_avx512(const void *rows, size_t stride, int n, int d, const float *w, int ldw, int nq,
-                                  float *acc)
-{
-    accum_dense(SLIMKV_F16, rows, stride, n, d, w, ldw, nq, acc);
-}
-
-/* Dense K groups and V blocks are token-major rows of the kept channels. */
-#define DENSE_ENTRY_POINTS(NAME, FMT)                                                                        \
-    static void score_k_##NAME(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s, \
-                               int lds)                                                                      \
-    {                                                                                                        \
-        (void)g;                                                                                             \
-        score_dense(FMT, group, (size_t)dk, n, dk, q, nq, s, lds);                                           \
-    }                                                                                                        \
-    static void accum_v_##NAME(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,  \
-                               float *acc)                                                                   \
-    {                                                                                                        \
-        (void)g;                                                                                             \
-        accum_dense(FMT, block, (size_t)dv, n, dv, w, ldw, nq, acc);                                         \
-    }                                                                                                        \
-    static void pack_k_##NAME(const float *src, int dk, int g, uint8_t *group)                               \
-    {                                                                                                        \
-        store_elems(FMT, group, src, (size_t)dk * g);                                                        \
-    }                                                                                                        \
-    static void pack_v_##NAME(const float *src, int dv, int g, uint8_t *block, int slot)                     \
-    {                                                                                                        \
-        (void)g;                                                                                             \
-        store_elems(FMT, block + (size_t)slot * dv * (FMT == SLIMKV_F32 ? 4 : 2), src, (size_t)dv);          \
-    }
-
-DENSE_ENTRY_POINTS(f32, SLIMKV_F32)
-DENSE_ENTRY_POINTS(f16, SLIMKV_F16)
-DENSE_ENTRY_POINTS(bf16, SLIMKV_BF16)
+SLIMKV_ROW_ENTRIES(_avx512)
+SLIMKV_DENSE_GROUP_KERNELS
+SLIMKV_FORMAT_ENTRIES(f32, dense, SLIMKV_F32)
+SLIMKV_FORMAT_ENTRIES(f16, dense, SLIMKV_F16)
+SLIMKV_FORMAT_ENTRIES(bf16, dense, SLIMKV_BF16)
 
 /* ---- softmax ---- */
 
@@ -336,21 +290,12 @@ void slimkv_kernels_init_avx512(slimkv_kernels *k)
 {
     slimkv_kernels_init_scalar(k);
     k->name = "avx512";
-#define SET_FORMAT(FMT, NAME)                                                                                \
-    k->score_k[FMT] = score_k_##NAME;                                                                        \
-    k->accum_v[FMT] = accum_v_##NAME;                                                                        \
-    k->pack_k[FMT] = pack_k_##NAME;                                                                          \
-    k->pack_v[FMT] = pack_v_##NAME;
-    SET_FORMAT(SLIMKV_F32, f32)
-    SET_FORMAT(SLIMKV_F16, f16)
-    SET_FORMAT(SLIMKV_BF16, bf16)
-#undef SET_FORMAT
+    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_F32, f32);
+    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_F16, f16);
+    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_BF16, bf16);
     slimkv_x86_quant_init_avx512(k);
     slimkv_x86_spark_init_avx512(k);
-    k->score_rows_f32 = score_rows_f32_avx512;
-    k->score_rows_f16 = score_rows_f16_avx512;
-    k->accum_rows_f32 = accum_rows_f32_avx512;
-    k->accum_rows_f16 = accum_rows_f16_avx512;
+    SLIMKV_SET_ROW_ENTRIES(k, _avx512);
     k->exp_sum = exp_sum_avx512;
     k->f32_to_f16 = f32_to_f16_avx512;
     k->f16_to_f32 = f16_to_f32_avx512;

@@ -603,39 +603,13 @@ X86_INLINE void accum_v_quant(const int bits, slimkv_format fmt, const uint8_t *
         accum_v_queries(bits, 1, block, scale_h, min_h, dv, g, n, w + (size_t)i * ldw, ldw, acc + (size_t)i * dv);
 }
 
-#define QUANT_ENTRY_POINTS(NAME, BITS, FMT)                                                                  \
-    static void pack_k_##NAME(const float *src, int dk, int g, uint8_t *group)                               \
-    {                                                                                                        \
-        pack_k_quant(BITS, FMT, src, dk, g, group);                                                          \
-    }                                                                                                        \
-    static void pack_v_##NAME(const float *src, int dv, int g, uint8_t *block, int slot)                     \
-    {                                                                                                        \
-        pack_v_quant(BITS, FMT, src, dv, g, block, slot);                                                    \
-    }                                                                                                        \
-    static void score_k_##NAME(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s, \
-                               int lds)                                                                      \
-    {                                                                                                        \
-        score_k_quant(BITS, FMT, group, dk, g, n, q, nq, s, lds);                                            \
-    }                                                                                                        \
-    static void accum_v_##NAME(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,  \
-                               float *acc)                                                                   \
-    {                                                                                                        \
-        accum_v_quant(BITS, FMT, block, dv, g, n, w, ldw, nq, acc);                                          \
-    }
-
-QUANT_ENTRY_POINTS(q8, 8, SLIMKV_Q8)
-QUANT_ENTRY_POINTS(q4, 4, SLIMKV_Q4)
-QUANT_ENTRY_POINTS(q2, 2, SLIMKV_Q2)
+SLIMKV_FORMAT_ENTRIES(q8, quant, 8, SLIMKV_Q8)
+SLIMKV_FORMAT_ENTRIES(q4, quant, 4, SLIMKV_Q4)
+SLIMKV_FORMAT_ENTRIES(q2, quant, 2, SLIMKV_Q2)
 
 void slimkv_x86_quant_init_avx2(slimkv_kernels *k)
 {
-#define SET_FORMAT(FMT, NAME)                                                                                \
-    k->pack_k[FMT] = pack_k_##NAME;                                                                          \
-    k->pack_v[FMT] = pack_v_##NAME;                                                                          \
-    k->score_k[FMT] = score_k_##NAME;                                                                        \
-    k->accum_v[FMT] = accum_v_##NAME;
-    SET_FORMAT(SLIMKV_Q8, q8)
-    SET_FORMAT(SLIMKV_Q4, q4)
-    SET_FORMAT(SLIMKV_Q2, q2)
-#undef SET_FORMAT
+    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q8, q8);
+    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q4, q4);
+    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q2, q2);
 }

@@ -288,29 +288,12 @@ X86_INLINE void score_spark(const slimkv_format fmt, const uint8_t *group, int d
     score_tokens(fmt, 1, group, &geo, dim, n, qs, nq, s, lds);
 }
 
-#define SPARK_ENTRY_POINT(NAME, FMT)                                                                         \
-    static void score_spark_##NAME(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,  \
-                                   const float *u, int nq, float *s, int lds)                                \
-    {                                                                                                        \
-        score_spark(FMT, group, dim, t_keep, g, n, q, u, nq, s, lds);                                        \
-    }
-
-SPARK_ENTRY_POINT(f32, SLIMKV_F32)
-SPARK_ENTRY_POINT(f16, SLIMKV_F16)
-SPARK_ENTRY_POINT(bf16, SLIMKV_BF16)
-SPARK_ENTRY_POINT(q8, SLIMKV_Q8)
-SPARK_ENTRY_POINT(q4, SLIMKV_Q4)
-SPARK_ENTRY_POINT(q2, SLIMKV_Q2)
+SLIMKV_SPARK_SCORE_ENTRIES(, score_spark)
 
 void slimkv_x86_spark_init_avx512(slimkv_kernels *k)
 {
     /* pack_spark stays scalar: it must be bit-exact with scalar.c (a top-T
      * selection with ties, then the KIVI codes) and runs once per group at
      * compression, off the decode path. */
-    k->score_spark[SLIMKV_F32] = score_spark_f32;
-    k->score_spark[SLIMKV_F16] = score_spark_f16;
-    k->score_spark[SLIMKV_BF16] = score_spark_bf16;
-    k->score_spark[SLIMKV_Q8] = score_spark_q8;
-    k->score_spark[SLIMKV_Q4] = score_spark_q4;
-    k->score_spark[SLIMKV_Q2] = score_spark_q2;
+    SLIMKV_SET_SPARK_SCORE_ENTRIES(k, );
 }
