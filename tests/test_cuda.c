@@ -482,6 +482,8 @@ static void test_backend_choice(void **state)
     slimkv_config cpu = base_config(2, 1, 16, 50);
     cpu.backend = SLIMKV_BACKEND_CPU;
     assert_int_equal(slimkv_cache_create(&cpu, &cache), SLIMKV_OK);
+    assert_int_equal(slimkv_cache_backend(NULL, &b), SLIMKV_ERR_NULL_ARG);
+    assert_int_equal(slimkv_cache_backend(cache, NULL), SLIMKV_ERR_NULL_ARG);
     slimkv_cache_destroy(cache);
     if (plugin_path && *plugin_path)
         assert_null(dlopen(plugin_path, RTLD_NOW | RTLD_NOLOAD));
