@@ -168,6 +168,7 @@ sanitize-test:
 VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite
 VALGRIND_TESTS := $(filter-out %/test_policies %/test_model,$(TEST_BIN))
 valgrind-test: tests
+	$(Q)sh toolchains/install-deps.sh valgrind
 	$(Q)failed=0; for t in $(VALGRIND_TESTS); do echo "== valgrind $$t"; \
 	  OMP_NUM_THREADS=1 $(VALGRIND) $$t || failed=$$((failed + 1)); done; \
 	  echo "test programs failed under valgrind: $$failed"; [ $$failed -eq 0 ]

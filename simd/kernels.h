@@ -186,8 +186,46 @@ typedef void (*slimkv_score_rows_fn)(const void *rows, size_t stride, int n, int
 typedef void (*slimkv_accum_rows_fn)(const void *rows, size_t stride, int n, int d, const float *w, int ldw,
                                      int nq, float *acc);
 
+/* ---- Fused decode over whole compressed groups ----
+ *
+ * The bulk of a decode step is the compressed body of each KV head: whole
+ * groups that every query row sees. One kernel per ISA and (K format,
+ * V format) pair walks such a span in tiles of SLIMKV_TILE_TOKENS tokens:
+ * scores of the tile for up to SLIMKV_TILE_ROWS rows into an L1-resident
+ * tile, one online-softmax step per row and tile, V accumulated from the
+ * weights, the next tile's bytes prefetched while this one is computed.
+ *
+ * Online softmax state of `rows` rows, carried from call to call: m[i] the
+ * running max, l[i] the sum of exp(s - m[i]), acc[i*dv + c] the V sum with
+ * weights exp(s - m[i]); m = -inf, l = 0, acc = 0 before any token. The max
+ * only moves when a tile's max exceeds it by SLIMKV_SOFTMAX_SLACK (weights
+ * stay below e^SLACK, acc is rescaled rarely); the normalised output
+ * acc / l does not depend on when it moves. */
+#define SLIMKV_TILE_TOKENS 256
+#define SLIMKV_TILE_ROWS 4
+#define SLIMKV_SOFTMAX_SLACK 8.0f
+
+/* Groups first .. first+count-1 of one head; group i's K is at
+ * k_pages[i / page_groups] + (i % page_groups) * k_group_bytes, V alike. */
+typedef struct slimkv_group_span {
+    uint8_t *const *k_pages;
+    uint8_t *const *v_pages;
+    size_t k_group_bytes, v_block_bytes;
+    int page_groups;
+    int first, count;
+    int dk, dv, g;
+    slimkv_format k_format, v_format; /* the pair (read by the scalar body, which serves all) */
+} slimkv_group_span;
+
+/* q [rows][dk]: the scaled query on the kept K channels. */
+typedef void (*slimkv_attend_groups_fn)(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                        float *l, float *acc);
+
 typedef struct slimkv_kernels {
     const char *name;
+    /* [K format][V format]; NULL where the ISA has no fused body for the
+     * pair (the driver then composes score_k / accum_v per group). */
+    slimkv_attend_groups_fn attend_groups[SLIMKV_FORMAT_COUNT][SLIMKV_FORMAT_COUNT];
     slimkv_score_k_fn score_k[SLIMKV_FORMAT_COUNT];
     slimkv_accum_v_fn accum_v[SLIMKV_FORMAT_COUNT];
     slimkv_pack_k_fn pack_k[SLIMKV_FORMAT_COUNT];

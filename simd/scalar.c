@@ -6,6 +6,7 @@
 #include "format_math.h"
 #include "entry_points.h"
 #include "kernels.h"
+#include "tile_loop.h"
 
 /* ---- fp16 / bf16 conversions (round to nearest even, NaN kept quiet) ---- */
 
@@ -366,6 +367,37 @@ static float exp_sum_scalar(float *x, int n, float max)
     return sum;
 }
 
+static float max_scalar(const float *x, int n)
+{
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+static void scale_scalar(float *x, int n, float a)
+{
+    for (int i = 0; i < n; i++)
+        x[i] *= a;
+}
+
+/* ---- fused decode over whole groups: the oracle of every pair ---- */
+
+static const slimkv_score_k_fn score_k_scalar[SLIMKV_FORMAT_COUNT] = {
+    [SLIMKV_F32] = score_k_f32, [SLIMKV_F16] = score_k_f16, [SLIMKV_BF16] = score_k_bf16,
+    [SLIMKV_Q8] = score_k_q8,   [SLIMKV_Q4] = score_k_q4,   [SLIMKV_Q2] = score_k_q2};
+static const slimkv_accum_v_fn accum_v_scalar[SLIMKV_FORMAT_COUNT] = {
+    [SLIMKV_F32] = accum_v_f32, [SLIMKV_F16] = accum_v_f16, [SLIMKV_BF16] = accum_v_bf16,
+    [SLIMKV_Q8] = accum_v_q8,   [SLIMKV_Q4] = accum_v_q4,   [SLIMKV_Q2] = accum_v_q2};
+
+static void slimkv_attend_groups_scalar(const slimkv_group_span *span, const float *q, int rows, float *m, float *l,
+                                        float *acc)
+{
+    const slimkv_tile_ops ops = {score_k_scalar[span->k_format], accum_v_scalar[span->v_format], exp_sum_scalar,
+                                 max_scalar, scale_scalar};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
+}
+
 void slimkv_kernels_init_scalar(slimkv_kernels *k)
 {
 #define SET_FORMAT(FMT, NAME)                                                                            \
@@ -382,6 +414,9 @@ void slimkv_kernels_init_scalar(slimkv_kernels *k)
     SLIMKV_SET_SPARK_SCORE_ENTRIES(k, );
     SLIMKV_SET_ROW_ENTRIES(k, );
     k->exp_sum = exp_sum_scalar;
+    for (int kf = 0; kf < SLIMKV_FORMAT_COUNT; kf++)
+        for (int vf = 0; vf < SLIMKV_FORMAT_COUNT; vf++)
+            k->attend_groups[kf][vf] = slimkv_attend_groups_scalar;
     k->f32_to_f16 = f32_to_f16_scalar;
     k->f16_to_f32 = f16_to_f32_scalar;
 }

@@ -39,6 +39,10 @@ typedef struct scratch {
     float *acc_body;      /* [rows][dv] V accumulated from the body, kept V channels */
     float *acc;           /* [rows][D] */
     float *m, *l;         /* [rows] running max and sum of exp */
+    /* The fused kernel's own softmax state (merged into the above after the
+     * item): it rescales only what it accumulated itself. */
+    float *acc_fused;     /* [rows][dv] */
+    float *m_fused, *l_fused;
 } scratch;
 
 static int max_rows(const slimkv_cache *c)
@@ -231,6 +235,54 @@ static void load_queries(const run *r, const slimkv_head *h, int head, int qfirs
         }
 }
 
+/* Tiles [lo, hi) of the plan that are whole compressed groups, K and V,
+ * seen by every row of the block (rows from position first_pos on): the
+ * fused kernel serves them. Empty when the pair has no fused body. */
+static void fused_tiles(const run *r, const slimkv_head *h, const tile_plan *p, int first_pos, int *lo, int *hi)
+{
+    const slimkv_cache *c = r->c;
+    const slimkv_config *cfg = &c->cfg;
+    int g = cfg->group_size;
+    *lo = *hi = p->n_sink_tiles;
+    if (h->dk == 0 || h->dv == 0 || cfg->policy == SLIMKV_POLICY_SPARK ||
+        !c->kern->attend_groups[cfg->k_format][cfg->v_format])
+        return;
+    int k_groups = slimkv_k_body_tokens(cfg, c->n_tokens) / g, v_groups = slimkv_v_body_tokens(cfg, c->n_tokens) / g;
+    int visible = first_pos - cfg->n_sink + 1; /* body positions every row sees */
+    int end = k_groups < v_groups ? k_groups : v_groups;
+    end = visible < 0 ? 0 : end < visible / g ? end : visible / g;
+    if (end > p->first_window_tile)
+        *hi = *lo + (end - p->first_window_tile);
+}
+
+static void run_fused(const run *r, const slimkv_head *h, int first_span, int count, const scratch *sc, int rows)
+{
+    const slimkv_config *cfg = &r->c->cfg;
+    slimkv_group_span span = {h->k_pages, h->v_pages, h->k_group_bytes, h->v_block_bytes, SLIMKV_PAGE_GROUPS,
+                              first_span, count, h->dk, h->dv, cfg->group_size, cfg->k_format, cfg->v_format};
+    r->c->kern->attend_groups[cfg->k_format][cfg->v_format](&span, sc->q_kept, rows, sc->m_fused, sc->l_fused,
+                                                            sc->acc_fused);
+}
+
+/* Log-sum-exp merge of the fused kernel's state into the item's. */
+static void merge_fused(const slimkv_head *h, const scratch *sc, int rows, int dim)
+{
+    for (int row = 0; row < rows; row++) {
+        float mf = sc->m_fused[row], m = sc->m[row];
+        if (mf == -INFINITY)
+            continue;
+        float top = m > mf ? m : mf, a = expf(m - top), b = expf(mf - top);
+        float *acc = sc->acc + (size_t)row * dim, *body = sc->acc_body + (size_t)row * h->dv;
+        const float *fused = sc->acc_fused + (size_t)row * h->dv;
+        if (a != 1.0f)
+            scale_row(acc, dim, a);
+        for (int j = 0; j < h->dv; j++)
+            body[j] = body[j] * a + fused[j] * b;
+        sc->l[row] = sc->l[row] * a + sc->l_fused[row] * b;
+        sc->m[row] = top;
+    }
+}
+
 static void run_item(const run *r, int item, const scratch *sc)
 {
     const slimkv_cache *c = r->c;
@@ -247,13 +299,24 @@ static void run_item(const run *r, int item, const scratch *sc)
     memset(sc->acc, 0, (size_t)rows * dim * sizeof(float));
     memset(sc->acc_body, 0, (size_t)rows * dim * sizeof(float));
     for (int i = 0; i < rows; i++) {
-        sc->m[i] = -INFINITY;
-        sc->l[i] = 0.0f;
+        sc->m[i] = sc->m_fused[i] = -INFINITY;
+        sc->l[i] = sc->l_fused[i] = 0.0f;
     }
     tile_plan plan = plan_tiles(r, h);
     int total = plan_total(&plan), per_split = (total + r->n_split - 1) / r->n_split;
     int t_begin = split * per_split, t_end = t_begin + per_split < total ? t_begin + per_split : total;
+    int fused_lo, fused_hi, fused = 0;
+    fused_tiles(r, h, &plan, r->qpos0 + qfirst, &fused_lo, &fused_hi);
     for (int ti = t_begin; ti < t_end; ti++) {
+        if (ti >= fused_lo && ti < fused_hi) {
+            int stop = t_end < fused_hi ? t_end : fused_hi;
+            if (!fused)
+                memset(sc->acc_fused, 0, (size_t)rows * h->dv * sizeof(float));
+            run_fused(r, h, plan.first_window_tile + ti - plan.n_sink_tiles, stop - ti, sc, rows);
+            fused = 1;
+            ti = stop - 1;
+            continue;
+        }
         tile_src t = locate_tile(r, h, head, &plan, ti);
         if (t.p0 > last_pos)
             break; /* tiles are in position order: the rest is in every query's future */
@@ -261,6 +324,8 @@ static void run_item(const run *r, int item, const scratch *sc)
         softmax_tile(r, h, &t, sc, qfirst, rows);
         accumulate_tile(r, h, &t, sc, rows);
     }
+    if (fused)
+        merge_fused(h, sc, rows, dim);
     for (int row = 0; row < rows; row++)
         for (int j = 0; j < h->dv; j++)
             sc->acc[(size_t)row * dim + h->v_chan[j]] += sc->acc_body[(size_t)row * h->dv + j];
@@ -359,7 +424,7 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
     threads = omp_get_max_threads();
 #endif
     size_t rows = (size_t)max_rows(c), dim = (size_t)cfg->head_dim;
-    size_t per_thread = rows * cfg->group_size + 5 * rows * dim + 2 * rows;
+    size_t per_thread = rows * cfg->group_size + 6 * rows * dim + 4 * rows;
     float *work = slimkv_malloc((size_t)threads * per_thread * sizeof(float));
     if (r.n_split > 1)
         r.partials = slimkv_malloc((size_t)items * rows * (dim + 2) * sizeof(float));
@@ -388,6 +453,9 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
         sc.acc = sc.acc_body + rows * dim;
         sc.m = sc.acc + rows * dim;
         sc.l = sc.m + rows;
+        sc.acc_fused = sc.l + rows;
+        sc.m_fused = sc.acc_fused + rows * dim;
+        sc.l_fused = sc.m_fused + rows;
 #pragma omp for schedule(dynamic, 1)
         for (int item = 0; item < items; item++) {
             run_item(&r, item, &sc);

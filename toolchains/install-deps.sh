@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages SlimKV builds and tests with, only when missing.
-# Usage: install-deps.sh [EXTRA]   (aarch64-linux-gnu: the ARM cross build; fuzz: clang + libFuzzer)
+# Usage: install-deps.sh [EXTRA]   (aarch64-linux-gnu: the ARM cross build; fuzz: clang + libFuzzer;
+#                                   valgrind: memcheck for make valgrind-test)
 set -e
 need=""
 check() { # check PACKAGE: queue it unless installed
@@ -10,9 +11,15 @@ for p in gcc g++ make libsleef-dev libcmocka-dev libcjson-dev; do check "$p"; do
 if [ "$1" = "fuzz" ]; then # clang, libFuzzer and clang's OpenMP runtime
     for p in clang libclang-rt-14-dev libomp-14-dev; do check "$p"; done
 fi
+if [ "$1" = "valgrind" ]; then
+    check valgrind
+fi
 if [ "$1" = "aarch64-linux-gnu" ]; then
-    for p in gcc-aarch64-linux-gnu qemu-user libsleef-dev:arm64 libcmocka-dev:arm64 libcjson-dev:arm64 \
-             libgomp1:arm64; do check "$p"; done
+    # libc6-dev:arm64: the arm64 C headers that /usr/include's multiarch
+    # headers (math.h via sleef.h) include; the cross gcc's own libc copy
+    # under /usr/aarch64-linux-gnu does not serve them.
+    for p in gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 libsleef-dev:arm64 libcmocka-dev:arm64 \
+             libcjson-dev:arm64 libgomp1:arm64; do check "$p"; done
 fi
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then

@@ -556,6 +556,7 @@ static float exp_sum_neon(float *x, int n, float max)
 void slimkv_kernels_init_neon(slimkv_kernels *k)
 {
     slimkv_kernels_init_scalar(k);
+    memset(k->attend_groups, 0, sizeof k->attend_groups); /* no scalar fused body behind SIMD kernels */
     k->name = "neon";
     SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_F32, f32_neon);
     SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_F16, f16_neon);

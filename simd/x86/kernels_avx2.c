@@ -10,6 +10,7 @@
 #include <sleef.h>
 
 #include "x86_common.h"
+#include "tile_loop.h"
 
 /* lanes8(n) = &lane_mask_table[8 - n]: n all-ones lanes, then zeros. */
 static const int32_t lane_mask_table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -271,7 +272,7 @@ SLIMKV_FORMAT_ENTRIES(bf16, dense, SLIMKV_BF16)
 
 /* ---- softmax ---- */
 
-static float exp_sum_avx2(float *x, int n, float max)
+float slimkv_exp_sum_avx2(float *x, int n, float max)
 {
     const __m256 mx = _mm256_set1_ps(max);
     __m256 sum = _mm256_setzero_ps();
@@ -286,9 +287,55 @@ static float exp_sum_avx2(float *x, int n, float max)
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
+float slimkv_max_f32_avx2(const float *x, int n)
+{
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    float r = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+    for (; i < n; i++)
+        r = x[i] > r ? x[i] : r;
+    return r;
+}
+
+void slimkv_scale_f32_avx2(float *x, int n, float a)
+{
+    const __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), va));
+    for (; i < n; i++)
+        x[i] *= a;
+}
+
+/* ---- fused decode over whole groups, dense K and V formats ---- */
+
+static const slimkv_tile_ops dense_tile_ops[3][3] = {
+    {{score_k_f32, accum_v_f32, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {score_k_f32, accum_v_f16, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {score_k_f32, accum_v_bf16, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
+    {{score_k_f16, accum_v_f32, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {score_k_f16, accum_v_f16, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {score_k_f16, accum_v_bf16, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
+    {{score_k_bf16, accum_v_f32, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {score_k_bf16, accum_v_f16, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {score_k_bf16, accum_v_bf16, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
+};
+
+/* Every pair of f32 / f16 / bf16 (formats 0..2). */
+static void slimkv_attend_groups_dense_avx2(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                            float *l, float *acc)
+{
+    slimkv_tile_loop(&dense_tile_ops[span->k_format][span->v_format], span, q, rows, m, l, acc);
+}
+
 void slimkv_kernels_init_avx2(slimkv_kernels *k)
 {
     slimkv_kernels_init_scalar(k);
+    memset(k->attend_groups, 0, sizeof k->attend_groups); /* no scalar fused body behind SIMD kernels */
     k->name = "avx2";
     SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_F32, f32);
     SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_F16, f16);
@@ -296,7 +343,10 @@ void slimkv_kernels_init_avx2(slimkv_kernels *k)
     slimkv_x86_quant_init_avx2(k);
     slimkv_x86_spark_init_avx2(k);
     SLIMKV_SET_ROW_ENTRIES(k, _avx2);
-    k->exp_sum = exp_sum_avx2;
+    k->exp_sum = slimkv_exp_sum_avx2;
+    for (int kf = SLIMKV_F32; kf <= SLIMKV_BF16; kf++)
+        for (int vf = SLIMKV_F32; vf <= SLIMKV_BF16; vf++)
+            k->attend_groups[kf][vf] = slimkv_attend_groups_dense_avx2;
     k->f32_to_f16 = f32_to_f16_avx2;
     k->f16_to_f32 = f16_to_f32_avx2;
 }

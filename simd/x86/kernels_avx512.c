@@ -11,6 +11,7 @@
 #include <sleef.h>
 
 #include "x86_common.h"
+#include "tile_loop.h"
 
 X86_INLINE __mmask16 lanes16(int n)
 {
@@ -273,7 +274,7 @@ SLIMKV_FORMAT_ENTRIES(bf16, dense, SLIMKV_BF16)
 
 /* ---- softmax ---- */
 
-static float exp_sum_avx512(float *x, int n, float max)
+float slimkv_exp_sum_avx512(float *x, int n, float max)
 {
     const __m512 mx = _mm512_set1_ps(max);
     __m512 sum = _mm512_setzero_ps();
@@ -286,9 +287,48 @@ static float exp_sum_avx512(float *x, int n, float max)
     return _mm512_reduce_add_ps(sum);
 }
 
+float slimkv_max_f32_avx512(const float *x, int n)
+{
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < n; i += 16)
+        m = _mm512_max_ps(m, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), lanes16(n - i), x + i));
+    return _mm512_reduce_max_ps(m);
+}
+
+void slimkv_scale_f32_avx512(float *x, int n, float a)
+{
+    const __m512 va = _mm512_set1_ps(a);
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = lanes16(n - i);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), va));
+    }
+}
+
+/* ---- fused decode over whole groups, dense K and V formats ---- */
+
+static const slimkv_tile_ops dense_tile_ops[3][3] = {
+    {{score_k_f32, accum_v_f32, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {score_k_f32, accum_v_f16, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {score_k_f32, accum_v_bf16, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
+    {{score_k_f16, accum_v_f32, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {score_k_f16, accum_v_f16, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {score_k_f16, accum_v_bf16, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
+    {{score_k_bf16, accum_v_f32, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {score_k_bf16, accum_v_f16, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {score_k_bf16, accum_v_bf16, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
+};
+
+/* Every pair of f32 / f16 / bf16 (formats 0..2). */
+static void slimkv_attend_groups_dense_avx512(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                              float *l, float *acc)
+{
+    slimkv_tile_loop(&dense_tile_ops[span->k_format][span->v_format], span, q, rows, m, l, acc);
+}
+
 void slimkv_kernels_init_avx512(slimkv_kernels *k)
 {
     slimkv_kernels_init_scalar(k);
+    memset(k->attend_groups, 0, sizeof k->attend_groups); /* no scalar fused body behind SIMD kernels */
     k->name = "avx512";
     SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_F32, f32);
     SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_F16, f16);
@@ -296,7 +336,10 @@ void slimkv_kernels_init_avx512(slimkv_kernels *k)
     slimkv_x86_quant_init_avx512(k);
     slimkv_x86_spark_init_avx512(k);
     SLIMKV_SET_ROW_ENTRIES(k, _avx512);
-    k->exp_sum = exp_sum_avx512;
+    k->exp_sum = slimkv_exp_sum_avx512;
+    for (int kf = SLIMKV_F32; kf <= SLIMKV_BF16; kf++)
+        for (int vf = SLIMKV_F32; vf <= SLIMKV_BF16; vf++)
+            k->attend_groups[kf][vf] = slimkv_attend_groups_dense_avx512;
     k->f32_to_f16 = f32_to_f16_avx512;
     k->f16_to_f32 = f16_to_f32_avx512;
 }

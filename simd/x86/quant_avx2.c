@@ -17,6 +17,7 @@
 #include <immintrin.h>
 
 #include "x86_common.h"
+#include "tile_loop.h"
 
 #define ROUND_NEAREST (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
@@ -607,8 +608,33 @@ SLIMKV_FORMAT_ENTRIES(q8, quant, 8, SLIMKV_Q8)
 SLIMKV_FORMAT_ENTRIES(q4, quant, 4, SLIMKV_Q4)
 SLIMKV_FORMAT_ENTRIES(q2, quant, 2, SLIMKV_Q2)
 
+/* ---- fused decode over whole groups, quantized K and V formats ---- */
+
+static const slimkv_tile_ops quant_tile_ops[3][3] = {
+    {{score_k_q8, accum_v_q8, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {score_k_q8, accum_v_q4, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {score_k_q8, accum_v_q2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
+    {{score_k_q4, accum_v_q8, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {score_k_q4, accum_v_q4, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {score_k_q4, accum_v_q2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
+    {{score_k_q2, accum_v_q8, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {score_k_q2, accum_v_q4, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {score_k_q2, accum_v_q2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
+};
+
+/* Every pair of q8 / q4 / q2 (formats SLIMKV_Q8..SLIMKV_Q2). */
+static void slimkv_attend_groups_quant_avx2(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                            float *l, float *acc)
+{
+    slimkv_tile_loop(&quant_tile_ops[span->k_format - SLIMKV_Q8][span->v_format - SLIMKV_Q8], span, q, rows, m, l,
+                     acc);
+}
+
 void slimkv_x86_quant_init_avx2(slimkv_kernels *k)
 {
+    for (int kf = SLIMKV_Q8; kf <= SLIMKV_Q2; kf++)
+        for (int vf = SLIMKV_Q8; vf <= SLIMKV_Q2; vf++)
+            k->attend_groups[kf][vf] = slimkv_attend_groups_quant_avx2;
     SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q8, q8);
     SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q4, q4);
     SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q2, q2);

@@ -77,6 +77,15 @@ X86_INLINE void x86_prefetch_rows(const void *rows, size_t stride_bytes, int n, 
         x86_prefetch_range((const char *)rows + (size_t)t * stride_bytes, row_bytes);
 }
 
+/* Softmax helpers of the fused decode loop (simd/tile_loop.h), shared by
+ * the dense and quantized files of one ISA. */
+SLIMKV_HIDDEN float slimkv_exp_sum_avx2(float *x, int n, float max);
+SLIMKV_HIDDEN float slimkv_max_f32_avx2(const float *x, int n);
+SLIMKV_HIDDEN void slimkv_scale_f32_avx2(float *x, int n, float a);
+SLIMKV_HIDDEN float slimkv_exp_sum_avx512(float *x, int n, float max);
+SLIMKV_HIDDEN float slimkv_max_f32_avx512(const float *x, int n);
+SLIMKV_HIDDEN void slimkv_scale_f32_avx512(float *x, int n, float a);
+
 /* Table fillers of the quantized-format files. */
 SLIMKV_HIDDEN void slimkv_x86_quant_init_avx2(slimkv_kernels *k);
 SLIMKV_HIDDEN void slimkv_x86_quant_init_avx512(slimkv_kernels *k);
