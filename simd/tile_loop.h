@@ -19,7 +19,9 @@
  * DRAM at every new page; asking this far ahead keeps enough misses in
  * flight for one core to approach the DRAM bandwidth, while staying well
  * inside L2. */
+#ifndef SLIMKV_PREFETCH_BYTES
 #define SLIMKV_PREFETCH_BYTES ((size_t)12 << 10)
+#endif
 
 typedef struct slimkv_tile_ops {
     slimkv_score_k_fn score;   /* scores of one K group (all g tokens) */

@@ -16,6 +16,13 @@
 
 #define QUERY_BLOCK 8     /* queries served together from one pass over K/V */
 #define TARGET_ITEMS 64   /* split tokens until there are about this many items */
+/* ... but no split shorter than this: each item has a fixed cost (queries
+ * loaded, state cleared, partial written and merged) that a short split
+ * does not amortise, and a long split is one stream the prefetcher
+ * follows. */
+#ifndef MIN_SPLIT_TOKENS
+#define MIN_SPLIT_TOKENS 2048
+#endif
 
 typedef struct run {
     const slimkv_cache *c;
@@ -415,8 +422,9 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
     r.n_qblocks = (n_queries + QUERY_BLOCK - 1) / QUERY_BLOCK;
     int head_qblocks = cfg->n_kv_heads * r.n_qblocks;
     r.n_split = head_qblocks >= TARGET_ITEMS ? 1 : TARGET_ITEMS / head_qblocks;
-    int tokens = c->n_tokens + r.n_chunk, max_tiles = (tokens + cfg->group_size - 1) / cfg->group_size + 1;
-    r.n_split = r.n_split < max_tiles ? r.n_split : max_tiles;
+    int tokens = c->n_tokens + r.n_chunk, max_splits = tokens / MIN_SPLIT_TOKENS;
+    max_splits = max_splits < 1 ? 1 : max_splits;
+    r.n_split = r.n_split < max_splits ? r.n_split : max_splits;
     int items = head_qblocks * r.n_split;
 
     int threads = 1;

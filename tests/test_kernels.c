@@ -466,6 +466,245 @@ static void check_conversions(const slimkv_kernels *k, const slimkv_kernels *ref
     assert_memory_equal(back + 1, back_ref + 1, (N - 1) * sizeof(float));
 }
 
+/* ---- fused decode over whole groups (attend_groups) ----
+ * The fused loop (tiles, pages, online softmax carried across tiles and
+ * calls, prefetch) is checked against the same table's own family kernels
+ * composed the plain way: all scores by score_k, one double-precision
+ * softmax, the normalised weights through accum_v. That isolates the loop:
+ * float pairs agree within 1e-4 of the channel's largest |v|; quantized
+ * pairs within 2e-3 (the V fold quantizes weights relative to each block's
+ * largest, so a weight may round to the next int8 step on one side only).
+ * How far each family kernel may be from the scalar oracle is the business
+ * of the family checks above. The scalar body, the oracle of every pair,
+ * is also checked against a double-precision softmax over the decoded
+ * stored values within 1e-4. Each run is done in one call and in two calls
+ * that carry the softmax state, as the driver does. */
+#define FUSED_PAGE_GROUPS 3 /* pages smaller than a tile: page crossings inside tiles */
+
+typedef struct fused_case {
+    slimkv_format kf, vf;
+    int g, dk, dv, count, rows;
+    uint8_t **k_pages, **v_pages;
+    int n_pages;
+    size_t kb, vb;
+    float q_scale;
+    float *q;
+} fused_case;
+
+static void fused_case_make(test_rng *r, const slimkv_kernels *ref, fused_case *fc)
+{
+    fc->kb = slimkv_k_group_bytes(fc->kf, fc->dk, fc->g);
+    fc->vb = slimkv_v_block_bytes(fc->vf, fc->dv, fc->g);
+    fc->n_pages = (fc->count + FUSED_PAGE_GROUPS - 1) / FUSED_PAGE_GROUPS;
+    fc->k_pages = calloc((size_t)fc->n_pages, sizeof *fc->k_pages);
+    fc->v_pages = calloc((size_t)fc->n_pages, sizeof *fc->v_pages);
+    assert_non_null(fc->k_pages);
+    assert_non_null(fc->v_pages);
+    float *x = malloc((size_t)fc->g * (fc->dk > fc->dv ? fc->dk : fc->dv) * sizeof(float));
+    assert_non_null(x);
+    for (int p = 0; p < fc->n_pages; p++) {
+        fc->k_pages[p] = calloc(FUSED_PAGE_GROUPS, fc->kb);
+        fc->v_pages[p] = calloc(FUSED_PAGE_GROUPS, fc->vb);
+        assert_non_null(fc->k_pages[p]);
+        assert_non_null(fc->v_pages[p]);
+    }
+    for (int i = 0; i < fc->count; i++) {
+        uint8_t *kg = fc->k_pages[i / FUSED_PAGE_GROUPS] + (size_t)(i % FUSED_PAGE_GROUPS) * fc->kb;
+        uint8_t *vb = fc->v_pages[i / FUSED_PAGE_GROUPS] + (size_t)(i % FUSED_PAGE_GROUPS) * fc->vb;
+        fill_values(r, x, (size_t)fc->g * fc->dk);
+        ref->pack_k[fc->kf](x, fc->dk, fc->g, kg);
+        for (int t = 0; t < fc->g; t++) {
+            fill_values(r, x, (size_t)fc->dv);
+            ref->pack_v[fc->vf](x, fc->dv, fc->g, vb, t);
+        }
+    }
+    free(x);
+    fc->q = malloc((size_t)fc->rows * fc->dk * sizeof(float));
+    assert_non_null(fc->q);
+    /* small queries: flat softmax; large ones: the max moves by more than
+     * the slack between tiles, so accumulators are rescaled */
+    fill_normal(r, fc->q, (size_t)fc->rows * fc->dk, fc->q_scale);
+}
+
+static void fused_case_free(fused_case *fc)
+{
+    for (int p = 0; p < fc->n_pages; p++) {
+        free(fc->k_pages[p]);
+        free(fc->v_pages[p]);
+    }
+    free(fc->k_pages);
+    free(fc->v_pages);
+    free(fc->q);
+}
+
+static slimkv_group_span fused_span(const fused_case *fc, int first, int count)
+{
+    slimkv_group_span sp = {fc->k_pages, fc->v_pages, fc->kb, fc->vb, FUSED_PAGE_GROUPS, first, count,
+                            fc->dk,      fc->dv,      fc->g,  fc->kf, fc->vf};
+    return sp;
+}
+
+/* out[row][c] = acc / l after the kernel ran over the span in `calls` calls. */
+static void fused_run(const slimkv_kernels *k, const fused_case *fc, int calls, float *out)
+{
+    float *m = malloc((size_t)fc->rows * sizeof(float)), *l = malloc((size_t)fc->rows * sizeof(float));
+    float *acc = calloc((size_t)fc->rows * fc->dv, sizeof(float));
+    assert_true(m && l && acc);
+    for (int i = 0; i < fc->rows; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+    }
+    int first_count = calls == 1 ? fc->count : fc->count / 3 + 1;
+    slimkv_group_span a = fused_span(fc, 0, first_count);
+    k->attend_groups[fc->kf][fc->vf](&a, fc->q, fc->rows, m, l, acc);
+    if (first_count < fc->count) {
+        slimkv_group_span b = fused_span(fc, first_count, fc->count - first_count);
+        k->attend_groups[fc->kf][fc->vf](&b, fc->q, fc->rows, m, l, acc);
+    }
+    for (int i = 0; i < fc->rows; i++) {
+        assert_true(l[i] > 0.0f);
+        for (int c = 0; c < fc->dv; c++)
+            out[(size_t)i * fc->dv + c] = acc[(size_t)i * fc->dv + c] / l[i];
+    }
+    free(m);
+    free(l);
+    free(acc);
+}
+
+/* The plain composition of k's family kernels; vmax[c] = the largest |v|
+ * of channel c (decoded). */
+static void fused_composed(const slimkv_kernels *k, const fused_case *fc, float *out, double *vmax)
+{
+    int n = fc->count * fc->g;
+    float *s = malloc((size_t)fc->rows * n * sizeof(float));
+    assert_non_null(s);
+    for (int j = 0; j < fc->count; j++) {
+        const uint8_t *kg = fc->k_pages[j / FUSED_PAGE_GROUPS] + (size_t)(j % FUSED_PAGE_GROUPS) * fc->kb;
+        k->score_k[fc->kf](kg, fc->dk, fc->g, fc->g, fc->q, fc->rows, s + (size_t)j * fc->g, n);
+    }
+    for (int i = 0; i < fc->rows; i++) {
+        float *si = s + (size_t)i * n;
+        double mx = -INFINITY, l = 0.0;
+        for (int t = 0; t < n; t++)
+            mx = si[t] > mx ? si[t] : mx;
+        for (int t = 0; t < n; t++)
+            l += exp(si[t] - mx);
+        for (int t = 0; t < n; t++)
+            si[t] = (float)(exp(si[t] - mx) / l);
+    }
+    memset(out, 0, (size_t)fc->rows * fc->dv * sizeof(float));
+    for (int c = 0; c < fc->dv; c++)
+        vmax[c] = 0.0;
+    for (int j = 0; j < fc->count; j++) {
+        const uint8_t *vb = fc->v_pages[j / FUSED_PAGE_GROUPS] + (size_t)(j % FUSED_PAGE_GROUPS) * fc->vb;
+        k->accum_v[fc->vf](vb, fc->dv, fc->g, fc->g, s + (size_t)j * fc->g, n, fc->rows, out);
+        for (int t = 0; t < fc->g; t++)
+            for (int c = 0; c < fc->dv; c++) {
+                double v = fabs(v_value(fc->vf, vb, fc->dv, fc->g, t, c));
+                vmax[c] = v > vmax[c] ? v : vmax[c];
+            }
+    }
+    free(s);
+}
+
+/* The double-precision oracle; vmax[c] = the largest |v| of channel c. */
+static void fused_oracle(const fused_case *fc, double *out, double *vmax)
+{
+    int n = fc->count * fc->g;
+    double *s = malloc((size_t)n * sizeof(double));
+    assert_non_null(s);
+    for (int c = 0; c < fc->dv; c++)
+        vmax[c] = 0.0;
+    for (int i = 0; i < fc->rows; i++) {
+        double mx = -INFINITY, l = 0.0;
+        for (int t = 0; t < n; t++) {
+            const uint8_t *kg = fc->k_pages[t / fc->g / FUSED_PAGE_GROUPS] +
+                                (size_t)(t / fc->g % FUSED_PAGE_GROUPS) * fc->kb;
+            double d = 0.0;
+            for (int c = 0; c < fc->dk; c++)
+                d += (double)fc->q[(size_t)i * fc->dk + c] * k_value(fc->kf, kg, fc->dk, fc->g, c, t % fc->g);
+            s[t] = d;
+            mx = d > mx ? d : mx;
+        }
+        for (int c = 0; c < fc->dv; c++)
+            out[(size_t)i * fc->dv + c] = 0.0;
+        for (int t = 0; t < n; t++) {
+            const uint8_t *vb = fc->v_pages[t / fc->g / FUSED_PAGE_GROUPS] +
+                                (size_t)(t / fc->g % FUSED_PAGE_GROUPS) * fc->vb;
+            double p = exp(s[t] - mx);
+            l += p;
+            for (int c = 0; c < fc->dv; c++) {
+                double v = v_value(fc->vf, vb, fc->dv, fc->g, t % fc->g, c);
+                out[(size_t)i * fc->dv + c] += p * v;
+                vmax[c] = fabs(v) > vmax[c] ? fabs(v) : vmax[c];
+            }
+        }
+        for (int c = 0; c < fc->dv; c++)
+            out[(size_t)i * fc->dv + c] /= l;
+    }
+    free(s);
+}
+
+static void check_attend_groups(const slimkv_kernels *k, const slimkv_kernels *ref)
+{
+    static const int dims[][2] = {{8, 17}, {64, 64}, {128, 128}, {100, 130}};
+    static const int rows_of[] = {1, 4, 5, 9};
+    test_rng r;
+    rng_seed(&r, 19);
+    int ran = 0;
+    for (size_t ki = 0; ki < 6; ki++)
+        for (size_t vi = 0; vi < 6; vi++) {
+            slimkv_format kf = all_formats[ki], vf = all_formats[vi];
+            /* the scalar table serves every pair; a SIMD table may leave
+             * mixed dense/quantized pairs to the driver */
+            if (!k->attend_groups[kf][vf])
+                continue;
+            for (size_t gi = 0; gi < 2; gi++)
+                for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+                    fused_case fc = {.kf = kf, .vf = vf, .g = group_sizes[gi], .dk = dims[di][0], .dv = dims[di][1],
+                                     .count = 19 + (int)di, .rows = rows_of[(ki + vi + di) % 4],
+                                     .q_scale = (gi + di) % 2 ? 0.6f : 0.05f};
+                    fused_case_make(&r, ref, &fc);
+                    size_t n_out = (size_t)fc.rows * fc.dv;
+                    float *got = malloc(n_out * sizeof(float)), *split = malloc(n_out * sizeof(float));
+                    float *composed = malloc(n_out * sizeof(float));
+                    double *want = malloc(n_out * sizeof(double)), *vmax = malloc((size_t)fc.dv * sizeof(double));
+                    assert_true(got && split && composed && want && vmax);
+                    fused_run(k, &fc, 1, got);
+                    fused_run(k, &fc, 2, split);
+                    fused_composed(k, &fc, composed, vmax);
+                    double frac = slimkv_is_quantized(kf) || slimkv_is_quantized(vf) ? 2e-3 : 1e-4;
+                    for (size_t i = 0; i < n_out; i++) {
+                        double tol = frac * vmax[i % (size_t)fc.dv] + 1e-6;
+                        if (fabs((double)got[i] - composed[i]) > tol || fabs((double)split[i] - composed[i]) > tol)
+                            fail_msg("%s attend_groups %s/%s g=%d dk=%d dv=%d rows=%d at %zu: %g (in two calls %g) "
+                                     "vs %g composed (tol %g)",
+                                     k->name, slimkv_format_name(kf), slimkv_format_name(vf), fc.g, fc.dk, fc.dv,
+                                     fc.rows, i, got[i], split[i], composed[i], tol);
+                    }
+                    if (k == ref) {
+                        fused_oracle(&fc, want, vmax);
+                        for (size_t i = 0; i < n_out; i++)
+                            if (fabs(got[i] - want[i]) > 1e-4 * vmax[i % (size_t)fc.dv] + 1e-6)
+                                fail_msg("scalar attend_groups %s/%s g=%d dk=%d dv=%d at %zu: %g vs %g (double)",
+                                         slimkv_format_name(kf), slimkv_format_name(vf), fc.g, fc.dk, fc.dv, i,
+                                         got[i], want[i]);
+                    }
+                    free(composed);
+                    free(got);
+                    free(split);
+                    free(want);
+                    free(vmax);
+                    fused_case_free(&fc);
+                    ran++;
+                }
+        }
+    /* every table has fused bodies for the same-family pairs */
+    assert_non_null(k->attend_groups[SLIMKV_F16][SLIMKV_F16]);
+    assert_non_null(k->attend_groups[SLIMKV_Q4][SLIMKV_Q4]);
+    assert_true(ran > 0);
+}
+
 /* One body over every ISA. */
 typedef void (*family_check)(const slimkv_kernels *, const slimkv_kernels *);
 
@@ -491,6 +730,7 @@ static void test_accum_v(void **state) { (void)state; run_on_every_isa(check_acc
 static void test_rows(void **state) { (void)state; run_on_every_isa(check_rows); }
 static void test_spark(void **state) { (void)state; run_on_every_isa(check_spark); }
 static void test_exp_sum(void **state) { (void)state; run_on_every_isa(check_exp_sum); }
+static void test_attend_groups(void **state) { (void)state; run_on_every_isa(check_attend_groups); }
 static void test_conversions(void **state) { (void)state; run_on_every_isa(check_conversions); }
 
 /* The scalar fp16 conversion itself against known encodings. */
@@ -550,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_spark),
         cmocka_unit_test(test_exp_sum),
+        cmocka_unit_test(test_attend_groups),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }
