@@ -114,7 +114,8 @@ typedef struct slimkv_config {
     int window;           /* W, default 32 */
     slimkv_backend backend;
     const char *isa;      /* NULL or "auto": best available (SLIMKV_ISA overrides);
-                             else "scalar", "avx2", "avx512" or "neon" */
+                             else "scalar", "avx2", "avx512", "neon" or
+                             "neon-dotprod" (NEON with the ARMv8.2 dot product) */
     /* CUDA backend only: q, k, v and out of prefill/append/attend are device
      * pointers (0: host pointers). Needs backend SLIMKV_BACKEND_CUDA: with
      * auto a cache could land on the CPU, where device pointers are useless.

@@ -246,6 +246,7 @@ SLIMKV_HIDDEN void slimkv_kernels_init_scalar(slimkv_kernels *k);
 SLIMKV_HIDDEN void slimkv_kernels_init_avx2(slimkv_kernels *k);
 SLIMKV_HIDDEN void slimkv_kernels_init_avx512(slimkv_kernels *k);
 SLIMKV_HIDDEN void slimkv_kernels_init_neon(slimkv_kernels *k);
+SLIMKV_HIDDEN void slimkv_kernels_init_neon_dotprod(slimkv_kernels *k);
 
 /* Scalar fp16/bf16 conversions (shared by every ISA for tails). */
 SLIMKV_HIDDEN uint16_t slimkv_f32_to_f16(float f);

@@ -17,7 +17,7 @@
 #define SLIMKV_ARM64 1
 #endif
 
-enum isa_id { ISA_AVX512, ISA_AVX2, ISA_NEON, ISA_SCALAR, ISA_COUNT };
+enum isa_id { ISA_AVX512, ISA_AVX2, ISA_NEON_DOTPROD, ISA_NEON, ISA_SCALAR, ISA_COUNT };
 
 typedef struct isa_entry {
     const char *name;
@@ -34,8 +34,10 @@ static const isa_entry isa_table[ISA_COUNT] = {
     [ISA_AVX2] = {"avx2", NULL},
 #endif
 #ifdef SLIMKV_ARM64
+    [ISA_NEON_DOTPROD] = {"neon-dotprod", slimkv_kernels_init_neon_dotprod},
     [ISA_NEON] = {"neon", slimkv_kernels_init_neon},
 #else
+    [ISA_NEON_DOTPROD] = {"neon-dotprod", NULL},
     [ISA_NEON] = {"neon", NULL},
 #endif
     [ISA_SCALAR] = {"scalar", slimkv_kernels_init_scalar},
@@ -80,7 +82,11 @@ static void detect_arm(void)
 #ifndef HWCAP_ASIMD
 #define HWCAP_ASIMD (1 << 1)
 #endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
     supported[ISA_NEON] = (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0;
+    supported[ISA_NEON_DOTPROD] = supported[ISA_NEON] && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
 }
 #endif
 

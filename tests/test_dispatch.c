@@ -18,7 +18,8 @@ static const char *best_supported(void)
 {
     return slimkv_isa_supported("avx512") ? "avx512"
            : slimkv_isa_supported("avx2") ? "avx2"
-           : slimkv_isa_supported("neon") ? "neon"
+           : slimkv_isa_supported("neon-dotprod") ? "neon-dotprod"
+           : slimkv_isa_supported("neon")       ? "neon"
                                           : "scalar";
 }
 
@@ -37,8 +38,8 @@ static void expect_override(const char *value, const char *want_name)
 static void test_forced_isa(void **state)
 {
     (void)state;
-    const char *names[] = {"scalar", "avx2", "avx512", "neon"};
-    for (int i = 0; i < 4; i++)
+    const char *names[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"};
+    for (int i = 0; i < 5; i++)
         expect_override(names[i], slimkv_isa_supported(names[i]) ? names[i] : NULL);
 }
 

@@ -15,7 +15,7 @@
 #include "../src/internal.h"
 #include "oracle.h"
 
-static const char *const isa_names[] = {"scalar", "avx2", "avx512", "neon"};
+static const char *const isa_names[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"};
 static const slimkv_format all_formats[] = {SLIMKV_F32, SLIMKV_F16, SLIMKV_BF16, SLIMKV_Q8, SLIMKV_Q4, SLIMKV_Q2};
 static const int group_sizes[] = {16, 32, 64};
 static const int k_dims[] = {4, 8, 12, 20, 64, 100, 128};
@@ -768,6 +768,7 @@ static void test_isa_selection(void **state)
     assert_int_equal(slimkv_isa_supported(NULL), 0);
 #if defined(__x86_64__)
     assert_int_equal(slimkv_isa_supported("neon"), 0);
+    assert_int_equal(slimkv_isa_supported("neon-dotprod"), 0);
 #elif defined(__aarch64__)
     assert_int_equal(slimkv_isa_supported("avx2"), 0);
     assert_int_equal(slimkv_isa_supported("neon"), 1);

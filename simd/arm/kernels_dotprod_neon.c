@@ -23,6 +23,7 @@
  * over the two terms, so q8 blocks are 8 tokens (K) or 8 channels (V) wide
  * instead of 16. */
 #include "neon_common.h"
+#include "tile_loop.h"
 
 #if defined(__clang__) && !defined(__ARM_FEATURE_DOTPROD)
 /* clang (14 here) declares the dot-product intrinsics only when the whole
@@ -340,8 +341,33 @@ SLIMKV_ACCUM_V_ENTRY(accum_v_q8_dot, accum_v_dot, 8, SLIMKV_Q8)
 SLIMKV_ACCUM_V_ENTRY(accum_v_q4_dot, accum_v_dot, 4, SLIMKV_Q4)
 SLIMKV_ACCUM_V_ENTRY(accum_v_q2_dot, accum_v_dot, 2, SLIMKV_Q2)
 
+/* ---- fused decode over whole groups ---- */
+
+static const slimkv_tile_ops dot_tile_ops[3][3] = {
+    {{score_k_q8_dot, accum_v_q8_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_q8_dot, accum_v_q4_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_q8_dot, accum_v_q2_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{score_k_q4_dot, accum_v_q8_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_q4_dot, accum_v_q4_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_q4_dot, accum_v_q2_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{score_k_q2_dot, accum_v_q8_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_q2_dot, accum_v_q4_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_q2_dot, accum_v_q2_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+};
+
+/* Every pair of q8 / q4 / q2 (formats SLIMKV_Q8..SLIMKV_Q2). */
+static void slimkv_attend_groups_quant_neondot(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                               float *l, float *acc)
+{
+    slimkv_tile_loop(&dot_tile_ops[span->k_format - SLIMKV_Q8][span->v_format - SLIMKV_Q8], span, q, rows, m, l,
+                     acc);
+}
+
 void slimkv_kernels_use_dotprod_neon(slimkv_kernels *k)
 {
+    for (int kf = SLIMKV_Q8; kf <= SLIMKV_Q2; kf++)
+        for (int vf = SLIMKV_Q8; vf <= SLIMKV_Q2; vf++)
+            k->attend_groups[kf][vf] = slimkv_attend_groups_quant_neondot;
     k->score_k[SLIMKV_Q8] = score_k_q8_dot;
     k->score_k[SLIMKV_Q4] = score_k_q4_dot;
     k->score_k[SLIMKV_Q2] = score_k_q2_dot;

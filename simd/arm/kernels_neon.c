@@ -4,19 +4,15 @@
  * order, so their bytes match simd/scalar.c exactly. Scores and V sums are
  * float: dense rows are FMA'd directly, quantized codes are widened to float
  * and FMA'd with the query (weights) folded with the group's scales. On CPUs
- * with the ARMv8.2 dot product, kernels_dotprod_neon.c replaces the quantized
- * score_k / accum_v with int8 versions. */
+ * with the ARMv8.2 dot product, the "neon-dotprod" table takes the quantized
+ * score_k / accum_v (and their fused decode) from kernels_dotprod_neon.c. */
 #include <math.h>
-#include <sys/auxv.h>
 
 #include <sleef.h>
 
 #include "neon_common.h"
+#include "tile_loop.h"
 #include "spark_neon.h"
-
-#ifndef HWCAP_ASIMDDP
-#define HWCAP_ASIMDDP (1 << 20)
-#endif
 
 /* ---- fp16 / bf16 conversions ---- */
 
@@ -533,7 +529,7 @@ SLIMKV_FORMAT_ENTRIES(q2_neon, quant, 2, SLIMKV_Q2)
 /* ---- softmax exponentials ---- */
 
 /* SLEEF's 1-ulp expf, 4 lanes; the tail is padded with -inf (exp = 0). */
-static float exp_sum_neon(float *x, int n, float max)
+float slimkv_exp_sum_neon(float *x, int n, float max)
 {
     float32x4_t vmax = vdupq_n_f32(max), sum = vdupq_n_f32(0.0f);
     int i = 0;
@@ -553,6 +549,68 @@ static float exp_sum_neon(float *x, int n, float max)
     return vaddvq_f32(sum);
 }
 
+float slimkv_max_f32_neon(const float *x, int n)
+{
+    float32x4_t m = vdupq_n_f32(-INFINITY);
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        m = vmaxq_f32(m, vld1q_f32(x + i));
+    float r = vmaxvq_f32(m);
+    for (; i < n; i++)
+        r = x[i] > r ? x[i] : r;
+    return r;
+}
+
+void slimkv_scale_f32_neon(float *x, int n, float a)
+{
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), a));
+    for (; i < n; i++)
+        x[i] *= a;
+}
+
+/* ---- fused decode over whole groups ---- */
+
+static const slimkv_tile_ops dense_tile_ops[3][3] = {
+    {{score_k_f32_neon, accum_v_f32_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_f32_neon, accum_v_f16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_f32_neon, accum_v_bf16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{score_k_f16_neon, accum_v_f32_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_f16_neon, accum_v_f16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_f16_neon, accum_v_bf16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{score_k_bf16_neon, accum_v_f32_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_bf16_neon, accum_v_f16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_bf16_neon, accum_v_bf16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+};
+
+static const slimkv_tile_ops quant_tile_ops[3][3] = {
+    {{score_k_q8_neon, accum_v_q8_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_q8_neon, accum_v_q4_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_q8_neon, accum_v_q2_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{score_k_q4_neon, accum_v_q8_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_q4_neon, accum_v_q4_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_q4_neon, accum_v_q2_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{score_k_q2_neon, accum_v_q8_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_q2_neon, accum_v_q4_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {score_k_q2_neon, accum_v_q2_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+};
+
+/* Every pair of f32 / f16 / bf16 (formats 0..2). */
+static void slimkv_attend_groups_dense_neon(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                            float *l, float *acc)
+{
+    slimkv_tile_loop(&dense_tile_ops[span->k_format][span->v_format], span, q, rows, m, l, acc);
+}
+
+/* Every pair of q8 / q4 / q2 (formats SLIMKV_Q8..SLIMKV_Q2). */
+static void slimkv_attend_groups_quant_neon(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                            float *l, float *acc)
+{
+    slimkv_tile_loop(&quant_tile_ops[span->k_format - SLIMKV_Q8][span->v_format - SLIMKV_Q8], span, q, rows, m, l,
+                     acc);
+}
+
 void slimkv_kernels_init_neon(slimkv_kernels *k)
 {
     slimkv_kernels_init_scalar(k);
@@ -565,12 +623,24 @@ void slimkv_kernels_init_neon(slimkv_kernels *k)
     SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q4, q4_neon);
     SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q2, q2_neon);
     SLIMKV_SET_ROW_ENTRIES(k, _neon);
-    k->exp_sum = exp_sum_neon;
+    k->exp_sum = slimkv_exp_sum_neon;
+    for (int kf = SLIMKV_F32; kf <= SLIMKV_BF16; kf++)
+        for (int vf = SLIMKV_F32; vf <= SLIMKV_BF16; vf++)
+            k->attend_groups[kf][vf] = slimkv_attend_groups_dense_neon;
+    for (int kf = SLIMKV_Q8; kf <= SLIMKV_Q2; kf++)
+        for (int vf = SLIMKV_Q8; vf <= SLIMKV_Q2; vf++)
+            k->attend_groups[kf][vf] = slimkv_attend_groups_quant_neon;
     k->f32_to_f16 = f32_to_f16_neon;
     k->f16_to_f32 = f16_to_f32_neon;
     slimkv_arm_spark_init_neon(k); /* SparK scores: spark_neon.c */
-    /* Same table name: the dot-product kernels are a faster body of the
-     * same contract, chosen once here from the CPU's features. */
-    if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP)
-        slimkv_kernels_use_dotprod_neon(k);
+}
+
+/* A table of its own, so that SLIMKV_ISA can force either and the tests
+ * run the plain NEON quantized kernels on CPUs (and qemu) that have the
+ * dot product too. dispatch.c offers it where HWCAP_ASIMDDP is set. */
+void slimkv_kernels_init_neon_dotprod(slimkv_kernels *k)
+{
+    slimkv_kernels_init_neon(k);
+    k->name = "neon-dotprod";
+    slimkv_kernels_use_dotprod_neon(k);
 }

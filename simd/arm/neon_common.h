@@ -19,8 +19,15 @@
 /* Tokens of a V block whose folded weights are prepared at once. */
 #define NEON_V_CHUNK 64
 
-/* The dot-product variant overrides the quantized score_k / accum_v. */
+/* The dot-product table ("neon-dotprod"): the NEON table with the quantized
+ * score_k / accum_v and their fused decode replaced. */
 SLIMKV_HIDDEN void slimkv_kernels_use_dotprod_neon(slimkv_kernels *k);
+
+/* Softmax helpers of the fused decode loop (simd/tile_loop.h), shared by
+ * both NEON files. */
+SLIMKV_HIDDEN float slimkv_exp_sum_neon(float *x, int n, float max);
+SLIMKV_HIDDEN float slimkv_max_f32_neon(const float *x, int n);
+SLIMKV_HIDDEN void slimkv_scale_f32_neon(float *x, int n, float a);
 
 /* Splits nq into blocks of 4 and instantiates the body for 4, 3, 2 and 1 rows
  * (compile-time counts keep every accumulator in a register). */
