@@ -19,9 +19,14 @@
  * workload's real queries, so the policy chooses channels from realistic
  * queries, and the rest of the context by append (workload_fill_cache). */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <omp.h>
 
 #include "workload.h"
@@ -53,6 +58,8 @@ typedef struct bench_options {
     int reps;
     int llc_multiple;
     int prefill_tokens;
+    int busy;             /* CPU-bound processes run beside the bench */
+    int prefill_chunk;    /* > 0: --prefill-speed, chunks of this many tokens */
     const char *csv_path, *json_path;
 } bench_options;
 
@@ -64,6 +71,7 @@ typedef struct bench_row {
     double dram_seconds, resident_seconds; /* per attend, median over reps */
     double read_gbps;                      /* the machine's, at this thread count */
     double cos;                            /* output vs fp32 dense reference, mean over heads */
+    double speedup;                        /* f16's DRAM time / this one's, same context and threads; 0: no f16 row */
 } bench_row;
 
 typedef struct bench_report {
@@ -72,6 +80,7 @@ typedef struct bench_report {
     int llc_multiple;
     int reps;
     int prefill_tokens;
+    int busy;
     int any_prefill; /* some config is ThinK or SparK */
     int name_width; /* of the config column: the longest spec name */
     double load_at_start;
@@ -100,6 +109,10 @@ static void usage(FILE *to)
             "  --threads LIST    OpenMP thread counts (default %s)\n"
             "  --reps N          timed passes per measurement, median reported (default %d)\n"
             "  --llc-multiple N  layer caches cycled add up to N x the last-level cache (default %d)\n"
+            "  --prefill-speed C instead of decode: prefill tokens/s of a prompt of each context\n"
+            "                    length, given to slimkv_cache_prefill in chunks of C tokens\n"
+            "  --busy N          run N CPU-bound processes beside the bench (a laptop with other\n"
+            "                    programs running); default 0\n"
             "  --csv FILE        also write the results as CSV\n"
             "  --json FILE       also write the results as JSON\n"
             "  --quick           smoke run: contexts %s, %d reps, layer set %dx LLC\n",
@@ -165,6 +178,7 @@ static int parse_options(int argc, char **argv, bench_options *opt)
         int known = strcmp(arg, "--formats") == 0 || strcmp(arg, "--contexts") == 0 ||
                     strcmp(arg, "--threads") == 0 || strcmp(arg, "--reps") == 0 ||
                     strcmp(arg, "--llc-multiple") == 0 || strcmp(arg, "--prefill") == 0 ||
+                    strcmp(arg, "--busy") == 0 || strcmp(arg, "--prefill-speed") == 0 ||
                     strcmp(arg, "--csv") == 0 || strcmp(arg, "--json") == 0;
         if (!known) {
             fprintf(stderr, "unknown option: %s\n", arg);
@@ -194,6 +208,16 @@ static int parse_options(int argc, char **argv, bench_options *opt)
         } else if (strcmp(arg, "--prefill") == 0) {
             if (parse_positive_int(value, arg, &opt->prefill_tokens) != 0)
                 return -1;
+        } else if (strcmp(arg, "--prefill-speed") == 0) {
+            if (parse_positive_int(value, arg, &opt->prefill_chunk) != 0)
+                return -1;
+        } else if (strcmp(arg, "--busy") == 0) {
+            if (strcmp(value, "0") != 0 && parse_positive_int(value, arg, &opt->busy) != 0)
+                return -1;
+            if (opt->busy > 64) {
+                fprintf(stderr, "--busy: at most 64 processes\n");
+                return -1;
+            }
         } else if (strcmp(arg, "--csv") == 0) {
             opt->csv_path = value;
         } else {
@@ -372,22 +396,77 @@ static void print_table_header(const bench_report *report, const workload *w)
                "  K channels), then append; the other configs: append only\n",
                report->prefill_tokens, defaults.window);
     }
-    note_if_busy(report->load_at_start);
-    printf("\n");
+    if (report->busy)
+        printf("%d CPU-bound process%s ran beside the bench, bandwidth measurement included (--busy)\n",
+               report->busy, report->busy == 1 ? "" : "es");
+    else
+        note_if_busy(report->load_at_start);
+    printf("x f16: the f16 config's DRAM time over this one's, same context and threads\n\n");
     int width = report->name_width;
-    printf("%-*s %7s %3s %6s %9s | %-26s | %-27s | %8s\n", width, "", "", "", "", "", "    DRAM (layers cycled)",
+    printf("%-*s %7s %3s %6s %9s | %-33s | %-27s | %8s\n", width, "", "", "", "", "", "    DRAM (layers cycled)",
            "  resident (one cache)", "");
-    printf("%-*s %7s %3s %6s %9s | %9s %8s %7s | %9s %8s %7s  | %8s\n", width, "config", "context", "thr",
-           "layers", "MiB/layer", "ms/layer", "GB/s", "% bw", "ms", "GB/s", "% bw", "cos");
+    printf("%-*s %7s %3s %6s %9s | %9s %8s %7s %6s | %9s %8s %7s  | %8s\n", width, "config", "context", "thr",
+           "layers", "MiB/layer", "ms/layer", "GB/s", "% bw", "x f16", "ms", "GB/s", "% bw", "cos");
+}
+
+/* The f16/f16 config without pruning, the baseline of the speedup column. */
+static int is_f16_baseline(const kv_spec *spec)
+{
+    return spec->k_format == SLIMKV_F16 && spec->v_format == SLIMKV_F16 && spec->policy == SLIMKV_POLICY_NONE &&
+           spec->k_keep >= 1.0f;
+}
+
+/* f16's DRAM time over this row's, from a row already measured in this run. */
+static double speedup_of(const bench_report *report, const bench_row *row)
+{
+    for (int i = 0; i < report->n_rows; i++) {
+        const bench_row *b = &report->rows[i];
+        if (b->context == row->context && b->threads == row->threads && is_f16_baseline(b->spec))
+            return b->dram_seconds / row->dram_seconds;
+    }
+    return is_f16_baseline(row->spec) ? 1.0 : 0.0;
+}
+
+/* Busy processes: each spins on arithmetic until the bench kills it (or
+ * exits: the child asks for SIGKILL when its parent dies). */
+static int start_busy(int n, pid_t *pids)
+{
+    for (int i = 0; i < n; i++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("fork");
+            return -1;
+        }
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            volatile double x = 1.0;
+            for (;;)
+                x = x * 1.0000001 + 1e-9;
+        }
+        pids[i] = pid;
+    }
+    return 0;
+}
+
+static void stop_busy(int n, const pid_t *pids)
+{
+    for (int i = 0; i < n; i++)
+        if (pids[i] > 0) {
+            kill(pids[i], SIGKILL);
+            waitpid(pids[i], NULL, 0);
+        }
 }
 
 static void print_row(const bench_row *row, const bench_report *report)
 {
     double dram_gbps = gbps_of(row, row->dram_seconds), res_gbps = gbps_of(row, row->resident_seconds);
-    printf("%-*s %7d %3d %6d %9.2f | %9.3f %8.2f %6.1f%% | %9.3f %8.2f %6.1f%%%s | %8.5f\n", report->name_width,
+    char speedup[16] = "     -";
+    if (row->speedup > 0.0)
+        snprintf(speedup, sizeof speedup, "%5.2fx", row->speedup);
+    printf("%-*s %7d %3d %6d %9.2f | %9.3f %8.2f %6.1f%% %s | %9.3f %8.2f %6.1f%%%s | %8.5f\n", report->name_width,
            row->spec->name,
            row->context, row->threads, row->layers, (double)row->cache_bytes / MIB, 1e3 * row->dram_seconds,
-           dram_gbps, 100.0 * dram_gbps / row->read_gbps, 1e3 * row->resident_seconds, res_gbps,
+           dram_gbps, 100.0 * dram_gbps / row->read_gbps, speedup, 1e3 * row->resident_seconds, res_gbps,
            100.0 * res_gbps / row->read_gbps, row->cache_bytes > report->llc_bytes ? "*" : " ", row->cos);
     fflush(stdout);
 }
@@ -468,6 +547,7 @@ static int bench_config(const workload *w, const kv_spec *spec, int context, con
                  report_status(time_passes(caches, layers, 0, q, out, report->reps, &row.resident_seconds),
                                "slimkv_attend");
         if (!failed) {
+            row.speedup = speedup_of(report, &row);
             if (report->n_rows == 0)
                 print_table_header(report, w);
             print_row(&row, report);
@@ -514,16 +594,17 @@ static int write_file(const char *path, report_writer writer, const bench_report
 static void write_csv(FILE *f, const bench_report *report)
 {
     fprintf(f, "config,k_format,v_format,k_keep,policy,prune_ratio,context,threads,layers,cache_bytes,dram_ms,"
-               "dram_gbps,dram_pct_bw,resident_ms,resident_gbps,resident_pct_bw,read_gbps,cos,isa,llc_bytes\n");
+               "dram_gbps,dram_pct_bw,resident_ms,resident_gbps,resident_pct_bw,read_gbps,cos,isa,llc_bytes,"
+               "speedup_vs_f16,busy\n");
     for (int i = 0; i < report->n_rows; i++) {
         const bench_row *r = &report->rows[i];
         double dram = gbps_of(r, r->dram_seconds), res = gbps_of(r, r->resident_seconds);
-        fprintf(f, "%s,%s,%s,%g,%s,%g,%d,%d,%d,%zu,%.6f,%.4f,%.2f,%.6f,%.4f,%.2f,%.4f,%.7f,%s,%zu\n",
+        fprintf(f, "%s,%s,%s,%g,%s,%g,%d,%d,%d,%zu,%.6f,%.4f,%.2f,%.6f,%.4f,%.2f,%.4f,%.7f,%s,%zu,%.4f,%d\n",
                 r->spec->name, slimkv_format_name(r->spec->k_format), slimkv_format_name(r->spec->v_format),
                 r->spec->k_keep, policy_name(r->spec->policy), r->spec->prune_ratio, r->context, r->threads,
                 r->layers, r->cache_bytes, 1e3 * r->dram_seconds, dram,
                 100.0 * dram / r->read_gbps, 1e3 * r->resident_seconds, res, 100.0 * res / r->read_gbps,
-                r->read_gbps, r->cos, report->isa, report->llc_bytes);
+                r->read_gbps, r->cos, report->isa, report->llc_bytes, r->speedup, report->busy);
     }
 }
 
@@ -533,8 +614,8 @@ static void write_json(FILE *f, const bench_report *report)
      * escaping needed. */
     fprintf(f, "{\n  \"version\": \"%s\",\n  \"isa\": \"%s\",\n  \"llc_bytes\": %zu,\n  \"llc_multiple\": %d,\n",
             slimkv_version(), report->isa ? report->isa : "", report->llc_bytes, report->llc_multiple);
-    fprintf(f, "  \"reps\": %d,\n  \"prefill_tokens\": %d,\n  \"read_bandwidth\": [", report->reps,
-            report->prefill_tokens);
+    fprintf(f, "  \"reps\": %d,\n  \"prefill_tokens\": %d,\n  \"busy\": %d,\n  \"read_bandwidth\": [",
+            report->reps, report->prefill_tokens, report->busy);
     for (int i = 0; i < report->n_threads; i++)
         fprintf(f, "%s{\"threads\": %d, \"gbps\": %.4f}", i ? ", " : "", report->threads[i], report->read_gbps[i]);
     fprintf(f, "],\n  \"results\": [\n");
@@ -547,17 +628,17 @@ static void write_json(FILE *f, const bench_report *report)
                 "\"cache_bytes\": %zu, "
                 "\"dram_ms\": %.6f, \"dram_gbps\": %.4f, \"dram_pct_bw\": %.2f, "
                 "\"resident_ms\": %.6f, \"resident_gbps\": %.4f, \"resident_pct_bw\": %.2f, "
-                "\"read_gbps\": %.4f, \"cos\": %.7f}%s\n",
+                "\"read_gbps\": %.4f, \"cos\": %.7f, \"speedup_vs_f16\": %.4f}%s\n",
                 r->spec->name, slimkv_format_name(r->spec->k_format), slimkv_format_name(r->spec->v_format),
                 r->spec->k_keep, policy_name(r->spec->policy), r->spec->prune_ratio, r->context, r->threads,
                 r->layers, r->cache_bytes, 1e3 * r->dram_seconds, dram,
                 100.0 * dram / r->read_gbps, 1e3 * r->resident_seconds, res, 100.0 * res / r->read_gbps,
-                r->read_gbps, r->cos, i + 1 < report->n_rows ? "," : "");
+                r->read_gbps, r->cos, r->speedup, i + 1 < report->n_rows ? "," : "");
     }
     fprintf(f, "  ]\n}\n");
 }
 
-/* ---- main ---- */
+/* ---- prefill speed ---- */
 
 static int largest(const int *values, int n)
 {
@@ -566,6 +647,67 @@ static int largest(const int *values, int n)
         max = values[i] > max ? values[i] : max;
     return max;
 }
+
+
+/* One prompt of `context` tokens through slimkv_cache_prefill in chunks,
+ * per config and thread count: the attention of each chunk over the
+ * compressed cache so far and the compression of its K/V. Best of reps. */
+static int run_prefill_speed(const bench_options *opt)
+{
+    int max_context = largest(opt->contexts, opt->n_contexts), chunk = opt->prefill_chunk;
+    workload w;
+    if (workload_init(&w, max_context, WORKLOAD_SEED) != 0) {
+        fprintf(stderr, "out of memory for the workload\n");
+        return 1;
+    }
+    size_t row = workload_row_floats(&w), q_row = (size_t)w.n_q_heads * w.head_dim;
+    float *q = workload_queries(&w, max_context), *out = malloc((size_t)chunk * q_row * sizeof(float));
+    int failed = !q || !out;
+    if (failed)
+        fprintf(stderr, "out of memory for the prompt queries\n");
+    else
+        printf("SlimKV %s prefill speed: one Llama-3-8B layer (%d q heads, %d KV heads, head_dim %d), "
+               "prompt in chunks of %d tokens, best of %d\n\n%-12s %7s %3s %10s %10s\n",
+               slimkv_version(), w.n_q_heads, w.n_kv_heads, w.head_dim, chunk, opt->reps, "config", "prompt",
+               "thr", "ms", "tokens/s");
+    for (int c = 0; c < opt->n_contexts && !failed; c++)
+        for (int s = 0; s < opt->n_specs && !failed; s++)
+            for (int ti = 0; ti < opt->n_threads && !failed; ti++) {
+                int context = opt->contexts[c];
+                kv_setup setup;
+                if (kv_setup_init(&setup, &opt->specs[s], &w, context) != 0) {
+                    fprintf(stderr, "out of memory\n");
+                    failed = 1;
+                    break;
+                }
+                omp_set_num_threads(opt->threads[ti]);
+                double best = INFINITY;
+                for (int rep = 0; rep < opt->reps && !failed; rep++) {
+                    slimkv_cache *cache = NULL;
+                    failed = report_status(slimkv_cache_create(&setup.config, &cache), "slimkv_cache_create");
+                    double t0 = now_seconds();
+                    for (int p = 0; p < context && !failed; p += chunk) {
+                        int n = context - p < chunk ? context - p : chunk;
+                        failed = report_status(slimkv_cache_prefill(cache, q + (size_t)p * q_row, w.k + (size_t)p * row,
+                                                                    w.v + (size_t)p * row, n, out),
+                                               "slimkv_cache_prefill");
+                    }
+                    double dt = now_seconds() - t0;
+                    best = dt < best ? dt : best;
+                    slimkv_cache_destroy(cache);
+                }
+                if (!failed)
+                    printf("%-12s %7d %3d %10.2f %10.0f\n", opt->specs[s].name, context, opt->threads[ti], 1e3 * best,
+                           context / best);
+                kv_setup_free(&setup);
+            }
+    workload_free(&w);
+    free(q);
+    free(out);
+    return failed;
+}
+
+/* ---- main ---- */
 
 /* Every context, config and thread count; the workload is generated once
  * for the longest context (a shorter one is its prefix). */
@@ -637,6 +779,7 @@ int main(int argc, char **argv)
                            .llc_multiple = opt.llc_multiple,
                            .reps = opt.reps,
                            .prefill_tokens = opt.prefill_tokens,
+                           .busy = opt.busy,
                            .name_width = (int)strlen("config"),
                            .load_at_start = load,
                            .n_threads = opt.n_threads,
@@ -647,11 +790,22 @@ int main(int argc, char **argv)
         int len = (int)strlen(opt.specs[i].name);
         report.name_width = len > report.name_width ? len : report.name_width;
     }
-    int failed = !read_gbps || measure_read_bandwidth(report.llc_bytes, opt.threads, opt.n_threads, read_gbps) != 0;
-    if (failed)
+    pid_t busy_pids[64] = {0};
+    int failed = start_busy(opt.busy, busy_pids) != 0;
+    if (!failed && opt.prefill_chunk > 0) {
+        failed = run_prefill_speed(&opt);
+        stop_busy(opt.busy, busy_pids);
+        free(read_gbps);
+        free_options(&opt);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    }
+    if (!failed && (!read_gbps || measure_read_bandwidth(report.llc_bytes, opt.threads, opt.n_threads, read_gbps) != 0)) {
         fprintf(stderr, "out of memory for the bandwidth buffer\n");
+        failed = 1;
+    }
     if (!failed)
         failed = run_bench(&opt, &report);
+    stop_busy(opt.busy, busy_pids);
     if (!failed && opt.csv_path)
         failed = write_file(opt.csv_path, write_csv, &report) != 0;
     if (!failed && opt.json_path)
