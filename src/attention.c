@@ -21,7 +21,7 @@
  * does not amortise, and a long split is one stream the prefetcher
  * follows. */
 #ifndef MIN_SPLIT_TOKENS
-#define MIN_SPLIT_TOKENS 2048
+#define MIN_SPLIT_TOKENS 1024
 #endif
 
 typedef struct run {
