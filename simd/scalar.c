@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "format_math.h"
-#include "entry_points.h"
 #include "kernels.h"
 #include "tile_loop.h"
 
@@ -97,11 +96,100 @@ static void accum_dense(slimkv_format fmt, const void *rows, size_t stride, int 
         }
 }
 
-SLIMKV_ROW_ENTRIES()
-SLIMKV_DENSE_GROUP_KERNELS
-SLIMKV_FORMAT_ENTRIES(f32, dense, SLIMKV_F32)
-SLIMKV_FORMAT_ENTRIES(f16, dense, SLIMKV_F16)
-SLIMKV_FORMAT_ENTRIES(bf16, dense, SLIMKV_BF16)
+static void slimkv_score_rows_f32_scalar(const void *rows, size_t stride, int n, int d, const float *q, int nq,
+                                         float *s, int lds)
+{
+    score_dense(SLIMKV_F32, rows, stride, n, d, q, nq, s, lds);
+}
+
+static void slimkv_score_rows_f16_scalar(const void *rows, size_t stride, int n, int d, const float *q, int nq,
+                                         float *s, int lds)
+{
+    score_dense(SLIMKV_F16, rows, stride, n, d, q, nq, s, lds);
+}
+
+static void slimkv_accum_rows_f32_scalar(const void *rows, size_t stride, int n, int d, const float *w, int ldw,
+                                         int nq, float *acc)
+{
+    accum_dense(SLIMKV_F32, rows, stride, n, d, w, ldw, nq, acc);
+}
+
+static void slimkv_accum_rows_f16_scalar(const void *rows, size_t stride, int n, int d, const float *w, int ldw,
+                                         int nq, float *acc)
+{
+    accum_dense(SLIMKV_F16, rows, stride, n, d, w, ldw, nq, acc);
+}
+
+/* The dense group kernels on this file's row kernels (store_elems,
+ * score_dense, accum_dense above), then the entry points of each format. */
+#include "dense_groups.h"
+
+static void slimkv_pack_k_f32_scalar(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_dense(SLIMKV_F32, src, dk, g, group);
+}
+
+static void slimkv_pack_v_f32_scalar(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_dense(SLIMKV_F32, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_f32_scalar(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                      int lds)
+{
+    score_k_dense(SLIMKV_F32, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_f32_scalar(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                      float *acc)
+{
+    accum_v_dense(SLIMKV_F32, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_pack_k_f16_scalar(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_dense(SLIMKV_F16, src, dk, g, group);
+}
+
+static void slimkv_pack_v_f16_scalar(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_dense(SLIMKV_F16, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_f16_scalar(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                      int lds)
+{
+    score_k_dense(SLIMKV_F16, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_f16_scalar(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                      float *acc)
+{
+    accum_v_dense(SLIMKV_F16, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_pack_k_bf16_scalar(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_dense(SLIMKV_BF16, src, dk, g, group);
+}
+
+static void slimkv_pack_v_bf16_scalar(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_dense(SLIMKV_BF16, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_bf16_scalar(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                       int lds)
+{
+    score_k_dense(SLIMKV_BF16, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_bf16_scalar(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                       float *acc)
+{
+    accum_v_dense(SLIMKV_BF16, block, dv, g, n, w, ldw, nq, acc);
+}
+
 
 /* ---- quantized codes: position of one code inside a K group / V block ---- */
 
@@ -205,9 +293,72 @@ static void accum_v_quant(int bits, slimkv_format fmt, const uint8_t *block, int
     }
 }
 
-SLIMKV_FORMAT_ENTRIES(q8, quant, 8, SLIMKV_Q8)
-SLIMKV_FORMAT_ENTRIES(q4, quant, 4, SLIMKV_Q4)
-SLIMKV_FORMAT_ENTRIES(q2, quant, 2, SLIMKV_Q2)
+static void slimkv_pack_k_q8_scalar(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_quant(8, SLIMKV_Q8, src, dk, g, group);
+}
+
+static void slimkv_pack_v_q8_scalar(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_quant(8, SLIMKV_Q8, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_q8_scalar(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                     int lds)
+{
+    score_k_quant(8, SLIMKV_Q8, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_q8_scalar(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                     float *acc)
+{
+    accum_v_quant(8, SLIMKV_Q8, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_pack_k_q4_scalar(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_quant(4, SLIMKV_Q4, src, dk, g, group);
+}
+
+static void slimkv_pack_v_q4_scalar(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_quant(4, SLIMKV_Q4, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_q4_scalar(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                     int lds)
+{
+    score_k_quant(4, SLIMKV_Q4, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_q4_scalar(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                     float *acc)
+{
+    accum_v_quant(4, SLIMKV_Q4, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_pack_k_q2_scalar(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_quant(2, SLIMKV_Q2, src, dk, g, group);
+}
+
+static void slimkv_pack_v_q2_scalar(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_quant(2, SLIMKV_Q2, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_q2_scalar(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                     int lds)
+{
+    score_k_quant(2, SLIMKV_Q2, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_q2_scalar(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                     float *acc)
+{
+    accum_v_quant(2, SLIMKV_Q2, block, dv, g, n, w, ldw, nq, acc);
+}
+
 
 /* ---- SparK: per-token top-T channels, pruned ones restored in the score ---- */
 
@@ -349,13 +500,78 @@ static void score_spark_body(slimkv_format fmt, const uint8_t *group, int dim, i
     }
 }
 
-SLIMKV_SPARK_SCORE_ENTRIES(, score_spark_body)
-SLIMKV_PACK_SPARK_ENTRY(pack_spark_f32, pack_spark_body, SLIMKV_F32)
-SLIMKV_PACK_SPARK_ENTRY(pack_spark_f16, pack_spark_body, SLIMKV_F16)
-SLIMKV_PACK_SPARK_ENTRY(pack_spark_bf16, pack_spark_body, SLIMKV_BF16)
-SLIMKV_PACK_SPARK_ENTRY(pack_spark_q8, pack_spark_body, SLIMKV_Q8)
-SLIMKV_PACK_SPARK_ENTRY(pack_spark_q4, pack_spark_body, SLIMKV_Q4)
-SLIMKV_PACK_SPARK_ENTRY(pack_spark_q2, pack_spark_body, SLIMKV_Q2)
+static void slimkv_score_spark_f32_scalar(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                          const float *u, int nq, float *s, int lds)
+{
+    score_spark_body(SLIMKV_F32, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_f16_scalar(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                          const float *u, int nq, float *s, int lds)
+{
+    score_spark_body(SLIMKV_F16, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_bf16_scalar(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                           const float *u, int nq, float *s, int lds)
+{
+    score_spark_body(SLIMKV_BF16, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_q8_scalar(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                         const float *u, int nq, float *s, int lds)
+{
+    score_spark_body(SLIMKV_Q8, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_q4_scalar(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                         const float *u, int nq, float *s, int lds)
+{
+    score_spark_body(SLIMKV_Q4, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_q2_scalar(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                         const float *u, int nq, float *s, int lds)
+{
+    score_spark_body(SLIMKV_Q2, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_pack_spark_f32_scalar(const float *src, const float *qnorm, int dim, int t_keep, int g,
+                                         uint8_t *group)
+{
+    pack_spark_body(SLIMKV_F32, src, qnorm, dim, t_keep, g, group);
+}
+
+static void slimkv_pack_spark_f16_scalar(const float *src, const float *qnorm, int dim, int t_keep, int g,
+                                         uint8_t *group)
+{
+    pack_spark_body(SLIMKV_F16, src, qnorm, dim, t_keep, g, group);
+}
+
+static void slimkv_pack_spark_bf16_scalar(const float *src, const float *qnorm, int dim, int t_keep, int g,
+                                          uint8_t *group)
+{
+    pack_spark_body(SLIMKV_BF16, src, qnorm, dim, t_keep, g, group);
+}
+
+static void slimkv_pack_spark_q8_scalar(const float *src, const float *qnorm, int dim, int t_keep, int g,
+                                        uint8_t *group)
+{
+    pack_spark_body(SLIMKV_Q8, src, qnorm, dim, t_keep, g, group);
+}
+
+static void slimkv_pack_spark_q4_scalar(const float *src, const float *qnorm, int dim, int t_keep, int g,
+                                        uint8_t *group)
+{
+    pack_spark_body(SLIMKV_Q4, src, qnorm, dim, t_keep, g, group);
+}
+
+static void slimkv_pack_spark_q2_scalar(const float *src, const float *qnorm, int dim, int t_keep, int g,
+                                        uint8_t *group)
+{
+    pack_spark_body(SLIMKV_Q2, src, qnorm, dim, t_keep, g, group);
+}
+
 
 static float exp_sum_scalar(float *x, int n, float max)
 {
@@ -384,11 +600,11 @@ static void scale_scalar(float *x, int n, float a)
 /* ---- fused decode over whole groups: the oracle of every pair ---- */
 
 static const slimkv_score_k_fn score_k_scalar[SLIMKV_FORMAT_COUNT] = {
-    [SLIMKV_F32] = score_k_f32, [SLIMKV_F16] = score_k_f16, [SLIMKV_BF16] = score_k_bf16,
-    [SLIMKV_Q8] = score_k_q8,   [SLIMKV_Q4] = score_k_q4,   [SLIMKV_Q2] = score_k_q2};
+    [SLIMKV_F32] = slimkv_score_k_f32_scalar, [SLIMKV_F16] = slimkv_score_k_f16_scalar, [SLIMKV_BF16] = slimkv_score_k_bf16_scalar,
+    [SLIMKV_Q8] = slimkv_score_k_q8_scalar,   [SLIMKV_Q4] = slimkv_score_k_q4_scalar,   [SLIMKV_Q2] = slimkv_score_k_q2_scalar};
 static const slimkv_accum_v_fn accum_v_scalar[SLIMKV_FORMAT_COUNT] = {
-    [SLIMKV_F32] = accum_v_f32, [SLIMKV_F16] = accum_v_f16, [SLIMKV_BF16] = accum_v_bf16,
-    [SLIMKV_Q8] = accum_v_q8,   [SLIMKV_Q4] = accum_v_q4,   [SLIMKV_Q2] = accum_v_q2};
+    [SLIMKV_F32] = slimkv_accum_v_f32_scalar, [SLIMKV_F16] = slimkv_accum_v_f16_scalar, [SLIMKV_BF16] = slimkv_accum_v_bf16_scalar,
+    [SLIMKV_Q8] = slimkv_accum_v_q8_scalar,   [SLIMKV_Q4] = slimkv_accum_v_q4_scalar,   [SLIMKV_Q2] = slimkv_accum_v_q2_scalar};
 
 static void slimkv_attend_groups_scalar(const slimkv_group_span *span, const float *q, int rows, float *m, float *l,
                                         float *acc)
@@ -400,19 +616,47 @@ static void slimkv_attend_groups_scalar(const slimkv_group_span *span, const flo
 
 void slimkv_kernels_init_scalar(slimkv_kernels *k)
 {
-#define SET_FORMAT(FMT, NAME)                                                                            \
-    SLIMKV_SET_FORMAT_ENTRIES(k, FMT, NAME);                                                             \
-    k->pack_spark[FMT] = pack_spark_##NAME;
     k->name = "scalar";
-    SET_FORMAT(SLIMKV_F32, f32)
-    SET_FORMAT(SLIMKV_F16, f16)
-    SET_FORMAT(SLIMKV_BF16, bf16)
-    SET_FORMAT(SLIMKV_Q8, q8)
-    SET_FORMAT(SLIMKV_Q4, q4)
-    SET_FORMAT(SLIMKV_Q2, q2)
-#undef SET_FORMAT
-    SLIMKV_SET_SPARK_SCORE_ENTRIES(k, );
-    SLIMKV_SET_ROW_ENTRIES(k, );
+    k->pack_k[SLIMKV_F32] = slimkv_pack_k_f32_scalar;
+    k->pack_v[SLIMKV_F32] = slimkv_pack_v_f32_scalar;
+    k->score_k[SLIMKV_F32] = slimkv_score_k_f32_scalar;
+    k->accum_v[SLIMKV_F32] = slimkv_accum_v_f32_scalar;
+    k->pack_spark[SLIMKV_F32] = slimkv_pack_spark_f32_scalar;
+    k->pack_k[SLIMKV_F16] = slimkv_pack_k_f16_scalar;
+    k->pack_v[SLIMKV_F16] = slimkv_pack_v_f16_scalar;
+    k->score_k[SLIMKV_F16] = slimkv_score_k_f16_scalar;
+    k->accum_v[SLIMKV_F16] = slimkv_accum_v_f16_scalar;
+    k->pack_spark[SLIMKV_F16] = slimkv_pack_spark_f16_scalar;
+    k->pack_k[SLIMKV_BF16] = slimkv_pack_k_bf16_scalar;
+    k->pack_v[SLIMKV_BF16] = slimkv_pack_v_bf16_scalar;
+    k->score_k[SLIMKV_BF16] = slimkv_score_k_bf16_scalar;
+    k->accum_v[SLIMKV_BF16] = slimkv_accum_v_bf16_scalar;
+    k->pack_spark[SLIMKV_BF16] = slimkv_pack_spark_bf16_scalar;
+    k->pack_k[SLIMKV_Q8] = slimkv_pack_k_q8_scalar;
+    k->pack_v[SLIMKV_Q8] = slimkv_pack_v_q8_scalar;
+    k->score_k[SLIMKV_Q8] = slimkv_score_k_q8_scalar;
+    k->accum_v[SLIMKV_Q8] = slimkv_accum_v_q8_scalar;
+    k->pack_spark[SLIMKV_Q8] = slimkv_pack_spark_q8_scalar;
+    k->pack_k[SLIMKV_Q4] = slimkv_pack_k_q4_scalar;
+    k->pack_v[SLIMKV_Q4] = slimkv_pack_v_q4_scalar;
+    k->score_k[SLIMKV_Q4] = slimkv_score_k_q4_scalar;
+    k->accum_v[SLIMKV_Q4] = slimkv_accum_v_q4_scalar;
+    k->pack_spark[SLIMKV_Q4] = slimkv_pack_spark_q4_scalar;
+    k->pack_k[SLIMKV_Q2] = slimkv_pack_k_q2_scalar;
+    k->pack_v[SLIMKV_Q2] = slimkv_pack_v_q2_scalar;
+    k->score_k[SLIMKV_Q2] = slimkv_score_k_q2_scalar;
+    k->accum_v[SLIMKV_Q2] = slimkv_accum_v_q2_scalar;
+    k->pack_spark[SLIMKV_Q2] = slimkv_pack_spark_q2_scalar;
+    k->score_spark[SLIMKV_F32] = slimkv_score_spark_f32_scalar;
+    k->score_spark[SLIMKV_F16] = slimkv_score_spark_f16_scalar;
+    k->score_spark[SLIMKV_BF16] = slimkv_score_spark_bf16_scalar;
+    k->score_spark[SLIMKV_Q8] = slimkv_score_spark_q8_scalar;
+    k->score_spark[SLIMKV_Q4] = slimkv_score_spark_q4_scalar;
+    k->score_spark[SLIMKV_Q2] = slimkv_score_spark_q2_scalar;
+    k->score_rows_f32 = slimkv_score_rows_f32_scalar;
+    k->score_rows_f16 = slimkv_score_rows_f16_scalar;
+    k->accum_rows_f32 = slimkv_accum_rows_f32_scalar;
+    k->accum_rows_f16 = slimkv_accum_rows_f16_scalar;
     k->exp_sum = exp_sum_scalar;
     for (int kf = 0; kf < SLIMKV_FORMAT_COUNT; kf++)
         for (int vf = 0; vf < SLIMKV_FORMAT_COUNT; vf++)

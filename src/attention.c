@@ -470,7 +470,9 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
             finish_item(&r, item, &sc);
         }
         if (r.n_split > 1) {
-#pragma omp for schedule(static)
+            /* dynamic too: a thread the OS has descheduled (a busy
+             * machine) holds up only the merge it has taken */
+#pragma omp for schedule(dynamic, 1)
             for (int hq = 0; hq < head_qblocks; hq++)
                 merge_splits(&r, hq, sc.acc);
         }

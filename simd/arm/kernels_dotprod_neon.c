@@ -334,25 +334,55 @@ NEON_INLINE void accum_v_dot(int bits, slimkv_format fmt, const uint8_t *block, 
 #undef ACCUM_V_DOT
 }
 
-SLIMKV_SCORE_K_ENTRY(score_k_q8_dot, score_k_dot, 8, SLIMKV_Q8)
-SLIMKV_SCORE_K_ENTRY(score_k_q4_dot, score_k_dot, 4, SLIMKV_Q4)
-SLIMKV_SCORE_K_ENTRY(score_k_q2_dot, score_k_dot, 2, SLIMKV_Q2)
-SLIMKV_ACCUM_V_ENTRY(accum_v_q8_dot, accum_v_dot, 8, SLIMKV_Q8)
-SLIMKV_ACCUM_V_ENTRY(accum_v_q4_dot, accum_v_dot, 4, SLIMKV_Q4)
-SLIMKV_ACCUM_V_ENTRY(accum_v_q2_dot, accum_v_dot, 2, SLIMKV_Q2)
+static void slimkv_score_k_q8_neondot(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                      int lds)
+{
+    score_k_dot(8, SLIMKV_Q8, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_score_k_q4_neondot(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                      int lds)
+{
+    score_k_dot(4, SLIMKV_Q4, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_score_k_q2_neondot(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                      int lds)
+{
+    score_k_dot(2, SLIMKV_Q2, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_q8_neondot(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                      float *acc)
+{
+    accum_v_dot(8, SLIMKV_Q8, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_accum_v_q4_neondot(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                      float *acc)
+{
+    accum_v_dot(4, SLIMKV_Q4, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_accum_v_q2_neondot(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                      float *acc)
+{
+    accum_v_dot(2, SLIMKV_Q2, block, dv, g, n, w, ldw, nq, acc);
+}
+
 
 /* ---- fused decode over whole groups ---- */
 
 static const slimkv_tile_ops dot_tile_ops[3][3] = {
-    {{score_k_q8_dot, accum_v_q8_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_q8_dot, accum_v_q4_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_q8_dot, accum_v_q2_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-    {{score_k_q4_dot, accum_v_q8_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_q4_dot, accum_v_q4_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_q4_dot, accum_v_q2_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-    {{score_k_q2_dot, accum_v_q8_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_q2_dot, accum_v_q4_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_q2_dot, accum_v_q2_dot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{slimkv_score_k_q8_neondot, slimkv_accum_v_q8_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q8_neondot, slimkv_accum_v_q4_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q8_neondot, slimkv_accum_v_q2_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{slimkv_score_k_q4_neondot, slimkv_accum_v_q8_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q4_neondot, slimkv_accum_v_q4_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q4_neondot, slimkv_accum_v_q2_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{slimkv_score_k_q2_neondot, slimkv_accum_v_q8_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q2_neondot, slimkv_accum_v_q4_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q2_neondot, slimkv_accum_v_q2_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
 };
 
 /* Every pair of q8 / q4 / q2 (formats SLIMKV_Q8..SLIMKV_Q2). */
@@ -368,12 +398,12 @@ void slimkv_kernels_use_dotprod_neon(slimkv_kernels *k)
     for (int kf = SLIMKV_Q8; kf <= SLIMKV_Q2; kf++)
         for (int vf = SLIMKV_Q8; vf <= SLIMKV_Q2; vf++)
             k->attend_groups[kf][vf] = slimkv_attend_groups_quant_neondot;
-    k->score_k[SLIMKV_Q8] = score_k_q8_dot;
-    k->score_k[SLIMKV_Q4] = score_k_q4_dot;
-    k->score_k[SLIMKV_Q2] = score_k_q2_dot;
-    k->accum_v[SLIMKV_Q8] = accum_v_q8_dot;
-    k->accum_v[SLIMKV_Q4] = accum_v_q4_dot;
-    k->accum_v[SLIMKV_Q2] = accum_v_q2_dot;
+    k->score_k[SLIMKV_Q8] = slimkv_score_k_q8_neondot;
+    k->score_k[SLIMKV_Q4] = slimkv_score_k_q4_neondot;
+    k->score_k[SLIMKV_Q2] = slimkv_score_k_q2_neondot;
+    k->accum_v[SLIMKV_Q8] = slimkv_accum_v_q8_neondot;
+    k->accum_v[SLIMKV_Q4] = slimkv_accum_v_q4_neondot;
+    k->accum_v[SLIMKV_Q2] = slimkv_accum_v_q2_neondot;
 }
 
 #endif /* dot-product intrinsics available */

@@ -215,7 +215,30 @@ NEON_INLINE void accum_dense(slimkv_format fmt, const void *rows, size_t stride,
 #undef ACCUM_DENSE
 }
 
-SLIMKV_ROW_ENTRIES(_neon)
+static void slimkv_score_rows_f32_neon(const void *rows, size_t stride, int n, int d, const float *q, int nq,
+                                       float *s, int lds)
+{
+    score_dense(SLIMKV_F32, rows, stride, n, d, q, nq, s, lds);
+}
+
+static void slimkv_score_rows_f16_neon(const void *rows, size_t stride, int n, int d, const float *q, int nq,
+                                       float *s, int lds)
+{
+    score_dense(SLIMKV_F16, rows, stride, n, d, q, nq, s, lds);
+}
+
+static void slimkv_accum_rows_f32_neon(const void *rows, size_t stride, int n, int d, const float *w, int ldw,
+                                       int nq, float *acc)
+{
+    accum_dense(SLIMKV_F32, rows, stride, n, d, w, ldw, nq, acc);
+}
+
+static void slimkv_accum_rows_f16_neon(const void *rows, size_t stride, int n, int d, const float *w, int ldw,
+                                       int nq, float *acc)
+{
+    accum_dense(SLIMKV_F16, rows, stride, n, d, w, ldw, nq, acc);
+}
+
 
 /* Stores n floats in a dense format. */
 NEON_INLINE void store_elems(slimkv_format fmt, uint8_t *dst, const float *src, size_t n)
@@ -228,10 +251,76 @@ NEON_INLINE void store_elems(slimkv_format fmt, uint8_t *dst, const float *src, 
         f32_to_bf16_neon(src, (uint16_t *)dst, n);
 }
 
-SLIMKV_DENSE_GROUP_KERNELS
-SLIMKV_FORMAT_ENTRIES(f32_neon, dense, SLIMKV_F32)
-SLIMKV_FORMAT_ENTRIES(f16_neon, dense, SLIMKV_F16)
-SLIMKV_FORMAT_ENTRIES(bf16_neon, dense, SLIMKV_BF16)
+/* The dense group kernels on this file's row kernels (store_elems,
+ * score_dense, accum_dense above), then the entry points of each format. */
+#include "dense_groups.h"
+
+static void slimkv_pack_k_f32_neon(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_dense(SLIMKV_F32, src, dk, g, group);
+}
+
+static void slimkv_pack_v_f32_neon(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_dense(SLIMKV_F32, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_f32_neon(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                    int lds)
+{
+    score_k_dense(SLIMKV_F32, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_f32_neon(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                    float *acc)
+{
+    accum_v_dense(SLIMKV_F32, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_pack_k_f16_neon(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_dense(SLIMKV_F16, src, dk, g, group);
+}
+
+static void slimkv_pack_v_f16_neon(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_dense(SLIMKV_F16, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_f16_neon(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                    int lds)
+{
+    score_k_dense(SLIMKV_F16, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_f16_neon(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                    float *acc)
+{
+    accum_v_dense(SLIMKV_F16, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_pack_k_bf16_neon(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_dense(SLIMKV_BF16, src, dk, g, group);
+}
+
+static void slimkv_pack_v_bf16_neon(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_dense(SLIMKV_BF16, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_bf16_neon(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                     int lds)
+{
+    score_k_dense(SLIMKV_BF16, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_bf16_neon(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                     float *acc)
+{
+    accum_v_dense(SLIMKV_BF16, block, dv, g, n, w, ldw, nq, acc);
+}
+
 
 /* ---- quantization (bit-exact with the oracle) ---- */
 
@@ -522,9 +611,72 @@ NEON_INLINE void accum_v_quant(int bits, slimkv_format fmt, const uint8_t *block
 #undef ACCUM_V_QUANT
 }
 
-SLIMKV_FORMAT_ENTRIES(q8_neon, quant, 8, SLIMKV_Q8)
-SLIMKV_FORMAT_ENTRIES(q4_neon, quant, 4, SLIMKV_Q4)
-SLIMKV_FORMAT_ENTRIES(q2_neon, quant, 2, SLIMKV_Q2)
+static void slimkv_pack_k_q8_neon(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_quant(8, SLIMKV_Q8, src, dk, g, group);
+}
+
+static void slimkv_pack_v_q8_neon(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_quant(8, SLIMKV_Q8, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_q8_neon(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                   int lds)
+{
+    score_k_quant(8, SLIMKV_Q8, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_q8_neon(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                   float *acc)
+{
+    accum_v_quant(8, SLIMKV_Q8, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_pack_k_q4_neon(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_quant(4, SLIMKV_Q4, src, dk, g, group);
+}
+
+static void slimkv_pack_v_q4_neon(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_quant(4, SLIMKV_Q4, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_q4_neon(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                   int lds)
+{
+    score_k_quant(4, SLIMKV_Q4, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_q4_neon(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                   float *acc)
+{
+    accum_v_quant(4, SLIMKV_Q4, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_pack_k_q2_neon(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_quant(2, SLIMKV_Q2, src, dk, g, group);
+}
+
+static void slimkv_pack_v_q2_neon(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_quant(2, SLIMKV_Q2, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_q2_neon(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                   int lds)
+{
+    score_k_quant(2, SLIMKV_Q2, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_q2_neon(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                   float *acc)
+{
+    accum_v_quant(2, SLIMKV_Q2, block, dv, g, n, w, ldw, nq, acc);
+}
+
 
 /* ---- softmax exponentials ---- */
 
@@ -573,27 +725,27 @@ void slimkv_scale_f32_neon(float *x, int n, float a)
 /* ---- fused decode over whole groups ---- */
 
 static const slimkv_tile_ops dense_tile_ops[3][3] = {
-    {{score_k_f32_neon, accum_v_f32_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_f32_neon, accum_v_f16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_f32_neon, accum_v_bf16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-    {{score_k_f16_neon, accum_v_f32_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_f16_neon, accum_v_f16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_f16_neon, accum_v_bf16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-    {{score_k_bf16_neon, accum_v_f32_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_bf16_neon, accum_v_f16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_bf16_neon, accum_v_bf16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{slimkv_score_k_f32_neon, slimkv_accum_v_f32_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_f32_neon, slimkv_accum_v_f16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_f32_neon, slimkv_accum_v_bf16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{slimkv_score_k_f16_neon, slimkv_accum_v_f32_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_f16_neon, slimkv_accum_v_f16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_f16_neon, slimkv_accum_v_bf16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{slimkv_score_k_bf16_neon, slimkv_accum_v_f32_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_bf16_neon, slimkv_accum_v_f16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_bf16_neon, slimkv_accum_v_bf16_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
 };
 
 static const slimkv_tile_ops quant_tile_ops[3][3] = {
-    {{score_k_q8_neon, accum_v_q8_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_q8_neon, accum_v_q4_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_q8_neon, accum_v_q2_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-    {{score_k_q4_neon, accum_v_q8_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_q4_neon, accum_v_q4_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_q4_neon, accum_v_q2_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-    {{score_k_q2_neon, accum_v_q8_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_q2_neon, accum_v_q4_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {score_k_q2_neon, accum_v_q2_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{slimkv_score_k_q8_neon, slimkv_accum_v_q8_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q8_neon, slimkv_accum_v_q4_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q8_neon, slimkv_accum_v_q2_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{slimkv_score_k_q4_neon, slimkv_accum_v_q8_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q4_neon, slimkv_accum_v_q4_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q4_neon, slimkv_accum_v_q2_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{slimkv_score_k_q2_neon, slimkv_accum_v_q8_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q2_neon, slimkv_accum_v_q4_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q2_neon, slimkv_accum_v_q2_neon, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
 };
 
 /* Every pair of f32 / f16 / bf16 (formats 0..2). */
@@ -616,13 +768,34 @@ void slimkv_kernels_init_neon(slimkv_kernels *k)
     slimkv_kernels_init_scalar(k);
     memset(k->attend_groups, 0, sizeof k->attend_groups); /* no scalar fused body behind SIMD kernels */
     k->name = "neon";
-    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_F32, f32_neon);
-    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_F16, f16_neon);
-    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_BF16, bf16_neon);
-    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q8, q8_neon);
-    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q4, q4_neon);
-    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q2, q2_neon);
-    SLIMKV_SET_ROW_ENTRIES(k, _neon);
+    k->pack_k[SLIMKV_F32] = slimkv_pack_k_f32_neon;
+    k->pack_v[SLIMKV_F32] = slimkv_pack_v_f32_neon;
+    k->score_k[SLIMKV_F32] = slimkv_score_k_f32_neon;
+    k->accum_v[SLIMKV_F32] = slimkv_accum_v_f32_neon;
+    k->pack_k[SLIMKV_F16] = slimkv_pack_k_f16_neon;
+    k->pack_v[SLIMKV_F16] = slimkv_pack_v_f16_neon;
+    k->score_k[SLIMKV_F16] = slimkv_score_k_f16_neon;
+    k->accum_v[SLIMKV_F16] = slimkv_accum_v_f16_neon;
+    k->pack_k[SLIMKV_BF16] = slimkv_pack_k_bf16_neon;
+    k->pack_v[SLIMKV_BF16] = slimkv_pack_v_bf16_neon;
+    k->score_k[SLIMKV_BF16] = slimkv_score_k_bf16_neon;
+    k->accum_v[SLIMKV_BF16] = slimkv_accum_v_bf16_neon;
+    k->pack_k[SLIMKV_Q8] = slimkv_pack_k_q8_neon;
+    k->pack_v[SLIMKV_Q8] = slimkv_pack_v_q8_neon;
+    k->score_k[SLIMKV_Q8] = slimkv_score_k_q8_neon;
+    k->accum_v[SLIMKV_Q8] = slimkv_accum_v_q8_neon;
+    k->pack_k[SLIMKV_Q4] = slimkv_pack_k_q4_neon;
+    k->pack_v[SLIMKV_Q4] = slimkv_pack_v_q4_neon;
+    k->score_k[SLIMKV_Q4] = slimkv_score_k_q4_neon;
+    k->accum_v[SLIMKV_Q4] = slimkv_accum_v_q4_neon;
+    k->pack_k[SLIMKV_Q2] = slimkv_pack_k_q2_neon;
+    k->pack_v[SLIMKV_Q2] = slimkv_pack_v_q2_neon;
+    k->score_k[SLIMKV_Q2] = slimkv_score_k_q2_neon;
+    k->accum_v[SLIMKV_Q2] = slimkv_accum_v_q2_neon;
+    k->score_rows_f32 = slimkv_score_rows_f32_neon;
+    k->score_rows_f16 = slimkv_score_rows_f16_neon;
+    k->accum_rows_f32 = slimkv_accum_rows_f32_neon;
+    k->accum_rows_f16 = slimkv_accum_rows_f16_neon;
     k->exp_sum = slimkv_exp_sum_neon;
     for (int kf = SLIMKV_F32; kf <= SLIMKV_BF16; kf++)
         for (int vf = SLIMKV_F32; vf <= SLIMKV_BF16; vf++)

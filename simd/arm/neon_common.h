@@ -8,7 +8,6 @@
 #include <arm_neon.h>
 #include <string.h>
 
-#include "entry_points.h"
 #include "kernels.h"
 
 #define NEON_INLINE static inline __attribute__((always_inline))

@@ -283,12 +283,52 @@ SPARK_INLINE void score_spark_neon(const slimkv_format fmt, const uint8_t *group
     }
 }
 
-SLIMKV_SPARK_SCORE_ENTRIES(_neon, score_spark_neon)
+static void slimkv_score_spark_f32_neon(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                        const float *u, int nq, float *s, int lds)
+{
+    score_spark_neon(SLIMKV_F32, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_f16_neon(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                        const float *u, int nq, float *s, int lds)
+{
+    score_spark_neon(SLIMKV_F16, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_bf16_neon(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                         const float *u, int nq, float *s, int lds)
+{
+    score_spark_neon(SLIMKV_BF16, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_q8_neon(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                       const float *u, int nq, float *s, int lds)
+{
+    score_spark_neon(SLIMKV_Q8, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_q4_neon(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                       const float *u, int nq, float *s, int lds)
+{
+    score_spark_neon(SLIMKV_Q4, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_q2_neon(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                       const float *u, int nq, float *s, int lds)
+{
+    score_spark_neon(SLIMKV_Q2, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
 
 void slimkv_arm_spark_init_neon(slimkv_kernels *k)
 {
     /* pack_spark stays scalar: its bytes must be bit-exact with scalar.c (a
      * top-T selection with ties, then the KIVI codes), and it runs once per
      * group at compression, off the decode path. */
-    SLIMKV_SET_SPARK_SCORE_ENTRIES(k, _neon);
+    k->score_spark[SLIMKV_F32] = slimkv_score_spark_f32_neon;
+    k->score_spark[SLIMKV_F16] = slimkv_score_spark_f16_neon;
+    k->score_spark[SLIMKV_BF16] = slimkv_score_spark_bf16_neon;
+    k->score_spark[SLIMKV_Q8] = slimkv_score_spark_q8_neon;
+    k->score_spark[SLIMKV_Q4] = slimkv_score_spark_q4_neon;
+    k->score_spark[SLIMKV_Q2] = slimkv_score_spark_q2_neon;
 }

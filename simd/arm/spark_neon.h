@@ -2,7 +2,6 @@
 #ifndef SLIMKV_SPARK_NEON_H
 #define SLIMKV_SPARK_NEON_H
 
-#include "entry_points.h"
 #include "kernels.h"
 
 /* Sets k->score_spark[fmt] for the six formats; k->pack_spark is left as

@@ -264,11 +264,100 @@ X86_INLINE void accum_dense(const slimkv_format fmt, const void *rows, size_t st
     }
 }
 
-SLIMKV_ROW_ENTRIES(_avx2)
-SLIMKV_DENSE_GROUP_KERNELS
-SLIMKV_FORMAT_ENTRIES(f32, dense, SLIMKV_F32)
-SLIMKV_FORMAT_ENTRIES(f16, dense, SLIMKV_F16)
-SLIMKV_FORMAT_ENTRIES(bf16, dense, SLIMKV_BF16)
+static void slimkv_score_rows_f32_avx2(const void *rows, size_t stride, int n, int d, const float *q, int nq,
+                                       float *s, int lds)
+{
+    score_dense(SLIMKV_F32, rows, stride, n, d, q, nq, s, lds);
+}
+
+static void slimkv_score_rows_f16_avx2(const void *rows, size_t stride, int n, int d, const float *q, int nq,
+                                       float *s, int lds)
+{
+    score_dense(SLIMKV_F16, rows, stride, n, d, q, nq, s, lds);
+}
+
+static void slimkv_accum_rows_f32_avx2(const void *rows, size_t stride, int n, int d, const float *w, int ldw,
+                                       int nq, float *acc)
+{
+    accum_dense(SLIMKV_F32, rows, stride, n, d, w, ldw, nq, acc);
+}
+
+static void slimkv_accum_rows_f16_avx2(const void *rows, size_t stride, int n, int d, const float *w, int ldw,
+                                       int nq, float *acc)
+{
+    accum_dense(SLIMKV_F16, rows, stride, n, d, w, ldw, nq, acc);
+}
+
+/* The dense group kernels on this file's row kernels (store_elems,
+ * score_dense, accum_dense above), then the entry points of each format. */
+#include "dense_groups.h"
+
+static void slimkv_pack_k_f32_avx2(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_dense(SLIMKV_F32, src, dk, g, group);
+}
+
+static void slimkv_pack_v_f32_avx2(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_dense(SLIMKV_F32, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_f32_avx2(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                    int lds)
+{
+    score_k_dense(SLIMKV_F32, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_f32_avx2(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                    float *acc)
+{
+    accum_v_dense(SLIMKV_F32, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_pack_k_f16_avx2(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_dense(SLIMKV_F16, src, dk, g, group);
+}
+
+static void slimkv_pack_v_f16_avx2(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_dense(SLIMKV_F16, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_f16_avx2(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                    int lds)
+{
+    score_k_dense(SLIMKV_F16, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_f16_avx2(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                    float *acc)
+{
+    accum_v_dense(SLIMKV_F16, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_pack_k_bf16_avx2(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_dense(SLIMKV_BF16, src, dk, g, group);
+}
+
+static void slimkv_pack_v_bf16_avx2(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_dense(SLIMKV_BF16, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_bf16_avx2(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                     int lds)
+{
+    score_k_dense(SLIMKV_BF16, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_bf16_avx2(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                     float *acc)
+{
+    accum_v_dense(SLIMKV_BF16, block, dv, g, n, w, ldw, nq, acc);
+}
+
 
 /* ---- softmax ---- */
 
@@ -314,15 +403,15 @@ void slimkv_scale_f32_avx2(float *x, int n, float a)
 /* ---- fused decode over whole groups, dense K and V formats ---- */
 
 static const slimkv_tile_ops dense_tile_ops[3][3] = {
-    {{score_k_f32, accum_v_f32, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
-     {score_k_f32, accum_v_f16, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
-     {score_k_f32, accum_v_bf16, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
-    {{score_k_f16, accum_v_f32, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
-     {score_k_f16, accum_v_f16, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
-     {score_k_f16, accum_v_bf16, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
-    {{score_k_bf16, accum_v_f32, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
-     {score_k_bf16, accum_v_f16, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
-     {score_k_bf16, accum_v_bf16, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
+    {{slimkv_score_k_f32_avx2, slimkv_accum_v_f32_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {slimkv_score_k_f32_avx2, slimkv_accum_v_f16_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {slimkv_score_k_f32_avx2, slimkv_accum_v_bf16_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
+    {{slimkv_score_k_f16_avx2, slimkv_accum_v_f32_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {slimkv_score_k_f16_avx2, slimkv_accum_v_f16_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {slimkv_score_k_f16_avx2, slimkv_accum_v_bf16_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
+    {{slimkv_score_k_bf16_avx2, slimkv_accum_v_f32_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {slimkv_score_k_bf16_avx2, slimkv_accum_v_f16_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {slimkv_score_k_bf16_avx2, slimkv_accum_v_bf16_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
 };
 
 /* Every pair of f32 / f16 / bf16 (formats 0..2). */
@@ -337,12 +426,24 @@ void slimkv_kernels_init_avx2(slimkv_kernels *k)
     slimkv_kernels_init_scalar(k);
     memset(k->attend_groups, 0, sizeof k->attend_groups); /* no scalar fused body behind SIMD kernels */
     k->name = "avx2";
-    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_F32, f32);
-    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_F16, f16);
-    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_BF16, bf16);
+    k->pack_k[SLIMKV_F32] = slimkv_pack_k_f32_avx2;
+    k->pack_v[SLIMKV_F32] = slimkv_pack_v_f32_avx2;
+    k->score_k[SLIMKV_F32] = slimkv_score_k_f32_avx2;
+    k->accum_v[SLIMKV_F32] = slimkv_accum_v_f32_avx2;
+    k->pack_k[SLIMKV_F16] = slimkv_pack_k_f16_avx2;
+    k->pack_v[SLIMKV_F16] = slimkv_pack_v_f16_avx2;
+    k->score_k[SLIMKV_F16] = slimkv_score_k_f16_avx2;
+    k->accum_v[SLIMKV_F16] = slimkv_accum_v_f16_avx2;
+    k->pack_k[SLIMKV_BF16] = slimkv_pack_k_bf16_avx2;
+    k->pack_v[SLIMKV_BF16] = slimkv_pack_v_bf16_avx2;
+    k->score_k[SLIMKV_BF16] = slimkv_score_k_bf16_avx2;
+    k->accum_v[SLIMKV_BF16] = slimkv_accum_v_bf16_avx2;
     slimkv_x86_quant_init_avx2(k);
     slimkv_x86_spark_init_avx2(k);
-    SLIMKV_SET_ROW_ENTRIES(k, _avx2);
+    k->score_rows_f32 = slimkv_score_rows_f32_avx2;
+    k->score_rows_f16 = slimkv_score_rows_f16_avx2;
+    k->accum_rows_f32 = slimkv_accum_rows_f32_avx2;
+    k->accum_rows_f16 = slimkv_accum_rows_f16_avx2;
     k->exp_sum = slimkv_exp_sum_avx2;
     for (int kf = SLIMKV_F32; kf <= SLIMKV_BF16; kf++)
         for (int vf = SLIMKV_F32; vf <= SLIMKV_BF16; vf++)

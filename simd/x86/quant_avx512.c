@@ -649,22 +649,85 @@ X86_INLINE void accum_v_quant(const int bits, slimkv_format fmt, const uint8_t *
         accum_v_queries(bits, 1, block, scale_h, min_h, dv, g, n, w + (size_t)i * ldw, ldw, acc + (size_t)i * dv);
 }
 
-SLIMKV_FORMAT_ENTRIES(q8, quant, 8, SLIMKV_Q8)
-SLIMKV_FORMAT_ENTRIES(q4, quant, 4, SLIMKV_Q4)
-SLIMKV_FORMAT_ENTRIES(q2, quant, 2, SLIMKV_Q2)
+static void slimkv_pack_k_q8_avx512(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_quant(8, SLIMKV_Q8, src, dk, g, group);
+}
+
+static void slimkv_pack_v_q8_avx512(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_quant(8, SLIMKV_Q8, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_q8_avx512(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                     int lds)
+{
+    score_k_quant(8, SLIMKV_Q8, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_q8_avx512(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                     float *acc)
+{
+    accum_v_quant(8, SLIMKV_Q8, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_pack_k_q4_avx512(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_quant(4, SLIMKV_Q4, src, dk, g, group);
+}
+
+static void slimkv_pack_v_q4_avx512(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_quant(4, SLIMKV_Q4, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_q4_avx512(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                     int lds)
+{
+    score_k_quant(4, SLIMKV_Q4, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_q4_avx512(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                     float *acc)
+{
+    accum_v_quant(4, SLIMKV_Q4, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_pack_k_q2_avx512(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_quant(2, SLIMKV_Q2, src, dk, g, group);
+}
+
+static void slimkv_pack_v_q2_avx512(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_quant(2, SLIMKV_Q2, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_q2_avx512(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                     int lds)
+{
+    score_k_quant(2, SLIMKV_Q2, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_q2_avx512(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                     float *acc)
+{
+    accum_v_quant(2, SLIMKV_Q2, block, dv, g, n, w, ldw, nq, acc);
+}
+
 
 /* ---- fused decode over whole groups, quantized K and V formats ---- */
 
 static const slimkv_tile_ops quant_tile_ops[3][3] = {
-    {{score_k_q8, accum_v_q8, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {score_k_q8, accum_v_q4, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {score_k_q8, accum_v_q2, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
-    {{score_k_q4, accum_v_q8, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {score_k_q4, accum_v_q4, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {score_k_q4, accum_v_q2, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
-    {{score_k_q2, accum_v_q8, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {score_k_q2, accum_v_q4, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {score_k_q2, accum_v_q2, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
+    {{slimkv_score_k_q8_avx512, slimkv_accum_v_q8_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_q8_avx512, slimkv_accum_v_q4_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_q8_avx512, slimkv_accum_v_q2_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
+    {{slimkv_score_k_q4_avx512, slimkv_accum_v_q8_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_q4_avx512, slimkv_accum_v_q4_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_q4_avx512, slimkv_accum_v_q2_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
+    {{slimkv_score_k_q2_avx512, slimkv_accum_v_q8_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_q2_avx512, slimkv_accum_v_q4_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_q2_avx512, slimkv_accum_v_q2_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
 };
 
 /* Every pair of q8 / q4 / q2 (formats SLIMKV_Q8..SLIMKV_Q2). */
@@ -680,7 +743,16 @@ void slimkv_x86_quant_init_avx512(slimkv_kernels *k)
     for (int kf = SLIMKV_Q8; kf <= SLIMKV_Q2; kf++)
         for (int vf = SLIMKV_Q8; vf <= SLIMKV_Q2; vf++)
             k->attend_groups[kf][vf] = slimkv_attend_groups_quant_avx512;
-    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q8, q8);
-    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q4, q4);
-    SLIMKV_SET_FORMAT_ENTRIES(k, SLIMKV_Q2, q2);
+    k->pack_k[SLIMKV_Q8] = slimkv_pack_k_q8_avx512;
+    k->pack_v[SLIMKV_Q8] = slimkv_pack_v_q8_avx512;
+    k->score_k[SLIMKV_Q8] = slimkv_score_k_q8_avx512;
+    k->accum_v[SLIMKV_Q8] = slimkv_accum_v_q8_avx512;
+    k->pack_k[SLIMKV_Q4] = slimkv_pack_k_q4_avx512;
+    k->pack_v[SLIMKV_Q4] = slimkv_pack_v_q4_avx512;
+    k->score_k[SLIMKV_Q4] = slimkv_score_k_q4_avx512;
+    k->accum_v[SLIMKV_Q4] = slimkv_accum_v_q4_avx512;
+    k->pack_k[SLIMKV_Q2] = slimkv_pack_k_q2_avx512;
+    k->pack_v[SLIMKV_Q2] = slimkv_pack_v_q2_avx512;
+    k->score_k[SLIMKV_Q2] = slimkv_score_k_q2_avx512;
+    k->accum_v[SLIMKV_Q2] = slimkv_accum_v_q2_avx512;
 }

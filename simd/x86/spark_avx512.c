@@ -288,12 +288,52 @@ X86_INLINE void score_spark(const slimkv_format fmt, const uint8_t *group, int d
     score_tokens(fmt, 1, group, &geo, dim, n, qs, nq, s, lds);
 }
 
-SLIMKV_SPARK_SCORE_ENTRIES(, score_spark)
+static void slimkv_score_spark_f32_avx512(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                          const float *u, int nq, float *s, int lds)
+{
+    score_spark(SLIMKV_F32, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_f16_avx512(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                          const float *u, int nq, float *s, int lds)
+{
+    score_spark(SLIMKV_F16, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_bf16_avx512(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                           const float *u, int nq, float *s, int lds)
+{
+    score_spark(SLIMKV_BF16, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_q8_avx512(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                         const float *u, int nq, float *s, int lds)
+{
+    score_spark(SLIMKV_Q8, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_q4_avx512(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                         const float *u, int nq, float *s, int lds)
+{
+    score_spark(SLIMKV_Q4, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
+static void slimkv_score_spark_q2_avx512(const uint8_t *group, int dim, int t_keep, int g, int n, const float *q,
+                                         const float *u, int nq, float *s, int lds)
+{
+    score_spark(SLIMKV_Q2, group, dim, t_keep, g, n, q, u, nq, s, lds);
+}
+
 
 void slimkv_x86_spark_init_avx512(slimkv_kernels *k)
 {
     /* pack_spark stays scalar: it must be bit-exact with scalar.c (a top-T
      * selection with ties, then the KIVI codes) and runs once per group at
      * compression, off the decode path. */
-    SLIMKV_SET_SPARK_SCORE_ENTRIES(k, );
+    k->score_spark[SLIMKV_F32] = slimkv_score_spark_f32_avx512;
+    k->score_spark[SLIMKV_F16] = slimkv_score_spark_f16_avx512;
+    k->score_spark[SLIMKV_BF16] = slimkv_score_spark_bf16_avx512;
+    k->score_spark[SLIMKV_Q8] = slimkv_score_spark_q8_avx512;
+    k->score_spark[SLIMKV_Q4] = slimkv_score_spark_q4_avx512;
+    k->score_spark[SLIMKV_Q2] = slimkv_score_spark_q2_avx512;
 }

@@ -7,7 +7,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "entry_points.h"
 #include "kernels.h"
 
 /* Bodies are written once with compile-time parameters (bit width, query
