@@ -52,9 +52,11 @@ typedef struct scratch {
     float *m_fused, *l_fused;
 } scratch;
 
-static int max_rows(const slimkv_cache *c)
+/* Rows of the largest query block of the call: scratch is sized for the
+ * call (a decode step has one query), not for the largest block. */
+static int max_rows(const run *r)
 {
-    return QUERY_BLOCK * c->q_per_kv;
+    return (r->n_queries < QUERY_BLOCK ? r->n_queries : QUERY_BLOCK) * r->c->q_per_kv;
 }
 
 static tile_plan plan_tiles(const run *r, const slimkv_head *h)
@@ -340,7 +342,7 @@ static void run_item(const run *r, int item, const scratch *sc)
 
 static float *item_partial(const run *r, int item)
 {
-    size_t per_item = (size_t)max_rows(r->c) * (r->c->cfg.head_dim + 2);
+    size_t per_item = (size_t)max_rows(r) * (r->c->cfg.head_dim + 2);
     return r->partials + (size_t)item * per_item;
 }
 
@@ -431,7 +433,7 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
-    size_t rows = (size_t)max_rows(c), dim = (size_t)cfg->head_dim;
+    size_t rows = (size_t)max_rows(&r), dim = (size_t)cfg->head_dim;
     size_t per_thread = rows * cfg->group_size + 6 * rows * dim + 4 * rows;
     float *work = slimkv_malloc((size_t)threads * per_thread * sizeof(float));
     if (r.n_split > 1)
