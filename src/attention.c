@@ -6,6 +6,7 @@
  * shape depend only on the cache and the call, never on the thread count,
  * so results are bitwise the same for any number of threads. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -34,6 +35,7 @@ typedef struct run {
     int n_qblocks, n_split;
     float scale;          /* 1 / sqrt(original head_dim) */
     float *partials;      /* [item][rows][head_dim + 2] when n_split > 1 */
+    atomic_int *splits_done; /* [head][query block]: splits finished, when n_split > 1 */
 } run;
 
 typedef slimkv_tile_plan tile_plan;
@@ -436,13 +438,18 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
     size_t rows = (size_t)max_rows(&r), dim = (size_t)cfg->head_dim;
     size_t per_thread = rows * cfg->group_size + 6 * rows * dim + 4 * rows;
     float *work = slimkv_malloc((size_t)threads * per_thread * sizeof(float));
-    if (r.n_split > 1)
+    if (r.n_split > 1) {
         r.partials = slimkv_malloc((size_t)items * rows * (dim + 2) * sizeof(float));
-    if (!work || (r.n_split > 1 && !r.partials)) {
+        r.splits_done = slimkv_malloc((size_t)head_qblocks * sizeof *r.splits_done);
+    }
+    if (!work || (r.n_split > 1 && (!r.partials || !r.splits_done))) {
         slimkv_free(work);
         slimkv_free(r.partials);
+        slimkv_free(r.splits_done);
         return SLIMKV_ERR_NOMEM;
     }
+    for (int hq = 0; r.splits_done && hq < head_qblocks; hq++)
+        atomic_init(&r.splits_done[hq], 0);
 
     /* Small calls run on the calling thread: waking a team costs more than
      * it saves, and a busy machine makes the wait for it unbounded. */
@@ -466,20 +473,22 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
         sc.acc_fused = sc.l + rows;
         sc.m_fused = sc.acc_fused + rows * dim;
         sc.l_fused = sc.m_fused + rows;
-#pragma omp for schedule(dynamic, 1)
+        /* Items are taken dynamically, and the thread that finishes the last
+         * split of a (head, query block) merges it: no barrier between the
+         * two phases, so a thread the OS has descheduled (a busy machine)
+         * holds up only the item it has, not the others' merges. The merge
+         * reads the splits in a fixed order, whoever runs it. */
+#pragma omp for schedule(dynamic, 1) nowait
         for (int item = 0; item < items; item++) {
             run_item(&r, item, &sc);
             finish_item(&r, item, &sc);
-        }
-        if (r.n_split > 1) {
-            /* dynamic too: a thread the OS has descheduled (a busy
-             * machine) holds up only the merge it has taken */
-#pragma omp for schedule(dynamic, 1)
-            for (int hq = 0; hq < head_qblocks; hq++)
-                merge_splits(&r, hq, sc.acc);
+            /* seq_cst: the merging thread sees every split's partial */
+            if (r.n_split > 1 && atomic_fetch_add(&r.splits_done[item / r.n_split], 1) + 1 == r.n_split)
+                merge_splits(&r, item / r.n_split, sc.acc);
         }
     }
     slimkv_free(work);
     slimkv_free(r.partials);
+    slimkv_free(r.splits_done);
     return SLIMKV_OK;
 }
