@@ -85,7 +85,8 @@ typedef enum slimkv_backend {
 
 /* Fill with slimkv_config_init(), then set the fields you need. */
 typedef struct slimkv_config {
-    int n_q_heads;        /* query heads; a multiple of n_kv_heads (GQA), equal for MHA */
+    int n_q_heads;        /* query heads; a multiple of n_kv_heads (GQA), equal for MHA;
+                             both head counts at most 4096 */
     int n_kv_heads;
     int head_dim;         /* multiple of 4, at most 1024 */
     int capacity;         /* most tokens the cache will hold */
@@ -156,7 +157,9 @@ SLIMKV_API void slimkv_cache_destroy(slimkv_cache *cache);
 
 /* Causal attention of a prompt chunk of n_tokens (queries at the positions
  * the chunk will take) over what the cache holds plus the chunk itself in
- * full precision; then the chunk's K/V are stored. out: [n_tokens][n_q_heads][head_dim]. */
+ * full precision; then the chunk's K/V are stored. out: [n_tokens][n_q_heads][head_dim].
+ * out must not overlap q, k or v (SLIMKV_ERR_INVALID_ARG, nothing stored);
+ * the inputs may overlap one another. */
 SLIMKV_API slimkv_status slimkv_cache_prefill(slimkv_cache *cache, const float *q, const float *k,
                                               const float *v, int n_tokens, float *out);
 
@@ -167,7 +170,8 @@ SLIMKV_API slimkv_status slimkv_cache_append(slimkv_cache *cache, const float *k
 /* Decode attention on the stored (compressed) tokens. The i-th of n_queries
  * queries sits at position n - n_queries + i (n = tokens held) and attends
  * causally: usually append the new tokens first, then attend their queries.
- * n_queries must be between 1 and the number of tokens held. */
+ * n_queries must be between 1 and the number of tokens held; out must not
+ * overlap q (SLIMKV_ERR_INVALID_ARG). */
 SLIMKV_API slimkv_status slimkv_attend(const slimkv_cache *cache, const float *q, int n_queries,
                                        float *out);
 

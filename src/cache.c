@@ -8,6 +8,10 @@
 
 #define MAX_HEAD_DIM 1024
 #define MAX_GROUP 1024
+/* Query and KV heads: far above any model's, low enough that every size
+ * derived from them (query blocks x heads x head_dim floats of scratch per
+ * thread, per-head tables) fits an int and a size_t with room to spare. */
+#define MAX_HEADS 4096
 
 slimkv_status slimkv_config_init(slimkv_config *cfg)
 {
@@ -54,7 +58,8 @@ slimkv_status slimkv_config_validate(const slimkv_config *cfg)
 {
     if (!cfg)
         return SLIMKV_ERR_NULL_ARG;
-    if (cfg->n_q_heads < 1 || cfg->n_kv_heads < 1 || cfg->n_q_heads % cfg->n_kv_heads != 0)
+    if (cfg->n_q_heads < 1 || cfg->n_kv_heads < 1 || cfg->n_q_heads > MAX_HEADS || cfg->n_kv_heads > MAX_HEADS ||
+        cfg->n_q_heads % cfg->n_kv_heads != 0)
         return SLIMKV_ERR_INVALID_CONFIG;
     if (cfg->head_dim < 4 || cfg->head_dim > MAX_HEAD_DIM || cfg->head_dim % 4 != 0)
         return SLIMKV_ERR_INVALID_CONFIG;
@@ -648,6 +653,14 @@ static slimkv_status choose_channels_on_device(slimkv_cache *c, const float *q, 
     return st;
 }
 
+/* 1 when [a, a + a_floats) and [b, b + b_floats) share a byte. Compared as
+ * integers: the buffers may belong to different objects. */
+static int overlaps(const float *a, size_t a_floats, const float *b, size_t b_floats)
+{
+    uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
+    return a0 < b0 + b_floats * sizeof(float) && b0 < a0 + a_floats * sizeof(float);
+}
+
 slimkv_status slimkv_cache_prefill(slimkv_cache *c, const float *q, const float *k, const float *v,
                                    int n_tokens, float *out)
 {
@@ -656,6 +669,13 @@ slimkv_status slimkv_cache_prefill(slimkv_cache *c, const float *q, const float 
     slimkv_status st = check_append(c, k, v, n_tokens);
     if (st != SLIMKV_OK)
         return st;
+    /* out is written while q, k and v are still read (and ThinK/SparK read
+     * q again after the attention): the output may share no byte with them */
+    size_t q_floats = (size_t)n_tokens * c->cfg.n_q_heads * c->cfg.head_dim;
+    size_t kv_floats = (size_t)n_tokens * c->cfg.n_kv_heads * c->cfg.head_dim;
+    if (overlaps(out, q_floats, q, q_floats) || overlaps(out, q_floats, k, kv_floats) ||
+        overlaps(out, q_floats, v, kv_floats))
+        return SLIMKV_ERR_INVALID_ARG;
     st = check_values(c, q, (size_t)n_tokens * c->cfg.n_q_heads * c->cfg.head_dim, SLIMKV_F32);
     if (st != SLIMKV_OK)
         return st;
@@ -687,6 +707,9 @@ slimkv_status slimkv_attend(const slimkv_cache *c, const float *q, int n_queries
     if (!c || !q || !out)
         return SLIMKV_ERR_NULL_ARG;
     if (n_queries < 1 || n_queries > c->n_tokens)
+        return SLIMKV_ERR_INVALID_ARG;
+    size_t q_floats = (size_t)n_queries * c->cfg.n_q_heads * c->cfg.head_dim;
+    if (overlaps(out, q_floats, q, q_floats)) /* queries are read while outputs are written */
         return SLIMKV_ERR_INVALID_ARG;
     slimkv_status st = check_values(c, q, (size_t)n_queries * c->cfg.n_q_heads * c->cfg.head_dim, SLIMKV_F32);
     if (st != SLIMKV_OK)

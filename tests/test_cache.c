@@ -445,6 +445,9 @@ static void test_bad_config(void **state)
     EXPECT_CONFIG(n_q_heads, 7, SLIMKV_ERR_INVALID_CONFIG); /* not a multiple of n_kv_heads */
     EXPECT_CONFIG(n_kv_heads, 0, SLIMKV_ERR_INVALID_CONFIG);
     EXPECT_CONFIG(n_kv_heads, -2, SLIMKV_ERR_INVALID_CONFIG);
+    EXPECT_CONFIG(n_q_heads, (1 << 29) + 2, SLIMKV_ERR_INVALID_CONFIG); /* overflowed rows x heads in attend */
+    EXPECT_CONFIG(n_q_heads, 4098, SLIMKV_ERR_INVALID_CONFIG);          /* above the 4096 bound */
+    EXPECT_CONFIG(n_kv_heads, 4097, SLIMKV_ERR_INVALID_CONFIG);
     EXPECT_CONFIG(head_dim, 0, SLIMKV_ERR_INVALID_CONFIG);
     EXPECT_CONFIG(head_dim, 66, SLIMKV_ERR_INVALID_CONFIG);
     EXPECT_CONFIG(head_dim, 2048, SLIMKV_ERR_INVALID_CONFIG);
@@ -476,13 +479,9 @@ static void test_bad_config(void **state)
     cfg.policy = SLIMKV_POLICY_STATIC;
     cfg.k_mask = bad_mask; /* values other than 0/1 */
     assert_int_equal(slimkv_cache_create(&cfg, &c), SLIMKV_ERR_INVALID_CONFIG);
-    /* a capacity whose storage cannot be addressed */
-    cfg = good;
-    cfg.n_kv_heads = 1 << 20;
-    cfg.n_q_heads = 1 << 20;
-    cfg.head_dim = 1024;
-    cfg.capacity = 1 << 30;
-    assert_int_equal(slimkv_cache_create(&cfg, &c), SLIMKV_ERR_INVALID_CONFIG);
+    /* (with at most 4096 heads of 1024 channels and an int capacity, the
+     * largest storage, about 2^56 bytes, no longer overflows a size_t: the
+     * head bound above is what refuses the old unaddressable configs) */
     cfg = good;
     cfg.isa = "scalar";
     assert_int_equal(slimkv_cache_create(&cfg, &c), SLIMKV_OK);
@@ -538,6 +537,17 @@ static void test_bad_calls_leave_cache_unchanged(void **state)
     assert_int_equal(slimkv_attend(c, in.q, 1, NULL), SLIMKV_ERR_NULL_ARG);
     assert_int_equal(slimkv_attend(c, in.q, 0, out), SLIMKV_ERR_INVALID_ARG);
     assert_int_equal(slimkv_attend(c, in.q, 151, out), SLIMKV_ERR_INVALID_ARG); /* more queries than tokens */
+    /* outputs overlapping inputs: refused, nothing stored */
+    float *alias = malloc((size_t)3 * s.n_q * s.dim * sizeof(float));
+    memcpy(alias, in.q, (size_t)3 * s.n_q * s.dim * sizeof(float));
+    assert_int_equal(slimkv_cache_prefill(c, alias, in.k, in.v, 3, alias), SLIMKV_ERR_INVALID_ARG);
+    assert_int_equal(slimkv_cache_prefill(c, alias, in.k, in.v, 3, alias + 7), SLIMKV_ERR_INVALID_ARG);
+    memcpy(bad, in.k, 3 * row * sizeof(float));
+    assert_int_equal(slimkv_cache_prefill(c, in.q, bad, in.v, 1, bad + row - 1), SLIMKV_ERR_INVALID_ARG);
+    assert_int_equal(slimkv_cache_prefill(c, in.q, in.k, bad, 1, bad), SLIMKV_ERR_INVALID_ARG);
+    assert_int_equal(slimkv_attend(c, alias, 2, alias + s.n_q * s.dim), SLIMKV_ERR_INVALID_ARG);
+    assert_int_equal(slimkv_attend(c, alias, 1, alias), SLIMKV_ERR_INVALID_ARG);
+    free(alias);
     assert_int_equal(slimkv_cache_bytes(NULL, &bytes_after), SLIMKV_ERR_NULL_ARG);
     assert_int_equal(slimkv_cache_bytes(c, NULL), SLIMKV_ERR_NULL_ARG);
     int n;
