@@ -166,7 +166,7 @@ sanitize-test:
 # the programs whose long O(n^2) prefills take many minutes there (ASan
 # covers them).
 VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite
-VALGRIND_TESTS := $(filter-out %/test_policies %/test_model,$(TEST_BIN))
+VALGRIND_TESTS := $(filter-out %/test_policies %/test_model %/test_snapshot_hostile,$(TEST_BIN))
 valgrind-test: tests
 	$(Q)sh toolchains/install-deps.sh valgrind
 	$(Q)failed=0; for t in $(VALGRIND_TESTS); do echo "== valgrind $$t"; \

@@ -98,4 +98,9 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
 
 int slimkv_all_finite(const float *x, size_t n);
 
+/* io_snapshot_check.c: 1 when a restored cache holds what attention may
+ * read (finite rows, values, scales and mins; SparK masks of exactly T
+ * bits inside D, a_t >= 0; counts within capacity). */
+int slimkv_snapshot_state_valid(const slimkv_cache *c);
+
 #endif /* SLIMKV_INTERNAL_H */

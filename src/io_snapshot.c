@@ -1,11 +1,17 @@
 /* Cache snapshots: everything a cache holds, in a safetensors file, so a
  * prompt's compressed cache can be reused without recomputing the prefill.
  *
- * Metadata: "slimkv.snapshot" = version, "slimkv.config" = the canonical
- * config string (must equal the target's), "slimkv.tokens", "slimkv.pending"
- * (ThinK/SparK channels not chosen yet), "slimkv.checksum" = FNV-1a 64 over
- * the tensors' bytes in the order written. Tensors per KV head i (raw bytes
- * in the one storage layout, the same on every ISA):
+ * Metadata: "slimkv.snapshot" = version, "slimkv.config" = the fields of
+ * the config that determine the stored state (must equal the target's),
+ * "slimkv.tokens", "slimkv.pending" (ThinK/SparK channels not chosen yet),
+ * "slimkv.checksum" = FNV-1a 64 over everything else the file says: the
+ * other four metadata values, then every tensor in name order (name, dtype,
+ * byte count, bytes). It is checked before anything is interpreted, so a
+ * changed byte anywhere that changes what the file says is
+ * SLIMKV_ERR_FORMAT, header included. FNV is no defence against a forger:
+ * what is loaded is then checked for every invariant the kernels rely on
+ * (io_snapshot_check.c) before the cache takes it. Tensors per KV head i
+ * (raw bytes in the one storage layout, the same on every ISA):
  *   h<i>.k_chan, h<i>.v_chan  I32 kept channels
  *   h<i>.qnorm                F32 [head_dim], SparK only
  *   h<i>.sink_k/v, h<i>.window_k/v, h<i>.k_body, h<i>.v_body  U8 */
@@ -18,8 +24,11 @@
 #include "internal.h"
 #include "io_safetensors.h"
 
-#define SNAPSHOT_VERSION "1"
+/* 2: the checksum covers the metadata and the tensor table too */
+#define SNAPSHOT_VERSION "2"
 #define PARTS_PER_HEAD 9
+#define FNV_OFFSET 0xcbf29ce484222325ull
+#define META_KEYS 5
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
 {
@@ -29,17 +38,48 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
     return h;
 }
 
+/* The config fields the stored state depends on, and only those: the
+ * static policy's alignment shapes its kept channels, SparK's ratio its
+ * record size; ThinK's channels are stored in the file, and the window only
+ * steers a choice not made yet. */
 static void config_string(const slimkv_cache *c, char *buf, size_t size)
 {
     const slimkv_config *f = &c->cfg;
-    uint32_t ratio_bits;
-    memcpy(&ratio_bits, &f->prune_ratio, sizeof ratio_bits);
-    snprintf(buf, size,
-             "q_heads=%d kv_heads=%d head_dim=%d capacity=%d k=%s v=%s group=%d residual=%d sinks=%d policy=%d "
-             "align=%d ratio=%08x window=%d",
-             f->n_q_heads, f->n_kv_heads, f->head_dim, f->capacity, slimkv_format_name(f->k_format),
-             slimkv_format_name(f->v_format), f->group_size, f->residual, f->n_sink, (int)f->policy,
-             f->channel_align, (unsigned)ratio_bits, f->window);
+    int n = snprintf(buf, size, "q_heads=%d kv_heads=%d head_dim=%d capacity=%d k=%s v=%s group=%d residual=%d "
+                                "sinks=%d policy=%d",
+                     f->n_q_heads, f->n_kv_heads, f->head_dim, f->capacity, slimkv_format_name(f->k_format),
+                     slimkv_format_name(f->v_format), f->group_size, f->residual, f->n_sink, (int)f->policy);
+    if (n < 0 || (size_t)n >= size)
+        return;
+    if (f->policy == SLIMKV_POLICY_STATIC)
+        snprintf(buf + n, size - (size_t)n, " align=%d", f->channel_align);
+    if (f->policy == SLIMKV_POLICY_SPARK)
+        snprintf(buf + n, size - (size_t)n, " keep=%d", c->spark_keep);
+}
+
+/* The checksummed metadata, in this order. */
+typedef struct snapshot_meta {
+    const char *version, *config, *tokens, *pending;
+} snapshot_meta;
+
+static uint64_t meta_checksum(const snapshot_meta *m)
+{
+    const char *values[4] = {m->version, m->config, m->tokens, m->pending};
+    uint64_t h = FNV_OFFSET;
+    for (int i = 0; i < 4; i++)
+        h = fnv1a(h, values[i], strlen(values[i]) + 1); /* with the NUL: "12"+"3" differs from "1"+"23" */
+    return h;
+}
+
+/* A tensor's table entry: name (with its NUL), dtype, byte count. */
+static uint64_t entry_checksum(uint64_t h, const char *name, st_dtype dtype, uint64_t n_bytes)
+{
+    uint8_t fields[9];
+    fields[0] = (uint8_t)dtype;
+    for (int i = 0; i < 8; i++)
+        fields[1 + i] = (uint8_t)(n_bytes >> (8 * i));
+    h = fnv1a(h, name, strlen(name) + 1);
+    return fnv1a(h, fields, sizeof fields);
 }
 
 /* One stored part of a head: where its bytes live in a cache. Body pages
@@ -101,6 +141,38 @@ static uint64_t part_checksum(uint64_t sum, const part *p)
     return sum;
 }
 
+static int part_name_order(const void *a, const void *b)
+{
+    return strcmp(((const part *)a)->name, ((const part *)b)->name);
+}
+
+/* The checksum of what the file says (see the top), from its own table:
+ * SLIMKV_ERR_FORMAT unless it equals the stored one. */
+static slimkv_status verify_checksum(const st_file *f, const snapshot_meta *m, const char *stored)
+{
+    enum { CHUNK = 1 << 16 };
+    uint8_t *buf = slimkv_malloc(CHUNK);
+    if (!buf)
+        return SLIMKV_ERR_NOMEM;
+    uint64_t sum = meta_checksum(m);
+    slimkv_status st = SLIMKV_OK;
+    for (size_t i = 0; i < f->n_tensors && st == SLIMKV_OK; i++) { /* sorted by name */
+        const st_tensor *t = &f->tensors[i];
+        sum = entry_checksum(sum, t->name, t->dtype, t->n_bytes);
+        for (uint64_t off = 0; off < t->n_bytes && st == SLIMKV_OK; off += CHUNK) {
+            size_t len = t->n_bytes - off < CHUNK ? (size_t)(t->n_bytes - off) : CHUNK;
+            st = st_read_bytes(f, t, off, len, buf);
+            sum = fnv1a(sum, buf, len);
+        }
+    }
+    slimkv_free(buf);
+    char computed[20];
+    snprintf(computed, sizeof computed, "%016llx", (unsigned long long)sum);
+    if (st == SLIMKV_OK && strcmp(computed, stored) != 0)
+        st = SLIMKV_ERR_FORMAT;
+    return st;
+}
+
 static slimkv_status produce_part(void *ctx, const st_out *self, void *dst)
 {
     const part *p = ctx;
@@ -129,19 +201,22 @@ slimkv_status slimkv_cache_save(const slimkv_cache *c, const char *path)
         return SLIMKV_ERR_NOMEM;
     }
     size_t n = 0;
-    uint64_t sum = 0xcbf29ce484222325ull;
     for (int i = 0; i < heads; i++)
         n += (size_t)head_parts(c, i, parts + n);
-    for (size_t j = 0; j < n; j++) {
-        sum = part_checksum(sum, &parts[j]);
-        size_t elem = st_dtype_size(parts[j].dtype);
-        outs[j] = (st_out){.name = parts[j].name, .dtype = parts[j].dtype, .n_dims = 1,
-                           .shape = {(int64_t)(parts[j].n_bytes / elem)}, .produce = produce_part, .ctx = &parts[j]};
-    }
     char config[512], tokens[16], pending[4], checksum[20];
     config_string(c, config, sizeof config);
     snprintf(tokens, sizeof tokens, "%d", c->n_tokens);
     snprintf(pending, sizeof pending, "%d", c->channels_pending);
+    snapshot_meta m = {SNAPSHOT_VERSION, config, tokens, pending};
+    uint64_t sum = meta_checksum(&m);
+    /* tensors in name order, as the reader's table lists them */
+    qsort(parts, n, sizeof *parts, part_name_order);
+    for (size_t j = 0; j < n; j++) {
+        sum = part_checksum(entry_checksum(sum, parts[j].name, parts[j].dtype, parts[j].n_bytes), &parts[j]);
+        size_t elem = st_dtype_size(parts[j].dtype);
+        outs[j] = (st_out){.name = parts[j].name, .dtype = parts[j].dtype, .n_dims = 1,
+                           .shape = {(int64_t)(parts[j].n_bytes / elem)}, .produce = produce_part, .ctx = &parts[j]};
+    }
     snprintf(checksum, sizeof checksum, "%016llx", (unsigned long long)sum);
     st_meta meta[] = {{"slimkv.snapshot", SNAPSHOT_VERSION},
                       {"slimkv.config", config},
@@ -255,48 +330,44 @@ static slimkv_status load_part(const st_file *f, const part *p)
 
 static slimkv_status load_into(const st_file *f, const slimkv_cache *target, slimkv_cache *tmp)
 {
-    const char *version = st_meta_get(f, "slimkv.snapshot");
-    if (!version || strcmp(version, SNAPSHOT_VERSION) != 0)
+    snapshot_meta m = {st_meta_get(f, "slimkv.snapshot"), st_meta_get(f, "slimkv.config"),
+                       st_meta_get(f, "slimkv.tokens"), st_meta_get(f, "slimkv.pending")};
+    const char *checksum = st_meta_get(f, "slimkv.checksum");
+    if (!m.version || strcmp(m.version, SNAPSHOT_VERSION) != 0)
         return SLIMKV_ERR_FORMAT;
+    if (!m.config || !m.tokens || !m.pending || !checksum || strlen(checksum) != 16 || f->n_meta != META_KEYS)
+        return SLIMKV_ERR_FORMAT;
+    /* first whether the file is intact, then whether it is ours */
+    slimkv_status st = verify_checksum(f, &m, checksum);
+    if (st != SLIMKV_OK)
+        return st;
     char config[512];
     config_string(target, config, sizeof config);
-    const char *saved = st_meta_get(f, "slimkv.config");
-    if (!saved)
-        return SLIMKV_ERR_FORMAT;
-    if (strcmp(saved, config) != 0)
+    if (strcmp(m.config, config) != 0)
         return SLIMKV_ERR_MISMATCH;
     int tokens, pending;
-    const char *checksum = st_meta_get(f, "slimkv.checksum");
-    if (!parse_int(st_meta_get(f, "slimkv.tokens"), 0, target->cfg.capacity, &tokens) ||
-        !parse_int(st_meta_get(f, "slimkv.pending"), 0, 1, &pending) || !checksum || strlen(checksum) != 16)
+    if (!parse_int(m.tokens, 0, target->cfg.capacity, &tokens) || !parse_int(m.pending, 0, 1, &pending))
         return SLIMKV_ERR_FORMAT;
     int query_aware = tmp->cfg.policy == SLIMKV_POLICY_THINK || tmp->cfg.policy == SLIMKV_POLICY_SPARK;
     if (pending && (!query_aware || tokens != 0))
         return SLIMKV_ERR_FORMAT;
-    slimkv_status st = SLIMKV_OK;
     for (int i = 0; i < tmp->cfg.n_kv_heads && st == SLIMKV_OK && !pending; i++)
         st = load_channels(f, target, tmp, i);
     if (st == SLIMKV_OK)
         st = slimkv_cache_reserve(tmp, slimkv_k_body_tokens(&tmp->cfg, tokens),
                                   slimkv_v_body_tokens(&tmp->cfg, tokens));
-    uint64_t sum = 0xcbf29ce484222325ull;
     part parts[PARTS_PER_HEAD];
     for (int i = 0; i < tmp->cfg.n_kv_heads && st == SLIMKV_OK; i++) {
         int n = head_parts(tmp, i, parts);
-        for (int j = 0; j < n && st == SLIMKV_OK; j++) {
+        for (int j = 0; j < n && st == SLIMKV_OK; j++)
             st = load_part(f, &parts[j]);
-            sum = part_checksum(sum, &parts[j]);
-        }
     }
     if (st != SLIMKV_OK)
         return st;
-    char computed[20];
-    snprintf(computed, sizeof computed, "%016llx", (unsigned long long)sum);
-    if (strcmp(computed, checksum) != 0)
-        return SLIMKV_ERR_FORMAT;
     tmp->n_tokens = tokens;
     tmp->channels_pending = pending;
-    return SLIMKV_OK;
+    /* a snapshot is hostile input: what the kernels will read must hold */
+    return slimkv_snapshot_state_valid(tmp) ? SLIMKV_OK : SLIMKV_ERR_FORMAT;
 }
 
 slimkv_status slimkv_cache_restore(slimkv_cache *c, const char *path)

@@ -206,7 +206,7 @@ static void test_bad_snapshots_leave_cache_untouched(void **state)
     assert_int_equal(slimkv_cache_restore(target, bad), SLIMKV_ERR_FORMAT);
     /* another version */
     copy_prefix(good, bad, size);
-    patch_text(bad, "\"slimkv.snapshot\":\"1\"", "\"slimkv.snapshot\":\"7\"");
+    patch_text(bad, "\"slimkv.snapshot\":\"2\"", "\"slimkv.snapshot\":\"7\"");
     assert_int_equal(slimkv_cache_restore(target, bad), SLIMKV_ERR_FORMAT);
     /* a wrong checksum value */
     copy_prefix(good, bad, size);
