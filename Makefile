@@ -141,6 +141,11 @@ demo: deps
 test: deps
 	$(Q)$(MAKE) --no-print-directory tests
 	$(Q)failed=0; for t in $(TEST_BIN) $(EXTRA_TEST_BIN); do echo "== $$t"; $(RUNNER) $$t || failed=$$((failed + 1)); done; \
+	  echo "== $(BUILD)/slimkv-run refuses inputs that are not regular files"; \
+	  for bad in "--ppl build" "--eval /dev/null" "--model build --prompt x"; do \
+	    if $(RUNNER) $(BUILD)/slimkv-run $$bad 2>/dev/null; then echo "accepted: $$bad"; failed=$$((failed + 1)); fi; \
+	    $(RUNNER) $(BUILD)/slimkv-run $$bad 2>&1 | grep -q "not a readable regular file" || \
+	      { echo "no message for: $$bad"; failed=$$((failed + 1)); }; done; \
 	  for isa in scalar bogus; do echo "== SLIMKV_ISA=$$isa $(BUILD)/tests/test_dispatch"; \
 	    SLIMKV_ISA=$$isa $(RUNNER) $(BUILD)/tests/test_dispatch || failed=$$((failed + 1)); done; \
 	  for e in $(CUDA_TEST_ENVS); do echo "== $${e//,/ } $(BUILD)/tests/test_cuda"; \

@@ -14,8 +14,30 @@ void masks_clear(struct slimkv_masks *m)
     memset(m, 0, sizeof *m);
 }
 
+/* Element p of a mask tensor as 0 or 1, from its raw little-endian bytes;
+ * -1 for anything else. Exact: a float one ulp from 1, or a tiny non-zero
+ * value, is not a mask value (a conversion to float first would round it
+ * there). -0.0 is 0. */
+static int mask_value(st_dtype dtype, const uint8_t *p)
+{
+    size_t size = st_dtype_size(dtype);
+    uint64_t bits = 0;
+    for (size_t i = 0; i < size; i++)
+        bits |= (uint64_t)p[i] << (8 * i);
+    switch (dtype) {
+    case ST_BOOL: case ST_U8: case ST_I8: case ST_I16: case ST_U16: case ST_I32: case ST_U32: case ST_I64:
+    case ST_U64:
+        return bits <= 1 ? (int)bits : -1;
+    case ST_F16: return bits == 0x3c00 ? 1 : (bits & 0x7fff) == 0 ? 0 : -1;
+    case ST_BF16: return bits == 0x3f80 ? 1 : (bits & 0x7fff) == 0 ? 0 : -1;
+    case ST_F32: return bits == 0x3f800000u ? 1 : (bits & 0x7fffffffu) == 0 ? 0 : -1;
+    case ST_F64: return bits == 0x3ff0000000000000ull ? 1 : (bits & 0x7fffffffffffffffull) == 0 ? 0 : -1;
+    default: return -1; /* F8: no exact 1 to speak of */
+    }
+}
+
 /* One mask tensor: 3-D of the expected shape (or any positive shape when
- * shape[0] == 0), numeric, every value 0 or 1. */
+ * shape[0] == 0), numeric, every value exactly 0 or 1. */
 static slimkv_status read_mask(const st_file *file, const st_tensor *t, int64_t shape[3], uint8_t **out)
 {
     if (t->n_dims != 3)
@@ -28,15 +50,17 @@ static slimkv_status read_mask(const st_file *file, const st_tensor *t, int64_t 
     } else if (!st_shape_is(t, 3, shape)) {
         return SLIMKV_ERR_FORMAT;
     }
-    float *values = slimkv_malloc(t->n_elems * sizeof *values);
+    uint8_t *raw = slimkv_malloc(t->n_bytes ? (size_t)t->n_bytes : 1);
     uint8_t *mask = slimkv_malloc(t->n_elems);
-    slimkv_status st = values && mask ? st_read_f32(file, t, values) : SLIMKV_ERR_NOMEM;
+    slimkv_status st = raw && mask ? st_read_bytes(file, t, 0, (size_t)t->n_bytes, raw) : SLIMKV_ERR_NOMEM;
+    size_t size = st_dtype_size(t->dtype);
     for (size_t i = 0; st == SLIMKV_OK && i < t->n_elems; i++) {
-        if (values[i] != 0.0f && values[i] != 1.0f) /* NaN fails both */
+        int value = mask_value(t->dtype, raw + i * size);
+        if (value < 0)
             st = SLIMKV_ERR_FORMAT;
-        mask[i] = values[i] == 1.0f;
+        mask[i] = (uint8_t)(value == 1);
     }
-    slimkv_free(values);
+    slimkv_free(raw);
     if (st != SLIMKV_OK) {
         slimkv_free(mask);
         return st;

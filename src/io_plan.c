@@ -98,7 +98,7 @@ slimkv_status slimkv_plan_create(const slimkv_config *settings, int layers, cons
 static int parse_count(const char *text, int *value)
 {
     size_t n = text ? strlen(text) : 0;
-    if (n == 0 || n > 9 || strspn(text, "0123456789") != n)
+    if (n == 0 || n > 9 || strspn(text, "0123456789") != n || (n > 1 && text[0] == '0')) /* "032": no */
         return 0;
     *value = atoi(text);
     return 1;

@@ -234,8 +234,108 @@ static slimkv_status check_layout(st_file *f)
     return st;
 }
 
+/* Length of the UTF-8 sequence at p (at most n bytes), 0 when it is not
+ * well-formed: no overlong forms, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_length(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0];
+    size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    if (len == 0 || len > n)
+        return 0;
+    uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    static const uint32_t smallest[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < smallest[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+static int hex4(const unsigned char *p, unsigned *value)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        int c = p[i], d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0)
+            return 0;
+        v = v * 16 + (unsigned)d;
+    }
+    *value = v;
+    return 1;
+}
+
+/* The header's text is stricter than JSON allows, as the documented shape
+ * needs: numbers are plain non-negative integers (no sign, fraction,
+ * exponent or leading zero: "2.0" and "032" are refused), no literals,
+ * strings are well-formed UTF-8 with no NUL (raw or \u0000) and no unpaired
+ * surrogate escape, and the padding after the object is spaces. cJSON then
+ * parses what passed. */
+static int header_text_strict(const char *text, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)text, *end = p + len;
+    while (p < end) {
+        unsigned c = *p;
+        if (c == '"') {
+            for (p++;; ) {
+                if (p >= end)
+                    return 0;
+                c = *p;
+                if (c == '"') {
+                    p++;
+                    break;
+                }
+                if (c < 0x20) /* control bytes, NUL among them */
+                    return 0;
+                if (c == '\\') {
+                    if (p + 1 >= end)
+                        return 0;
+                    unsigned e = p[1], u, lo;
+                    if (e == 'u') {
+                        if (end - p < 6 || !hex4(p + 2, &u) || u == 0 || (u >= 0xdc00 && u <= 0xdfff))
+                            return 0;
+                        p += 6;
+                        if (u >= 0xd800 && u <= 0xdbff) { /* a high surrogate needs its low half */
+                            if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !hex4(p + 2, &lo) || lo < 0xdc00 ||
+                                lo > 0xdfff)
+                                return 0;
+                            p += 6;
+                        }
+                        continue;
+                    }
+                    if (!strchr("\"\\/bfnrt", (int)e) || e == 0)
+                        return 0;
+                    p += 2;
+                    continue;
+                }
+                size_t n = utf8_length(p, (size_t)(end - p));
+                if (n == 0)
+                    return 0;
+                p += n;
+            }
+            continue;
+        }
+        if (c >= '0' && c <= '9') {
+            if (c == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9')
+                return 0; /* leading zero */
+            while (p < end && *p >= '0' && *p <= '9')
+                p++;
+            continue;
+        }
+        if (!strchr("{}[]:, \t\r\n", (int)c) || c == 0)
+            return 0;
+        p++;
+    }
+    return 1;
+}
+
 static slimkv_status parse_header(const char *text, size_t len, st_file *f)
 {
+    if (!header_text_strict(text, len))
+        return SLIMKV_ERR_FORMAT;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!root)

@@ -229,10 +229,12 @@ slimkv_status slimkv_cache_save(const slimkv_cache *c, const char *path)
     return st;
 }
 
-/* A decimal integer in [lo, hi], nothing else. */
+/* A decimal integer in [lo, hi] (lo >= 0) as the writer prints it: digits
+ * only, no sign, no leading zero. */
 static int parse_int(const char *s, long lo, long hi, int *out)
 {
-    if (!s || !*s)
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 10 || strspn(s, "0123456789") != n || (n > 1 && s[0] == '0'))
         return 0;
     char *end;
     errno = 0;

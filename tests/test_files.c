@@ -189,6 +189,18 @@ static const struct bad_case {
      "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8},
     {"metadata value not a string", "{\"__metadata__\":{\"k\":1}}", 0},
     {"metadata not an object", "{\"__metadata__\":\"k\"}", 0},
+    /* strict text: the documented shape, not all of JSON */
+    {"dimension written as a float", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1.0],\"data_offsets\":[0,4]}}", 4},
+    {"dimension with an exponent", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1e0],\"data_offsets\":[0,4]}}", 4},
+    {"dimension with a leading zero", "{\"a\":{\"dtype\":\"F32\",\"shape\":[01],\"data_offsets\":[0,4]}}", 4},
+    {"offset written as a float", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4.0]}}", 4},
+    {"a literal", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":null}}", 4},
+    {"metadata not UTF-8", "{\"__metadata__\":{\"k\":\"\xff\"}}", 0},
+    {"overlong UTF-8", "{\"__metadata__\":{\"k\":\"\xc0\xaf\"}}", 0},
+    {"UTF-8 surrogate", "{\"__metadata__\":{\"k\":\"\xed\xa0\x80\"}}", 0},
+    {"escaped NUL in a key", "{\"__metadata__\":{\"k\\u0000x\":\"v\"}}", 0},
+    {"unpaired surrogate escape", "{\"__metadata__\":{\"k\":\"\\ud800\"}}", 0},
+    {"raw control byte in a string", "{\"__metadata__\":{\"k\":\"a\tb\"}}", 0},
 };
 
 static void test_bad_headers(void **state)
@@ -205,11 +217,20 @@ static void test_bad_headers(void **state)
             fail_msg("accepted: %s", bad_cases[i].what);
         expect_refused(path, SLIMKV_ERR_FORMAT);
     }
-    /* a well-formed header with padding is fine (the control case) */
-    const char *padded = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}         ";
+    /* a NUL byte inside the header (cJSON would stop reading there) */
+    const char nul_header[] = "{\"__metadata__\":{\"k\":\"a\0b\"}}";
+    uint8_t raw[8 + sizeof nul_header - 1] = {(uint8_t)(sizeof nul_header - 1)};
+    memcpy(raw + 8, nul_header, sizeof nul_header - 1);
+    write_bytes(path, raw, sizeof raw);
+    expect_refused(path, SLIMKV_ERR_FORMAT);
+    /* a well-formed header with padding is fine (the control case), and so
+     * are escapes, UTF-8 and a surrogate pair */
+    const char *padded = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                         "\"__metadata__\":{\"k\\n\":\"\xc3\xa9\\ud83d\\ude00\\\"\"}}         ";
     write_raw(path, strlen(padded), padded, 4);
     st_file *f;
     assert_int_equal(st_open(path, &f), SLIMKV_OK);
+    assert_string_equal(st_meta_get(f, "k\n"), "\xc3\xa9\xf0\x9f\x98\x80\"");
     st_close(f);
     tmpdir_remove(&d);
 }
@@ -399,7 +420,24 @@ static void test_mask_dtypes(void **state)
     st_encode_f32(ST_F32, nan_, N, nan_b);
     memcpy(two, b, N);
     two[9] = 2;
+    /* values a float conversion would round to 0 or 1: F64 1 + 1 ulp, a
+     * tiny F64, the smallest F32 subnormal */
+    uint8_t ulp_b[N * 8], tiny_b[N * 8], sub_b[N * 4];
+    for (int i = 0; i < N; i++) {
+        double x = (double)(i % 2);
+        memcpy(ulp_b + 8 * i, &x, 8);
+        memcpy(tiny_b + 8 * i, &x, 8);
+    }
+    double one_ulp = nextafter(1.0, 2.0), tiny = 1e-300;
+    memcpy(ulp_b + 8 * 5, &one_ulp, 8);
+    memcpy(tiny_b + 8 * 4, &tiny, 8);
+    memcpy(sub_b, f32, sizeof sub_b);
+    uint32_t smallest = 1;
+    memcpy(sub_b + 4 * 6, &smallest, 4);
     const st_out bad[][2] = {
+        {{.name = "k_mask", .dtype = ST_F64, .n_dims = 3, .shape = {2, 2, 8}, .data = ulp_b}},
+        {{.name = "k_mask", .dtype = ST_F64, .n_dims = 3, .shape = {2, 2, 8}, .data = tiny_b}},
+        {{.name = "k_mask", .dtype = ST_F32, .n_dims = 3, .shape = {2, 2, 8}, .data = sub_b}},
         {{.name = "k_mask", .dtype = ST_F32, .n_dims = 3, .shape = {2, 2, 8}, .data = half_b}},
         {{.name = "k_mask", .dtype = ST_F32, .n_dims = 3, .shape = {2, 2, 8}, .data = nan_b}},
         {{.name = "k_mask", .dtype = ST_U8, .n_dims = 3, .shape = {2, 2, 8}, .data = two}},
@@ -580,6 +618,13 @@ static void test_plan_bad(void **state)
         assert_int_equal(slimkv_plan_load(path, &p), SLIMKV_ERR_FORMAT);
         assert_ptr_equal(p, SENTINEL);
     }
+    /* an integer written with a leading zero */
+    meta[4].value = "032";
+    assert_int_equal(st_write(path, t, 2, meta, 8), SLIMKV_OK);
+    p = SENTINEL;
+    assert_int_equal(slimkv_plan_load(path, &p), SLIMKV_ERR_FORMAT);
+    assert_ptr_equal(p, SENTINEL);
+    meta[4].value = (char *)good[4];
     /* counts that disagree with the masks */
     t[1].data = c_wrong;
     assert_int_equal(st_write(path, t, 2, meta, 8), SLIMKV_OK);

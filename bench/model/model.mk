@@ -15,6 +15,7 @@ $(MODEL_OBJ) $(BUILD)/$(MODEL_DIR)/run.o: ALL_CFLAGS += -ffp-contract=fast
 .PHONY: model model-data model-data-soft
 all: $(MODEL_RUN)
 model: $(MODEL_RUN)
+tests: $(MODEL_RUN)
 
 # An explicit rule: the generic $(BUILD)/slimkv-% rule expects bench/%.c.
 $(MODEL_RUN): $(BUILD)/$(MODEL_DIR)/run.o $(MODEL_OBJ) $(STATIC_LIB)

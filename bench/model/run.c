@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -249,6 +250,21 @@ static int parse_options(int argc, char **argv, run_options *o)
         }
         i += takes_value;
     }
+    /* every file it reads: checked before any work, so a directory or a
+     * device is a clear message and not a size taken from it */
+    const char *inputs[][2] = {{"--model", o->model_path}, {"--ppl", o->ppl_file}, {"--eval", o->eval_file},
+                               {"--calib", o->calib_file}, {"--plan", o->plan_file}};
+    for (size_t f = 0; f < sizeof inputs / sizeof *inputs; f++) {
+        struct stat sb;
+        if (!inputs[f][1])
+            continue;
+        if (f == 0 && stat(inputs[f][1], &sb) != 0 && errno == ENOENT)
+            continue; /* a missing model: opening it says how to fetch it */
+        if (stat(inputs[f][1], &sb) != 0 || !S_ISREG(sb.st_mode) || access(inputs[f][1], R_OK) != 0) {
+            fprintf(stderr, "slimkv-run: %s %s: not a readable regular file\n", inputs[f][0], inputs[f][1]);
+            return -1;
+        }
+    }
     if (!!o->prompt + !!o->ppl_file + !!o->eval_file + (o->write_calib && !o->ppl_file && !o->eval_file) != 1) {
         fprintf(stderr, "slimkv-run: give exactly one of --prompt, --ppl, --eval, --write-calib\n");
         usage(stderr);
@@ -265,6 +281,9 @@ static int parse_options(int argc, char **argv, run_options *o)
 
 /* ---- text ---------------------------------------------------------- */
 
+/* Text files larger than this are refused (the longest eval text is a few MB). */
+#define MAX_TEXT_BYTES ((long)1 << 30)
+
 static slimkv_status read_text(const char *path, char **text, size_t *len)
 {
     FILE *fp = fopen(path, "rb");
@@ -272,10 +291,18 @@ static slimkv_status read_text(const char *path, char **text, size_t *len)
         fprintf(stderr, "slimkv-run: cannot open %s: %s\n", path, strerror(errno));
         return SLIMKV_ERR_IO;
     }
+    /* a directory opens, and its "size" is meaningless: regular files only */
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > MAX_TEXT_BYTES) {
+        fprintf(stderr, "slimkv-run: %s is not a regular file of at most %ld bytes\n", path, MAX_TEXT_BYTES);
+        fclose(fp);
+        return SLIMKV_ERR_IO;
+    }
     slimkv_status st = SLIMKV_ERR_IO;
     long size = -1;
     char *buf = NULL;
-    if (fseek(fp, 0, SEEK_END) == 0 && (size = ftell(fp)) >= 0 && fseek(fp, 0, SEEK_SET) == 0) {
+    if (fseek(fp, 0, SEEK_END) == 0 && (size = ftell(fp)) >= 0 && size <= MAX_TEXT_BYTES &&
+        fseek(fp, 0, SEEK_SET) == 0) {
         buf = malloc((size_t)size + 1);
         if (!buf)
             st = SLIMKV_ERR_NOMEM;
