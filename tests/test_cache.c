@@ -122,6 +122,53 @@ static void test_every_format(void **state)
     expect_within(&cfg, 400, 1, format_error_bound(SLIMKV_Q4), "mixed");
 }
 
+/* Subnormal and near-subnormal inputs among normal ones: outputs finite and
+ * within the format's bound relative to the largest |v|, on every ISA. */
+static void test_denormal_inputs(void **state)
+{
+    (void)state;
+    static const char *const isas[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"};
+    static const float tiny[] = {1e-40f, -1e-44f, 3e-8f, -1e-7f, 5e-39f, 2e-45f};
+    shape s = {4, 2, 32};
+    const int n = 300;
+    inputs in = make_inputs(s, n, 1, 77);
+    size_t kv_n = (size_t)n * s.n_kv * s.dim, out_n = (size_t)s.n_q * s.dim;
+    for (size_t i = 0; i < kv_n; i++)
+        if (i % 3 != 0) { /* two thirds of every row tiny, the rest normal */
+            in.k[i] = tiny[i % 6];
+            in.v[i] = tiny[(i + 2) % 6];
+        }
+    float out[4 * 32], want[4 * 32];
+    for (size_t ii = 0; ii < sizeof isas / sizeof *isas; ii++) {
+        if (!slimkv_isa_supported(isas[ii]))
+            continue;
+        for (int f = 0; f < 6; f++) {
+            slimkv_config cfg = make_config(s, all_formats[f], all_formats[f], n);
+            cfg.residual = 64;
+            cfg.isa = isas[ii];
+            slimkv_cache *c;
+            assert_int_equal(slimkv_cache_create(&cfg, &c), SLIMKV_OK);
+            assert_int_equal(slimkv_cache_append(c, in.k, in.v, n), SLIMKV_OK);
+            assert_int_equal(slimkv_attend(c, in.q, 1, out), SLIMKV_OK);
+            oracle_cfg ocfg;
+            uint8_t *km, *vm;
+            oracle_from_cache(&cfg, c, &ocfg, &km, &vm);
+            oracle_attend(&ocfg, in.k, in.v, n, in.q, 1, want);
+            for (size_t i = 0; i < out_n; i++)
+                if (!isfinite(out[i]))
+                    fail_msg("%s %s: non-finite output", isas[ii], slimkv_format_name(all_formats[f]));
+            double err = scaled_max_error(out, want, out_n, max_abs(in.v, kv_n));
+            if (!(err <= format_error_bound(all_formats[f])))
+                fail_msg("%s %s: error %.3g over the bound %.3g with tiny inputs", isas[ii],
+                         slimkv_format_name(all_formats[f]), err, format_error_bound(all_formats[f]));
+            free(km);
+            free(vm);
+            slimkv_cache_destroy(c);
+        }
+    }
+    free_inputs(&in);
+}
+
 /* Token counts around each place where something flushes. */
 static void test_flush_boundaries(void **state)
 {
@@ -582,6 +629,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_strings),
         cmocka_unit_test(test_every_format),
+        cmocka_unit_test(test_denormal_inputs),
         cmocka_unit_test(test_flush_boundaries),
         cmocka_unit_test(test_gqa_and_head_dims),
         cmocka_unit_test(test_static_masks),
