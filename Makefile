@@ -90,7 +90,7 @@ TOOLS := $(patsubst bench/tools/%.c,$(BUILD)/slimkv-%,$(TOOL_MAIN))
 TOOL_COMMON := $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(TOOL_MAIN),$(wildcard bench/tools/*.c)))
 
 .SECONDARY:
-.PHONY: all lib tests demo test bench cross-test sanitize-test valgrind-test fuzz fuzz-seeds deps install uninstall clean
+.PHONY: all lib tests demo test bench cross-test sanitize-test valgrind-test stress fuzz fuzz-seeds deps install uninstall clean
 all: lib tests $(DEMO) $(BENCH) $(TOOLS)
 lib: $(STATIC_LIB) $(SHARED_LIB) $(PC_FILE)
 tests: $(TEST_BIN) $(TOOLS)
@@ -177,6 +177,21 @@ valgrind-test: tests
 	$(Q)failed=0; for t in $(VALGRIND_TESTS); do echo "== valgrind $$t"; \
 	  OMP_NUM_THREADS=1 $(VALGRIND) $$t || failed=$$((failed + 1)); done; \
 	  echo "test programs failed under valgrind: $$failed"; [ $$failed -eq 0 ]
+
+# The hostile-input campaign (tests/stress/stress.c: every truncation of
+# snapshots, masks and plans, every byte change of masks and plans, random
+# call sequences against a reference model, concurrent attend on one cache),
+# then the thread tests under ThreadSanitizer with one OpenMP thread
+# (libgomp itself is not instrumented, so its own threads stay out).
+STRESS := $(BUILD)/tests/stress/stress
+TSAN_BUILD := build/tsan-$(ARCH)
+stress: deps
+	$(Q)$(MAKE) --no-print-directory $(STRESS)
+	$(RUNNER) $(STRESS)
+	$(Q)$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) CFLAGS="-O1 -g -fsanitize=thread" \
+	  LDFLAGS="-fsanitize=thread" $(TSAN_BUILD)/tests/stress/stress $(TSAN_BUILD)/tests/test_reliability
+	OMP_NUM_THREADS=1 STRESS_THREADS_ONLY=1 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/stress/stress
+	OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/test_reliability
 
 # Fuzzing with clang's libFuzzer (+ASan/UBSan), on the scalar kernels (the
 # readers and validators are what is fuzzed): every tests/fuzz/fuzz_*.c

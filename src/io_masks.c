@@ -74,6 +74,13 @@ slimkv_status masks_read(const st_file *file, struct slimkv_masks *m)
     const st_tensor *k = st_find(file, "k_mask"), *v = st_find(file, "v_mask");
     if (!k)
         return SLIMKV_ERR_FORMAT;
+    /* masks, and a plan's kept counts (a plan file loads as masks too);
+     * anything else is not a file of ours, or a damaged name */
+    for (size_t i = 0; i < file->n_tensors; i++) {
+        const char *name = file->tensors[i].name;
+        if (strcmp(name, "k_mask") && strcmp(name, "v_mask") && strcmp(name, "k_kept") && strcmp(name, "v_kept"))
+            return SLIMKV_ERR_FORMAT;
+    }
     struct slimkv_masks r = {0};
     int64_t shape[3] = {0, 0, 0};
     slimkv_status st = read_mask(file, k, shape, &r.k);
