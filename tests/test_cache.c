@@ -169,6 +169,65 @@ static void test_denormal_inputs(void **state)
     free_inputs(&in);
 }
 
+/* How far an ISA's cache may be from the scalar oracle's (float, exact
+ * codes) on the same inputs, relative to the largest |v|, at head_dims 32 to
+ * 128 with GQA: float formats 1e-4 (summation order); q8 1.5%, q4 7%, q2 9%.
+ * The quantized SIMD paths fold the query (K) and the weights (V) to int8
+ * with one step per group: the keys' outlier channels set the query's step
+ * (q8 K keeps a second, residual int8 level, so its K side is ~0.02%), and
+ * the V weights lose ~0.8% for every format. Measured maxima here (x86):
+ * q8 0.83%, q4 4.9%, q2 6.2%; the format's own error against fp32 is
+ * bounded separately (format_error_bound). */
+static double isa_vs_scalar_bound(slimkv_format fmt)
+{
+    return fmt == SLIMKV_Q8 ? 0.015 : fmt == SLIMKV_Q4 ? 0.07 : fmt == SLIMKV_Q2 ? 0.09 : 1e-4;
+}
+
+static void test_isa_matches_scalar(void **state)
+{
+    (void)state;
+    static const char *const isas[] = {"avx2", "avx512", "neon", "neon-dotprod"};
+    static const int dims[] = {32, 64, 96, 128};
+    double worst[6] = {0};
+    for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+        shape s = {8, 2, dims[di]};
+        const int n = 700, nq = 2;
+        inputs in = make_inputs(s, n, nq, 300 + di);
+        size_t out_n = (size_t)nq * s.n_q * s.dim;
+        float *ref = malloc(out_n * sizeof(float)), *out = malloc(out_n * sizeof(float));
+        double vmax = max_abs(in.v, (size_t)n * s.n_kv * s.dim);
+        for (int f = 0; f < 6; f++) {
+            slimkv_config cfg = make_config(s, all_formats[f], all_formats[f], n);
+            slimkv_cache *c;
+            cfg.isa = "scalar";
+            assert_int_equal(slimkv_cache_create(&cfg, &c), SLIMKV_OK);
+            assert_int_equal(slimkv_cache_append(c, in.k, in.v, n), SLIMKV_OK);
+            assert_int_equal(slimkv_attend(c, in.q, nq, ref), SLIMKV_OK);
+            slimkv_cache_destroy(c);
+            for (size_t ii = 0; ii < sizeof isas / sizeof *isas; ii++) {
+                if (!slimkv_isa_supported(isas[ii]))
+                    continue;
+                cfg.isa = isas[ii];
+                assert_int_equal(slimkv_cache_create(&cfg, &c), SLIMKV_OK);
+                assert_int_equal(slimkv_cache_append(c, in.k, in.v, n), SLIMKV_OK);
+                assert_int_equal(slimkv_attend(c, in.q, nq, out), SLIMKV_OK);
+                slimkv_cache_destroy(c);
+                double err = scaled_max_error(out, ref, out_n, vmax);
+                worst[f] = err > worst[f] ? err : worst[f];
+                if (!(err <= isa_vs_scalar_bound(all_formats[f])))
+                    fail_msg("%s %s head_dim %d: %.4f from scalar (bound %.4f)", isas[ii],
+                             slimkv_format_name(all_formats[f]), s.dim, err, isa_vs_scalar_bound(all_formats[f]));
+            }
+        }
+        free(ref);
+        free(out);
+        free_inputs(&in);
+    }
+    for (int f = 0; f < 6; f++)
+        print_message("  %s: largest ISA-vs-scalar difference %.5f of max|v|\n", slimkv_format_name(all_formats[f]),
+                      worst[f]);
+}
+
 /* Token counts around each place where something flushes. */
 static void test_flush_boundaries(void **state)
 {
@@ -630,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_status_strings),
         cmocka_unit_test(test_every_format),
         cmocka_unit_test(test_denormal_inputs),
+        cmocka_unit_test(test_isa_matches_scalar),
         cmocka_unit_test(test_flush_boundaries),
         cmocka_unit_test(test_gqa_and_head_dims),
         cmocka_unit_test(test_static_masks),
