@@ -600,11 +600,13 @@ static void scale_scalar(float *x, int n, float a)
 /* ---- fused decode over whole groups: the oracle of every pair ---- */
 
 static const slimkv_score_k_fn score_k_scalar[SLIMKV_FORMAT_COUNT] = {
-    [SLIMKV_F32] = slimkv_score_k_f32_scalar, [SLIMKV_F16] = slimkv_score_k_f16_scalar, [SLIMKV_BF16] = slimkv_score_k_bf16_scalar,
-    [SLIMKV_Q8] = slimkv_score_k_q8_scalar,   [SLIMKV_Q4] = slimkv_score_k_q4_scalar,   [SLIMKV_Q2] = slimkv_score_k_q2_scalar};
+    [SLIMKV_F32] = slimkv_score_k_f32_scalar, [SLIMKV_F16] = slimkv_score_k_f16_scalar,
+    [SLIMKV_BF16] = slimkv_score_k_bf16_scalar, [SLIMKV_Q8] = slimkv_score_k_q8_scalar,
+    [SLIMKV_Q4] = slimkv_score_k_q4_scalar,     [SLIMKV_Q2] = slimkv_score_k_q2_scalar};
 static const slimkv_accum_v_fn accum_v_scalar[SLIMKV_FORMAT_COUNT] = {
-    [SLIMKV_F32] = slimkv_accum_v_f32_scalar, [SLIMKV_F16] = slimkv_accum_v_f16_scalar, [SLIMKV_BF16] = slimkv_accum_v_bf16_scalar,
-    [SLIMKV_Q8] = slimkv_accum_v_q8_scalar,   [SLIMKV_Q4] = slimkv_accum_v_q4_scalar,   [SLIMKV_Q2] = slimkv_accum_v_q2_scalar};
+    [SLIMKV_F32] = slimkv_accum_v_f32_scalar, [SLIMKV_F16] = slimkv_accum_v_f16_scalar,
+    [SLIMKV_BF16] = slimkv_accum_v_bf16_scalar, [SLIMKV_Q8] = slimkv_accum_v_q8_scalar,
+    [SLIMKV_Q4] = slimkv_accum_v_q4_scalar,     [SLIMKV_Q2] = slimkv_accum_v_q2_scalar};
 
 static void slimkv_attend_groups_scalar(const slimkv_group_span *span, const float *q, int rows, float *m, float *l,
                                         float *acc)

@@ -24,9 +24,8 @@
 #include "../src/internal.h"
 #include "../src/io_safetensors.h"
 #include "oracle.h"
+#include "small_snapshot.h"
 #include "tmpdir.h"
-
-enum { N_Q = 2, N_KV = 2, DIM = 8, G = 16, CAP = 48, TOKENS = 45 };
 
 static tmpdir dir;
 
@@ -43,69 +42,6 @@ static int remove_dir(void **state)
     return 0;
 }
 
-static uint8_t k_mask[N_KV * DIM];
-
-static slimkv_config small_config(slimkv_policy policy, slimkv_format kf, slimkv_format vf)
-{
-    for (int i = 0; i < N_KV * DIM; i++)
-        k_mask[i] = i < DIM ? i % 2 == 0 : 0; /* head 1 streaming */
-    slimkv_config c;
-    slimkv_config_init(&c);
-    c.n_q_heads = N_Q;
-    c.n_kv_heads = N_KV;
-    c.head_dim = DIM;
-    c.capacity = CAP;
-    c.k_format = kf;
-    c.v_format = vf;
-    c.group_size = G;
-    c.residual = G;
-    c.n_sink = 1;
-    c.policy = policy;
-    c.channel_align = 4;
-    if (policy == SLIMKV_POLICY_STATIC)
-        c.k_mask = k_mask;
-    return c;
-}
-
-/* A cache holding TOKENS tokens: a prefill of the first 20, appends after
- * (sinks, compressed groups, a partial V block and the window all hold
- * tokens). */
-static slimkv_cache *filled(const slimkv_config *cfg, uint64_t seed)
-{
-    float q[TOKENS * N_Q * DIM], k[TOKENS * N_KV * DIM], v[TOKENS * N_KV * DIM], out[TOKENS * N_Q * DIM];
-    test_rng r;
-    rng_seed(&r, seed);
-    fill_keys(&r, k, TOKENS, 0, N_KV, DIM);
-    fill_normal(&r, v, sizeof v / sizeof *v, 1.0f);
-    fill_normal(&r, q, sizeof q / sizeof *q, 0.5f);
-    slimkv_cache *c;
-    assert_int_equal(slimkv_cache_create(cfg, &c), SLIMKV_OK);
-    assert_int_equal(slimkv_cache_prefill(c, q, k, v, 20, out), SLIMKV_OK);
-    assert_int_equal(slimkv_cache_append(c, k + 20 * N_KV * DIM, v + 20 * N_KV * DIM, TOKENS - 20), SLIMKV_OK);
-    return c;
-}
-
-static uint8_t *read_file(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(*n);
-    assert_int_equal(fread(buf, 1, *n, f), *n);
-    fclose(f);
-    return buf;
-}
-
-static void write_file(const char *path, const uint8_t *buf, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, n, f), n);
-    fclose(f);
-}
-
 static void test_every_byte_flipped(void **state)
 {
     (void)state;
@@ -117,13 +53,13 @@ static void test_every_byte_flipped(void **state)
     long flips = 0, refused = 0, identical = 0;
     for (int p = 0; p < 4; p++)
         for (int f = 0; f < SLIMKV_FORMAT_COUNT; f++) {
-            slimkv_config cfg = small_config(policies[p], (slimkv_format)f, (slimkv_format)((f + 3) % 6));
-            slimkv_cache *src = filled(&cfg, 7 + (uint64_t)f), *target = filled(&cfg, 99);
+            slimkv_config cfg = small_snapshot_config(policies[p], (slimkv_format)f, (slimkv_format)((f + 3) % 6));
+            slimkv_cache *src = small_snapshot_cache(&cfg, 7 + (uint64_t)f), *target = small_snapshot_cache(&cfg, 99);
             assert_int_equal(slimkv_cache_save(src, good), SLIMKV_OK);
             uint64_t src_digest = cache_digest(src), target_digest = cache_digest(target);
             size_t n;
-            uint8_t *bytes = read_file(good, &n);
-            write_file(bad, bytes, n);
+            uint8_t *bytes = small_read_file(good, &n);
+            small_write_file(bad, bytes, n);
             int fd = open(bad, O_WRONLY);
             assert_true(fd >= 0);
             for (size_t i = 0; i < n; i++) {
@@ -138,7 +74,7 @@ static void test_every_byte_flipped(void **state)
                                  n);
                     identical++;
                     slimkv_cache_destroy(target);
-                    target = filled(&cfg, 99);
+                    target = small_snapshot_cache(&cfg, 99);
                 } else {
                     if (st != SLIMKV_ERR_FORMAT)
                         fail_msg("policy %d format %d: byte %zu flipped gave %s", p, f, i, slimkv_status_str(st));
@@ -276,7 +212,7 @@ static int forge_apply(forged *fg, const slimkv_config *cfg, const slimkv_cache 
         if (cfg->policy != SLIMKV_POLICY_SPARK)
             return 0;
         p = forge_tensor(fg, "h0.k_body", &n);
-        slimkv_spark_geometry geo = slimkv_spark_geometry_of(cfg->k_format, DIM, src->spark_keep, G);
+        slimkv_spark_geometry geo = slimkv_spark_geometry_of(cfg->k_format, SMALL_DIM, src->spark_keep, SMALL_G);
         uint8_t *rec = p + 3 * geo.record; /* token 3 of group 0 */
         if (what == FORGE_SPARK_ALL_KEPT)
             memset(rec, 0xff, geo.bits);
@@ -288,9 +224,9 @@ static int forge_apply(forged *fg, const slimkv_config *cfg, const slimkv_cache 
     case FORGE_SINK_INF: {
         if (src->k_row_fmt != SLIMKV_F16)
             return 0;
-        int pos = what == FORGE_SINK_INF ? 0 : TOKENS - 1;
+        int pos = what == FORGE_SINK_INF ? 0 : SMALL_TOKENS - 1;
         p = forge_tensor(fg, what == FORGE_SINK_INF ? "h0.sink_k" : "h0.window_k", &n);
-        uint8_t *row = what == FORGE_SINK_INF ? p : p + (size_t)((pos - cfg->n_sink) % src->ring_slots) * DIM * 2;
+        uint8_t *row = what == FORGE_SINK_INF ? p : p + (size_t)((pos - cfg->n_sink) % src->ring_slots) * SMALL_DIM * 2;
         put_u16(row + 6, what == FORGE_SINK_INF ? 0x7c00 : 0x7e00);
         return 1;
     }
@@ -299,17 +235,17 @@ static int forge_apply(forged *fg, const slimkv_config *cfg, const slimkv_cache 
         if (!slimkv_is_quantized(cfg->k_format) || cfg->policy == SLIMKV_POLICY_SPARK)
             return 0;
         p = forge_tensor(fg, "h0.k_body", &n);
-        p += slimkv_k_params_offset(cfg->k_format, h->dk, G) + (what == FORGE_K_MIN_NAN ? 2 * (size_t)h->dk : 0);
+        p += slimkv_k_params_offset(cfg->k_format, h->dk, SMALL_G) + (what == FORGE_K_MIN_NAN ? 2 * (size_t)h->dk : 0);
         put_u16(p + 2, what == FORGE_K_SCALE_INF ? 0x7c00 : 0x7e01);
         return 1;
     case FORGE_V_SCALE_NEGATIVE:
         if (!slimkv_is_quantized(cfg->v_format))
             return 0;
         p = forge_tensor(fg, "h0.v_body", &n);
-        put_u16(p + slimkv_v_params_offset(cfg->v_format, h->dv, G), 0xbc00); /* -1.0 */
+        put_u16(p + slimkv_v_params_offset(cfg->v_format, h->dv, SMALL_G), 0xbc00); /* -1.0 */
         return 1;
     case FORGE_TOKENS_OVER_CAPACITY:
-        snprintf(fg->meta_values[2], sizeof fg->meta_values[2], "%d", CAP + 1);
+        snprintf(fg->meta_values[2], sizeof fg->meta_values[2], "%d", SMALL_CAP + 1);
         return 1;
     default: return 0;
     }
@@ -326,8 +262,8 @@ static void test_forged_snapshots_refused(void **state)
     int applied[FORGE_COUNT] = {0};
     for (int p = 0; p < 4; p++)
         for (int f = 0; f < SLIMKV_FORMAT_COUNT; f++) {
-            slimkv_config cfg = small_config(policies[p], (slimkv_format)f, (slimkv_format)((f + 4) % 6));
-            slimkv_cache *src = filled(&cfg, 5), *target = filled(&cfg, 6);
+            slimkv_config cfg = small_snapshot_config(policies[p], (slimkv_format)f, (slimkv_format)((f + 4) % 6));
+            slimkv_cache *src = small_snapshot_cache(&cfg, 5), *target = small_snapshot_cache(&cfg, 6);
             assert_int_equal(slimkv_cache_save(src, good), SLIMKV_OK);
             uint64_t before = cache_digest(target);
             for (int w = 0; w < FORGE_COUNT; w++) {
@@ -341,7 +277,7 @@ static void test_forged_snapshots_refused(void **state)
                         assert_int_equal(st, SLIMKV_OK);
                         assert_true(cache_digest(target) == cache_digest(src));
                         slimkv_cache_destroy(target);
-                        target = filled(&cfg, 6);
+                        target = small_snapshot_cache(&cfg, 6);
                     } else if (st != SLIMKV_ERR_FORMAT || cache_digest(target) != before) {
                         fail_msg("policy %d k %d v %d: forgery %d restored (%s)", p, f, (f + 4) % 6, w,
                                  slimkv_status_str(st));
@@ -366,8 +302,8 @@ static void test_unused_fields_do_not_matter(void **state)
     const slimkv_policy policies[] = {SLIMKV_POLICY_NONE, SLIMKV_POLICY_STATIC, SLIMKV_POLICY_THINK,
                                       SLIMKV_POLICY_SPARK};
     for (int p = 0; p < 4; p++) {
-        slimkv_config cfg = small_config(policies[p], SLIMKV_Q4, SLIMKV_Q8);
-        slimkv_cache *src = filled(&cfg, 3), *target;
+        slimkv_config cfg = small_snapshot_config(policies[p], SLIMKV_Q4, SLIMKV_Q8);
+        slimkv_cache *src = small_snapshot_cache(&cfg, 3), *target;
         assert_int_equal(slimkv_cache_save(src, path), SLIMKV_OK);
         slimkv_config other = cfg;
         other.window = 7; /* steers a choice already made */

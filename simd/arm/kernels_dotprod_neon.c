@@ -374,15 +374,24 @@ static void slimkv_accum_v_q2_neondot(const uint8_t *block, int dv, int g, int n
 /* ---- fused decode over whole groups ---- */
 
 static const slimkv_tile_ops dot_tile_ops[3][3] = {
-    {{slimkv_score_k_q8_neondot, slimkv_accum_v_q8_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q8_neondot, slimkv_accum_v_q4_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q8_neondot, slimkv_accum_v_q2_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-    {{slimkv_score_k_q4_neondot, slimkv_accum_v_q8_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q4_neondot, slimkv_accum_v_q4_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q4_neondot, slimkv_accum_v_q2_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-    {{slimkv_score_k_q2_neondot, slimkv_accum_v_q8_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q2_neondot, slimkv_accum_v_q4_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q2_neondot, slimkv_accum_v_q2_neondot, slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{slimkv_score_k_q8_neondot, slimkv_accum_v_q8_neondot,
+      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q8_neondot, slimkv_accum_v_q4_neondot,
+      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q8_neondot, slimkv_accum_v_q2_neondot,
+      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{slimkv_score_k_q4_neondot, slimkv_accum_v_q8_neondot,
+      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q4_neondot, slimkv_accum_v_q4_neondot,
+      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q4_neondot, slimkv_accum_v_q2_neondot,
+      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
+    {{slimkv_score_k_q2_neondot, slimkv_accum_v_q8_neondot,
+      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q2_neondot, slimkv_accum_v_q4_neondot,
+      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
+     {slimkv_score_k_q2_neondot, slimkv_accum_v_q2_neondot,
+      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
 };
 
 /* Every pair of q8 / q4 / q2 (formats SLIMKV_Q8..SLIMKV_Q2). */

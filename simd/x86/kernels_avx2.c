@@ -403,15 +403,24 @@ void slimkv_scale_f32_avx2(float *x, int n, float a)
 /* ---- fused decode over whole groups, dense K and V formats ---- */
 
 static const slimkv_tile_ops dense_tile_ops[3][3] = {
-    {{slimkv_score_k_f32_avx2, slimkv_accum_v_f32_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
-     {slimkv_score_k_f32_avx2, slimkv_accum_v_f16_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
-     {slimkv_score_k_f32_avx2, slimkv_accum_v_bf16_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
-    {{slimkv_score_k_f16_avx2, slimkv_accum_v_f32_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
-     {slimkv_score_k_f16_avx2, slimkv_accum_v_f16_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
-     {slimkv_score_k_f16_avx2, slimkv_accum_v_bf16_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
-    {{slimkv_score_k_bf16_avx2, slimkv_accum_v_f32_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
-     {slimkv_score_k_bf16_avx2, slimkv_accum_v_f16_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
-     {slimkv_score_k_bf16_avx2, slimkv_accum_v_bf16_avx2, slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
+    {{slimkv_score_k_f32_avx2, slimkv_accum_v_f32_avx2,
+      slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {slimkv_score_k_f32_avx2, slimkv_accum_v_f16_avx2,
+      slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {slimkv_score_k_f32_avx2, slimkv_accum_v_bf16_avx2,
+      slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
+    {{slimkv_score_k_f16_avx2, slimkv_accum_v_f32_avx2,
+      slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {slimkv_score_k_f16_avx2, slimkv_accum_v_f16_avx2,
+      slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {slimkv_score_k_f16_avx2, slimkv_accum_v_bf16_avx2,
+      slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
+    {{slimkv_score_k_bf16_avx2, slimkv_accum_v_f32_avx2,
+      slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {slimkv_score_k_bf16_avx2, slimkv_accum_v_f16_avx2,
+      slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2},
+     {slimkv_score_k_bf16_avx2, slimkv_accum_v_bf16_avx2,
+      slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2}},
 };
 
 /* Every pair of f32 / f16 / bf16 (formats 0..2). */

@@ -396,15 +396,24 @@ void slimkv_scale_f32_avx512(float *x, int n, float a)
 /* ---- fused decode over whole groups, dense K and V formats ---- */
 
 static const slimkv_tile_ops dense_tile_ops[3][3] = {
-    {{slimkv_score_k_f32_avx512, slimkv_accum_v_f32_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_f32_avx512, slimkv_accum_v_f16_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_f32_avx512, slimkv_accum_v_bf16_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
-    {{slimkv_score_k_f16_avx512, slimkv_accum_v_f32_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_f16_avx512, slimkv_accum_v_f16_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_f16_avx512, slimkv_accum_v_bf16_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
-    {{slimkv_score_k_bf16_avx512, slimkv_accum_v_f32_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_bf16_avx512, slimkv_accum_v_f16_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_bf16_avx512, slimkv_accum_v_bf16_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
+    {{slimkv_score_k_f32_avx512, slimkv_accum_v_f32_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_f32_avx512, slimkv_accum_v_f16_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_f32_avx512, slimkv_accum_v_bf16_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
+    {{slimkv_score_k_f16_avx512, slimkv_accum_v_f32_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_f16_avx512, slimkv_accum_v_f16_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_f16_avx512, slimkv_accum_v_bf16_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
+    {{slimkv_score_k_bf16_avx512, slimkv_accum_v_f32_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_bf16_avx512, slimkv_accum_v_f16_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_bf16_avx512, slimkv_accum_v_bf16_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
 };
 
 /* Every pair of f32 / f16 / bf16 (formats 0..2). */

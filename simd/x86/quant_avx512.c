@@ -719,15 +719,24 @@ static void slimkv_accum_v_q2_avx512(const uint8_t *block, int dv, int g, int n,
 /* ---- fused decode over whole groups, quantized K and V formats ---- */
 
 static const slimkv_tile_ops quant_tile_ops[3][3] = {
-    {{slimkv_score_k_q8_avx512, slimkv_accum_v_q8_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_q8_avx512, slimkv_accum_v_q4_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_q8_avx512, slimkv_accum_v_q2_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
-    {{slimkv_score_k_q4_avx512, slimkv_accum_v_q8_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_q4_avx512, slimkv_accum_v_q4_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_q4_avx512, slimkv_accum_v_q2_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
-    {{slimkv_score_k_q2_avx512, slimkv_accum_v_q8_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_q2_avx512, slimkv_accum_v_q4_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_q2_avx512, slimkv_accum_v_q2_avx512, slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
+    {{slimkv_score_k_q8_avx512, slimkv_accum_v_q8_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_q8_avx512, slimkv_accum_v_q4_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_q8_avx512, slimkv_accum_v_q2_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
+    {{slimkv_score_k_q4_avx512, slimkv_accum_v_q8_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_q4_avx512, slimkv_accum_v_q4_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_q4_avx512, slimkv_accum_v_q2_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
+    {{slimkv_score_k_q2_avx512, slimkv_accum_v_q8_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_q2_avx512, slimkv_accum_v_q4_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
+     {slimkv_score_k_q2_avx512, slimkv_accum_v_q2_avx512,
+      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
 };
 
 /* Every pair of q8 / q4 / q2 (formats SLIMKV_Q8..SLIMKV_Q2). */

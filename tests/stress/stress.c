@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "../oracle.h"
+#include "../small_snapshot.h"
 #include "../tmpdir.h"
 
 static tmpdir dir;
@@ -45,69 +46,7 @@ static int remove_dir(void **state)
     return 0;
 }
 
-static uint8_t *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(*n ? *n : 1);
-    assert_int_equal(fread(buf, 1, *n, f), *n);
-    fclose(f);
-    return buf;
-}
-
-static void write_all(const char *path, const uint8_t *buf, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, n, f), n);
-    fclose(f);
-}
-
 /* ---- files ---- */
-
-enum { SQ = 2, SKV = 2, SDIM = 8, SG = 16, SCAP = 48, STOKENS = 45 };
-
-static uint8_t stress_mask[SKV * SDIM];
-
-static slimkv_config snapshot_config(slimkv_policy policy, slimkv_format kf, slimkv_format vf)
-{
-    for (int i = 0; i < SKV * SDIM; i++)
-        stress_mask[i] = i < SDIM ? i % 2 == 0 : 0;
-    slimkv_config c;
-    slimkv_config_init(&c);
-    c.n_q_heads = SQ;
-    c.n_kv_heads = SKV;
-    c.head_dim = SDIM;
-    c.capacity = SCAP;
-    c.k_format = kf;
-    c.v_format = vf;
-    c.group_size = SG;
-    c.residual = SG;
-    c.n_sink = 1;
-    c.policy = policy;
-    c.channel_align = 4;
-    if (policy == SLIMKV_POLICY_STATIC)
-        c.k_mask = stress_mask;
-    return c;
-}
-
-static slimkv_cache *snapshot_cache(const slimkv_config *cfg, uint64_t seed)
-{
-    float q[STOKENS * SQ * SDIM], k[STOKENS * SKV * SDIM], v[STOKENS * SKV * SDIM], out[STOKENS * SQ * SDIM];
-    test_rng r;
-    rng_seed(&r, seed);
-    fill_keys(&r, k, STOKENS, 0, SKV, SDIM);
-    fill_normal(&r, v, sizeof v / sizeof *v, 1.0f);
-    fill_normal(&r, q, sizeof q / sizeof *q, 0.5f);
-    slimkv_cache *c;
-    assert_int_equal(slimkv_cache_create(cfg, &c), SLIMKV_OK);
-    assert_int_equal(slimkv_cache_prefill(c, q, k, v, 20, out), SLIMKV_OK);
-    assert_int_equal(slimkv_cache_append(c, k + 20 * SKV * SDIM, v + 20 * SKV * SDIM, STOKENS - 20), SLIMKV_OK);
-    return c;
-}
 
 static void test_snapshot_truncations(void **state)
 {
@@ -120,13 +59,13 @@ static void test_snapshot_truncations(void **state)
     long cuts = 0;
     for (int p = 0; p < 4; p++)
         for (int f = 0; f < SLIMKV_FORMAT_COUNT; f++) {
-            slimkv_config cfg = snapshot_config(policies[p], (slimkv_format)f, (slimkv_format)((f + 1) % 6));
-            slimkv_cache *src = snapshot_cache(&cfg, 3), *target = snapshot_cache(&cfg, 4);
+            slimkv_config cfg = small_snapshot_config(policies[p], (slimkv_format)f, (slimkv_format)((f + 1) % 6));
+            slimkv_cache *src = small_snapshot_cache(&cfg, 3), *target = small_snapshot_cache(&cfg, 4);
             assert_int_equal(slimkv_cache_save(src, good), SLIMKV_OK);
             uint64_t before = cache_digest(target);
             size_t n;
-            uint8_t *bytes = read_all(good, &n);
-            write_all(bad, bytes, n);
+            uint8_t *bytes = small_read_file(good, &n);
+            small_write_file(bad, bytes, n);
             for (size_t len = n; len-- > 0;) { /* shorter and shorter: one file, truncated in place */
                 assert_int_equal(truncate(bad, (off_t)len), 0);
                 slimkv_status st = slimkv_cache_restore(target, bad);
@@ -218,7 +157,7 @@ static int load_outcome(const file_kind *kind, const char *path, const slimkv_ma
         (void)want_plan_path;
         if (slimkv_plan_save(a, p) == SLIMKV_OK && slimkv_plan_save(b, want_plan) == SLIMKV_OK) {
             size_t na, nb;
-            uint8_t *x = read_all(a, &na), *y = read_all(b, &nb);
+            uint8_t *x = small_read_file(a, &na), *y = small_read_file(b, &nb);
             same = na == nb && memcmp(x, y, na) == 0;
             free(x);
             free(y);
@@ -264,7 +203,7 @@ static void test_mask_and_plan_files(void **state)
             assert_int_equal(slimkv_masks_load(good, &want), SLIMKV_OK);
         assert_int_equal(load_outcome(&kinds[kind], good, want, plan, good), 1); /* the control */
         size_t n;
-        uint8_t *bytes = read_all(good, &n);
+        uint8_t *bytes = small_read_file(good, &n);
         size_t data_start = 8;
         for (int b = 0; b < 8; b++)
             data_start += (size_t)bytes[b] << (8 * b);
@@ -272,7 +211,7 @@ static void test_mask_and_plan_files(void **state)
             for (int x = 0; x < 2; x++) { /* two changes per byte: case/space flip and the low bit */
                 uint8_t saved = bytes[i];
                 bytes[i] ^= x ? 0x01 : 0x20;
-                write_all(bad, bytes, n);
+                small_write_file(bad, bytes, n);
                 bytes[i] = saved;
                 /* A masks file has no checksum: a value byte 0 <-> 1 is another
                  * valid mask, and must load as exactly that one. (A plan's
@@ -303,7 +242,7 @@ static void test_mask_and_plan_files(void **state)
             }
         }
         for (size_t len = 0; len < n; len++) {
-            write_all(bad, bytes, len);
+            small_write_file(bad, bytes, len);
             if (load_outcome(&kinds[kind], bad, want, plan, good) != 0)
                 fail_msg("%s cut to %zu of %zu bytes was not refused", kinds[kind].what, len, n);
             cuts++;
