@@ -425,6 +425,9 @@ X86_INLINE void score_k_quant(const int bits, slimkv_format fmt, const uint8_t *
 
 typedef struct v_fold {
     int32_t words[X86_QUERY_CHUNK][V_WORDS_PER_ROW]; /* row i, token quad u, group j: [i][u * groups + j] */
+    /* q8: the residual of each weight in 1/254 steps (a second int8 level,
+     * as in quant_avx512.c: with one, q8 is ~0.8% from the scalar oracle) */
+    int32_t fine[X86_QUERY_CHUNK][V_WORDS_PER_ROW];
     float step[X86_QUERY_CHUNK][8], bias[X86_QUERY_CHUNK][8]; /* row i, group j */
 } v_fold;
 
@@ -488,8 +491,17 @@ X86_INLINE void quad_words(const int NVG, __m256 x0, __m256 x1, int32_t *words)
  * past nvg left 0). A register holds 8/NVG tokens x NVG groups in the
  * parameters' stored order, so the maxima and sums per group come out in
  * the lane pattern the folded registers need. */
-X86_INLINE void fold_v_weights(const int QN, const int NVG, const uint8_t *scale_h, const uint8_t *min_h, int nvg,
-                               int j0, int t0, int tn, const float *w, int ldw, v_fold *f)
+#define FINE_LEVELS 254.0f
+
+/* x - rint(x) (exact, in [-0.5, 0.5]) in 1/FINE_LEVELS steps. */
+X86_INLINE __m256 fine_part(__m256 x)
+{
+    return _mm256_mul_ps(_mm256_sub_ps(x, _mm256_round_ps(x, ROUND_NEAREST)), _mm256_set1_ps(FINE_LEVELS));
+}
+
+X86_INLINE void fold_v_weights(const int QN, const int NVG, const int two_level, const uint8_t *scale_h,
+                               const uint8_t *min_h, int nvg, int j0, int t0, int tn, const float *w, int ldw,
+                               v_fold *f)
 {
     const int tokens = 8 / NVG, nvec = (tn + 15) / 16 * 16 / tokens; /* whole 4-quad words, 0 past tn */
     const __m256i spread = NVG == 4   ? _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1)
@@ -535,6 +547,8 @@ X86_INLINE void fold_v_weights(const int QN, const int NVG, const uint8_t *scale
             __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(&folded[i][8 * k]), inv_step[i]);
             __m256 x1 = NVG == 4 ? _mm256_mul_ps(_mm256_loadu_ps(&folded[i][8 * k + 8]), inv_step[i]) : x0;
             quad_words(NVG, x0, x1, &f->words[i][k / regs * words]);
+            if (two_level)
+                quad_words(NVG, fine_part(x0), fine_part(x1), &f->fine[i][k / regs * words]);
         }
     }
 }
@@ -542,8 +556,9 @@ X86_INLINE void fold_v_weights(const int QN, const int NVG, const uint8_t *scale
 /* acc[i][c .. c+7] (up to c_end) += step_i * sum + bias_i over the fold,
  * the words of row i and quad u at words[i * V_WORDS_PER_ROW + u *
  * quad_stride], its step and bias f->step[i][jf]. */
-X86_INLINE void accum_v_block(const int bits, const int QN, const uint8_t *block, int dv, int c, int c_end, int q0,
-                              int quads, const int32_t *words, int quad_stride, const v_fold *f, int jf, float *acc)
+X86_INLINE void accum_v_block(const int bits, const int QN, const int fine_level, const uint8_t *block, int dv, int c,
+                              int c_end, int q0, int quads, const int32_t *words, int quad_stride, const v_fold *f,
+                              int jf, float *acc)
 {
     const int per = 8 / bits, count = x86_min(8, c_end - c);
     const __m256i m = lanes8(count);
@@ -553,8 +568,10 @@ X86_INLINE void accum_v_block(const int bits, const int QN, const uint8_t *block
     X86_UNROLL
     for (int i = 0; i < QN; i++) {
         float *dst = acc + (size_t)i * dv + c;
-        __m256 a = _mm256_add_ps(_mm256_maskload_ps(dst, m), _mm256_set1_ps(f->bias[i][jf]));
-        _mm256_maskstore_ps(dst, m, _mm256_fmadd_ps(_mm256_cvtepi32_ps(d.wide[i]), _mm256_set1_ps(f->step[i][jf]), a));
+        /* the fine level: the residual words, 1/254 of the step, no bias */
+        const float step = fine_level ? f->step[i][jf] / FINE_LEVELS : f->step[i][jf];
+        __m256 a = _mm256_add_ps(_mm256_maskload_ps(dst, m), _mm256_set1_ps(fine_level ? 0.0f : f->bias[i][jf]));
+        _mm256_maskstore_ps(dst, m, _mm256_fmadd_ps(_mm256_cvtepi32_ps(d.wide[i]), _mm256_set1_ps(step), a));
     }
 }
 
@@ -563,13 +580,16 @@ X86_INLINE void accum_v_groups(const int bits, const int QN, const int NVG, cons
                                const uint8_t *min_h, int dv, int g, int j0, int t0, int tn, const float *w, int ldw,
                                float *acc)
 {
-    const int nvg = (dv + g - 1) / g, quads = (tn + 3) / 4;
+    const int nvg = (dv + g - 1) / g, quads = (tn + 3) / 4, two_level = bits == 8;
     v_fold f;
-    fold_v_weights(QN, NVG, scale_h, min_h, nvg, j0, t0, tn, w, ldw, &f);
+    fold_v_weights(QN, NVG, two_level, scale_h, min_h, nvg, j0, t0, tn, w, ldw, &f);
     for (int j = 0; j < x86_min(NVG, nvg - j0); j++) {
         const int c_end = x86_min(dv, (j0 + j + 1) * g);
-        for (int c = (j0 + j) * g; c < c_end; c += 8)
-            accum_v_block(bits, QN, block, dv, c, c_end, t0 / 4, quads, &f.words[0][j], NVG, &f, j, acc);
+        for (int c = (j0 + j) * g; c < c_end; c += 8) {
+            accum_v_block(bits, QN, 0, block, dv, c, c_end, t0 / 4, quads, &f.words[0][j], NVG, &f, j, acc);
+            if (two_level) /* a second pass over the same codes, from L1 */
+                accum_v_block(bits, QN, 1, block, dv, c, c_end, t0 / 4, quads, &f.fine[0][j], NVG, &f, j, acc);
+        }
     }
 }
 

@@ -121,6 +121,19 @@ X86_INLINE void store_int8_words(const int QN, int32_t *dst, const __m512 x[4])
     }
 }
 
+/* The residual of the values rounded by store_int8_words (x - rint(x),
+ * exact, in [-0.5, 0.5]) in 1/FINE_LEVELS steps, as int8 words alike. */
+#define FINE_LEVELS 254.0f
+X86_INLINE void store_fine_words(const int QN, int32_t *dst, const __m512 x[4])
+{
+    __m512 fine[4];
+    X86_UNROLL
+    for (int i = 0; i < QN; i++)
+        fine[i] = _mm512_mul_ps(_mm512_sub_ps(x[i], _mm512_roundscale_ps(x[i], ROUND_NEAREST)),
+                                _mm512_set1_ps(FINE_LEVELS));
+    store_int8_words(QN, dst, fine);
+}
+
 /* ---- packing ---- */
 
 /* Channels whose parameters are computed before their codes are written:
@@ -237,8 +250,6 @@ X86_INLINE void pack_v_quant(const int bits, slimkv_format fmt, const float *src
  * heads take several folds, each with its own (finer) step. */
 #define K_FOLD_QUADS 64
 
-/* Residual levels per coarse int8 step in the two-level (q8) query. */
-#define FINE_LEVELS 254.0f
 
 typedef struct k_fold {
     int32_t words[K_FOLD_QUADS * X86_QUERY_CHUNK]; /* [quad][query]: 4 int8, 0 past the channels */
@@ -390,6 +401,10 @@ typedef struct v_fold {
     /* int8 weights of row i, token quad u, group j of the fold:
      * words[(u * groups + j) * QN + i] */
     int32_t words[V_FOLD_TOKENS / 4 * V_FOLD_GROUPS * X86_QUERY_CHUNK];
+    /* q8: the residual of each weight in 1/254 steps, as K's query (the
+     * one int8 level costs q8 about 0.8% of the output against the scalar
+     * oracle; with two it is within the format's own rounding) */
+    int32_t fine[V_FOLD_TOKENS / 4 * V_FOLD_GROUPS * X86_QUERY_CHUNK];
     float step[X86_QUERY_CHUNK][16], bias[X86_QUERY_CHUNK][16]; /* row i, group j */
 } v_fold;
 
@@ -440,7 +455,8 @@ X86_INLINE __m512 reduce_tokens(const int NVG, __m512 x, int is_max)
  * column extraction and come out in the lane pattern the folded registers
  * need. Words of 4 tokens come from reordering each 4 tokens x NVG groups
  * to [group][token]. Step and bias of group j: f->step[i][j]. */
-X86_INLINE void fold_v_weights(const int QN, const int NVG, const uint8_t *scale_h, const uint8_t *min_h, int t0,
+X86_INLINE void fold_v_weights(const int QN, const int NVG, const int two_level, const uint8_t *scale_h,
+                               const uint8_t *min_h, int t0,
                                int tn, const float *w, int ldw, v_fold *f)
 {
     /* token of each lane relative to the register's first */
@@ -488,6 +504,8 @@ X86_INLINE void fold_v_weights(const int QN, const int NVG, const uint8_t *scale
                 x[i] = _mm512_permutexvar_ps(word_order, x[i]);
         }
         store_int8_words(QN, &f->words[4 * k * QN], x);
+        if (two_level)
+            store_fine_words(QN, &f->fine[4 * k * QN], x);
     }
 }
 
@@ -496,7 +514,8 @@ X86_INLINE void fold_v_weights(const int QN, const int NVG, const uint8_t *scale
  * consecutive ones broadcast, the maxima and sums over the quads are
  * vertical, and a register converts straight to the words of its quad.
  * Step and bias of group j0 + j: f->step[i][4 * j]. */
-X86_INLINE void fold_v_window(const int QN, const uint8_t *scale_h, const uint8_t *min_h, int nvg, int j0, int t0,
+X86_INLINE void fold_v_window(const int QN, const int two_level, const uint8_t *scale_h, const uint8_t *min_h, int nvg,
+                              int j0, int t0,
                               int tn, const float *w, int ldw, v_fold *f)
 {
     const __mmask16 groups = (__mmask16)((1u << (4 * x86_min(4, nvg - j0))) - 1);
@@ -539,6 +558,8 @@ X86_INLINE void fold_v_window(const int QN, const uint8_t *scale_h, const uint8_
         for (int i = 0; i < QN; i++)
             x[i] = _mm512_mul_ps(_mm512_loadu_ps(&folded[i][16 * u]), inv_step[i]);
         store_int8_words(QN, &f->words[4 * u * QN], x);
+        if (two_level)
+            store_fine_words(QN, &f->fine[4 * u * QN], x);
     }
 }
 
@@ -547,9 +568,9 @@ X86_INLINE void fold_v_window(const int QN, const uint8_t *scale_h, const uint8_
  * over the token quads of the fold starting at quad q0. The words of row i
  * and quad u are words[u * stride + i]; its step and bias f->step[i][jf].
  * Every field of a plane is used: quads past the tokens have zero words. */
-X86_INLINE void accum_v_block(const int bits, const int QN, const int NV, const uint8_t *block, int dv, int c,
-                              int c_end, int q0, int quads, const int32_t *words, int stride, const v_fold *f,
-                              int jf, float *acc)
+X86_INLINE void accum_v_block(const int bits, const int QN, const int NV, const int fine_level, const uint8_t *block,
+                              int dv, int c, int c_end, int q0, int quads, const int32_t *words, int stride,
+                              const v_fold *f, int jf, float *acc)
 {
     const int per = 8 / bits, planes = (quads + per - 1) / per;
     const __mmask16 last = lanes16(c_end - c - 16 * (NV - 1));
@@ -583,7 +604,9 @@ X86_INLINE void accum_v_block(const int bits, const int QN, const int NV, const 
     }
     X86_UNROLL
     for (int i = 0; i < QN; i++) {
-        const __m512 step = _mm512_set1_ps(f->step[i][jf]), bias = _mm512_set1_ps(f->bias[i][jf]);
+        /* the fine level: the same words' residuals, 1/254 of the step, no bias */
+        const __m512 step = _mm512_set1_ps(fine_level ? f->step[i][jf] / FINE_LEVELS : f->step[i][jf]);
+        const __m512 bias = _mm512_set1_ps(fine_level ? 0.0f : f->bias[i][jf]);
         X86_UNROLL
         for (int v = 0; v < NV; v++) {
             float *dst = acc + (size_t)i * dv + c + 16 * v;
@@ -595,16 +618,25 @@ X86_INLINE void accum_v_block(const int bits, const int QN, const int NV, const 
 }
 
 /* Channels [j*g, min(dv, (j+1)*g)) of group j, up to 64 per pass. */
-X86_INLINE void accum_v_group(const int bits, const int QN, const uint8_t *block, int dv, int g, int j, int q0,
-                              int quads, const int32_t *words, int stride, const v_fold *f, int jf, float *acc)
+/* Channels [j*g, min(dv, (j+1)*g)) of group j, up to 64 per pass, from the
+ * fold's words starting at words[word0] (and, two-level, the residual
+ * words at fine[word0]: a second pass over the same codes, from L1). */
+X86_INLINE void accum_v_group(const int bits, const int QN, const int two_level, const uint8_t *block, int dv, int g,
+                              int j, int q0, int quads, int word0, int stride, const v_fold *f, int jf, float *acc)
 {
     const int c_end = x86_min(dv, (j + 1) * g);
-    for (int c = j * g; c < c_end; c += 64) {
-        switch (x86_min(4, (c_end - c + 15) / 16)) {
-        case 4: accum_v_block(bits, QN, 4, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc); break;
-        case 3: accum_v_block(bits, QN, 3, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc); break;
-        case 2: accum_v_block(bits, QN, 2, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc); break;
-        default: accum_v_block(bits, QN, 1, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc); break;
+    for (int level = 0; level <= two_level; level++) {
+        const int32_t *words = level ? &f->fine[word0] : &f->words[word0];
+        for (int c = j * g; c < c_end; c += 64) {
+            const int nv = x86_min(4, (c_end - c + 15) / 16);
+            if (nv == 4)
+                accum_v_block(bits, QN, 4, level, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc);
+            else if (nv == 3)
+                accum_v_block(bits, QN, 3, level, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc);
+            else if (nv == 2)
+                accum_v_block(bits, QN, 2, level, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc);
+            else
+                accum_v_block(bits, QN, 1, level, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc);
         }
     }
 }
@@ -612,23 +644,23 @@ X86_INLINE void accum_v_group(const int bits, const int QN, const uint8_t *block
 X86_INLINE void accum_v_queries(const int bits, const int QN, const uint8_t *block, const uint8_t *scale_h,
                                 const uint8_t *min_h, int dv, int g, int n, const float *w, int ldw, float *acc)
 {
-    const int nvg = (dv + g - 1) / g;
+    const int nvg = (dv + g - 1) / g, two_level = bits == 8;
     v_fold f;
     for (int t0 = 0; t0 < n; t0 += V_FOLD_TOKENS) {
         const int tn = x86_min(V_FOLD_TOKENS, n - t0), quads = (tn + 3) / 4;
         if (nvg <= 2) {
             if (nvg == 1)
-                fold_v_weights(QN, 1, scale_h, min_h, t0, tn, w, ldw, &f);
+                fold_v_weights(QN, 1, two_level, scale_h, min_h, t0, tn, w, ldw, &f);
             else
-                fold_v_weights(QN, 2, scale_h, min_h, t0, tn, w, ldw, &f);
+                fold_v_weights(QN, 2, two_level, scale_h, min_h, t0, tn, w, ldw, &f);
             for (int j = 0; j < nvg; j++)
-                accum_v_group(bits, QN, block, dv, g, j, t0 / 4, quads, &f.words[j * QN], nvg * QN, &f, j, acc);
+                accum_v_group(bits, QN, two_level, block, dv, g, j, t0 / 4, quads, j * QN, nvg * QN, &f, j, acc);
             continue;
         }
         for (int j0 = 0; j0 < nvg; j0 += V_FOLD_GROUPS) {
-            fold_v_window(QN, scale_h, min_h, nvg, j0, t0, tn, w, ldw, &f);
+            fold_v_window(QN, two_level, scale_h, min_h, nvg, j0, t0, tn, w, ldw, &f);
             for (int j = 0; j < x86_min(V_FOLD_GROUPS, nvg - j0); j++)
-                accum_v_group(bits, QN, block, dv, g, j0 + j, t0 / 4, quads, &f.words[j * QN], V_FOLD_GROUPS * QN,
+                accum_v_group(bits, QN, two_level, block, dv, g, j0 + j, t0 / 4, quads, j * QN, V_FOLD_GROUPS * QN,
                               &f, 4 * j, acc);
         }
     }
