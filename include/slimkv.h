@@ -139,6 +139,9 @@ SLIMKV_API slimkv_status slimkv_config_init(slimkv_config *config);
 
 /* Checks a config without allocating the cache. */
 SLIMKV_API slimkv_status slimkv_config_validate(const slimkv_config *config);
+/* The same check; *reason (when not NULL) gets a sentence naming the first
+ * field that fails and why ("valid" for SLIMKV_OK). The sentence is static. */
+SLIMKV_API slimkv_status slimkv_config_reason(const slimkv_config *config, const char **reason);
 
 /* Name of the kernel table that "auto" selects here (honours SLIMKV_ISA).
  * Fails with SLIMKV_ERR_UNSUPPORTED when SLIMKV_ISA names an unknown or

@@ -58,6 +58,15 @@
 
 #define SLIMKV_HIDDEN __attribute__((visibility("hidden")))
 
+/* Bounds of a config (src/config.c checks them; kernels size stack arrays
+ * by them): head_dim, group size, head counts. */
+#define SLIMKV_MAX_HEAD_DIM 1024
+#define SLIMKV_MAX_GROUP 1024
+/* Far above any model's head count, low enough that every size derived
+ * from it (query blocks x heads x head_dim floats of scratch per thread,
+ * per-head tables) fits an int and a size_t with room to spare. */
+#define SLIMKV_MAX_HEADS 4096
+
 /* Bytes of the code section; the parameters follow it. */
 /* SLIMKV_HD: the CUDA plugin addresses groups with these too. */
 SLIMKV_HD size_t slimkv_k_params_offset(slimkv_format fmt, int dk, int g)

@@ -384,7 +384,7 @@ static spark_record spark_locate(slimkv_format fmt, const uint8_t *group, int di
 /* The k-th largest of x[0..n) (k counted from 0), by quickselect on a copy. */
 static float kth_largest(const float *x, int n, int k)
 {
-    float buf[1024];
+    float buf[SLIMKV_MAX_HEAD_DIM];
     memcpy(buf, x, (size_t)n * sizeof *buf);
     int lo = 0, hi = n - 1;
     while (lo < hi) {
@@ -414,7 +414,7 @@ static float kth_largest(const float *x, int n, int k)
 static void pack_spark_body(slimkv_format fmt, const float *src, const float *qnorm, int dim, int t_keep, int g,
                             uint8_t *group)
 {
-    float sal[1024], kept[1024];
+    float sal[SLIMKV_MAX_HEAD_DIM], kept[SLIMKV_MAX_HEAD_DIM];
     memset(group, 0, (size_t)g * slimkv_spark_record_bytes(fmt, dim, t_keep, g));
     for (int t = 0; t < g; t++) {
         const float *k = src + (size_t)t * dim;
@@ -478,7 +478,7 @@ static float spark_value(slimkv_format fmt, const spark_record *r, int t_keep, i
 static void score_spark_body(slimkv_format fmt, const uint8_t *group, int dim, int t_keep, int g, int n,
                              const float *q, const float *u, int nq, float *s, int lds)
 {
-    float kept[1024], restored[1024];
+    float kept[SLIMKV_MAX_HEAD_DIM], restored[SLIMKV_MAX_HEAD_DIM];
     for (int t = 0; t < n; t++) {
         spark_record r = spark_locate(fmt, group, dim, t_keep, g, t);
         float a_t;

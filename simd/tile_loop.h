@@ -10,9 +10,8 @@
 
 #include "kernels.h"
 
-/* The largest group (src/config.c bounds group_size by it): a tile holds
- * at least one group. */
-#define SLIMKV_TILE_MAX_TOKENS 1024
+/* A tile holds at least one group, of at most SLIMKV_MAX_GROUP tokens. */
+#define SLIMKV_TILE_MAX_TOKENS SLIMKV_MAX_GROUP
 
 /* Bytes a stream (K or V) is prefetched ahead of its use. Decode reads each
  * byte once, so the hardware prefetcher alone leaves the core waiting on

@@ -1,110 +1,11 @@
-/* The cache object: configuration, storage, append with residual flush. */
+/* The cache object: lifetime, storage, append with residual flush (config
+ * defaults and validation are in config.c). */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
-
-#define MAX_HEAD_DIM 1024
-#define MAX_GROUP 1024
-/* Query and KV heads: far above any model's, low enough that every size
- * derived from them (query blocks x heads x head_dim floats of scratch per
- * thread, per-head tables) fits an int and a size_t with room to spare. */
-#define MAX_HEADS 4096
-
-slimkv_status slimkv_config_init(slimkv_config *cfg)
-{
-    if (!cfg)
-        return SLIMKV_ERR_NULL_ARG;
-    memset(cfg, 0, sizeof *cfg);
-    cfg->k_format = SLIMKV_F16;
-    cfg->v_format = SLIMKV_F16;
-    cfg->group_size = 32;
-    cfg->residual = 128;
-    cfg->n_sink = 0;
-    cfg->policy = SLIMKV_POLICY_NONE;
-    cfg->channel_align = 8;
-    cfg->prune_ratio = 0.4f;
-    cfg->window = 32;
-    cfg->backend = SLIMKV_BACKEND_AUTO;
-    return SLIMKV_OK;
-}
-
-static int valid_mask(const uint8_t *mask, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (mask[i] > 1)
-            return 0;
-    return 1;
-}
-
-/* Bytes of the largest storage this config could ever hold (every format
- * at its widest), computed with overflow checks: a capacity that cannot be
- * addressed is refused at create, not discovered at append. */
-static int worst_case_bytes_fit(const slimkv_config *cfg)
-{
-    size_t per_token, total;
-    size_t heads = (size_t)cfg->n_kv_heads, dim = (size_t)cfg->head_dim;
-    size_t tokens = (size_t)cfg->capacity + (size_t)cfg->group_size * (SLIMKV_PAGE_GROUPS + 1) +
-                    (size_t)cfg->residual + (size_t)cfg->n_sink;
-    if (__builtin_mul_overflow(heads, dim, &per_token) || __builtin_mul_overflow(per_token, (size_t)8, &per_token) ||
-        __builtin_mul_overflow(per_token, tokens, &total))
-        return 0;
-    return total < (size_t)PTRDIFF_MAX / 2;
-}
-
-slimkv_status slimkv_config_validate(const slimkv_config *cfg)
-{
-    if (!cfg)
-        return SLIMKV_ERR_NULL_ARG;
-    if (cfg->n_q_heads < 1 || cfg->n_kv_heads < 1 || cfg->n_q_heads > MAX_HEADS || cfg->n_kv_heads > MAX_HEADS ||
-        cfg->n_q_heads % cfg->n_kv_heads != 0)
-        return SLIMKV_ERR_INVALID_CONFIG;
-    if (cfg->head_dim < 4 || cfg->head_dim > MAX_HEAD_DIM || cfg->head_dim % 4 != 0)
-        return SLIMKV_ERR_INVALID_CONFIG;
-    if (cfg->capacity < 1)
-        return SLIMKV_ERR_INVALID_CONFIG;
-    if ((unsigned)cfg->k_format >= SLIMKV_FORMAT_COUNT || (unsigned)cfg->v_format >= SLIMKV_FORMAT_COUNT)
-        return SLIMKV_ERR_INVALID_CONFIG;
-    if (cfg->group_size < 16 || cfg->group_size > MAX_GROUP || cfg->group_size % 16 != 0)
-        return SLIMKV_ERR_INVALID_CONFIG;
-    if (cfg->residual < 0 || cfg->residual % cfg->group_size != 0 || cfg->residual > INT_MAX / 4)
-        return SLIMKV_ERR_INVALID_CONFIG;
-    if (cfg->n_sink < 0 || cfg->n_sink > INT_MAX / 4)
-        return SLIMKV_ERR_INVALID_CONFIG;
-    if (cfg->channel_align < 4 || cfg->channel_align % 4 != 0 || cfg->channel_align > MAX_HEAD_DIM)
-        return SLIMKV_ERR_INVALID_CONFIG;
-    if ((unsigned)cfg->backend > SLIMKV_BACKEND_CUDA)
-        return SLIMKV_ERR_INVALID_CONFIG;
-    if (cfg->device_pointers != 0 && (cfg->device_pointers != 1 || cfg->backend != SLIMKV_BACKEND_CUDA))
-        return SLIMKV_ERR_INVALID_CONFIG;
-    size_t mask_len = (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
-    switch (cfg->policy) {
-    case SLIMKV_POLICY_NONE:
-        if (cfg->k_mask || cfg->v_mask) /* masks given but not asked for: almost surely a mistake */
-            return SLIMKV_ERR_INVALID_CONFIG;
-        break;
-    case SLIMKV_POLICY_STATIC:
-        if (!cfg->k_mask)
-            return SLIMKV_ERR_NULL_ARG;
-        if (!valid_mask(cfg->k_mask, mask_len) || (cfg->v_mask && !valid_mask(cfg->v_mask, mask_len)))
-            return SLIMKV_ERR_INVALID_CONFIG;
-        break;
-    case SLIMKV_POLICY_THINK:
-    case SLIMKV_POLICY_SPARK:
-        if (cfg->k_mask || cfg->v_mask)
-            return SLIMKV_ERR_INVALID_CONFIG;
-        if (!(cfg->prune_ratio >= 0.0f && cfg->prune_ratio < 1.0f) || cfg->window < 1)
-            return SLIMKV_ERR_INVALID_CONFIG;
-        break;
-    default:
-        return SLIMKV_ERR_INVALID_CONFIG;
-    }
-    if (cfg->capacity > INT_MAX - cfg->n_sink - 2 * cfg->group_size || !worst_case_bytes_fit(cfg))
-        return SLIMKV_ERR_INVALID_CONFIG;
-    return SLIMKV_OK;
-}
 
 /* Kept channels of one head: the mask's ones, plus the lowest-index pruned
  * channels until the count reaches a multiple of the alignment (or D).

@@ -272,7 +272,7 @@ static slimkv_status load_channels(const st_file *f, const slimkv_cache *target,
     const slimkv_head *th = &target->heads[i];
     char name[32];
     int dim = cfg->head_dim;
-    int32_t chan[1024];
+    int32_t chan[SLIMKV_MAX_HEAD_DIM];
     for (int which = 0; which < 2; which++) {
         snprintf(name, sizeof name, "h%d.%s", i, which == 0 ? "k_chan" : "v_chan");
         const st_tensor *t = st_find(f, name);

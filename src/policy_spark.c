@@ -17,7 +17,7 @@ void slimkv_spark_qnorm(const slimkv_config *cfg, const float *q, int n_tokens, 
 {
     int dim = cfg->head_dim, gs = cfg->n_q_heads / cfg->n_kv_heads;
     int window = n_tokens < cfg->window ? n_tokens : cfg->window;
-    double sum_sq[1024] = {0};
+    double sum_sq[SLIMKV_MAX_HEAD_DIM] = {0};
     for (int t = n_tokens - window; t < n_tokens; t++)
         for (int c = 0; c < dim; c++) {
             double mean = 0;

@@ -13,7 +13,7 @@ int slimkv_think_select(const slimkv_config *cfg, const float *q, const float *k
 {
     int dim = cfg->head_dim, gs = cfg->n_q_heads / cfg->n_kv_heads;
     int window = n_tokens < cfg->window ? n_tokens : cfg->window;
-    double q_energy[1024] = {0}, k_energy[1024] = {0};
+    double q_energy[SLIMKV_MAX_HEAD_DIM] = {0}, k_energy[SLIMKV_MAX_HEAD_DIM] = {0};
     for (int t = n_tokens - window; t < n_tokens; t++)
         for (int g = 0; g < gs; g++) {
             const float *row = q + ((size_t)t * cfg->n_q_heads + (size_t)head * gs + g) * dim;
@@ -27,7 +27,7 @@ int slimkv_think_select(const slimkv_config *cfg, const float *q, const float *k
     }
     /* The means' denominators are the same for every channel: ranking by
      * the products of sums is ranking by the products of means. */
-    double score[1024];
+    double score[SLIMKV_MAX_HEAD_DIM];
     for (int c = 0; c < dim; c++)
         score[c] = q_energy[c] * k_energy[c];
     int keep = dim - (int)floorf(cfg->prune_ratio * (float)dim);
@@ -35,7 +35,7 @@ int slimkv_think_select(const slimkv_config *cfg, const float *q, const float *k
     keep = keep < dim ? keep : dim;
     /* Channel c is kept when fewer than `keep` channels rank above it
      * (higher score, or equal score and lower index). */
-    uint8_t kept[1024] = {0};
+    uint8_t kept[SLIMKV_MAX_HEAD_DIM] = {0};
     for (int c = 0; c < dim; c++) {
         int above = 0;
         for (int j = 0; j < dim && above < keep; j++)

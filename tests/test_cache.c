@@ -540,6 +540,7 @@ static void test_bad_config(void **state)
     assert_int_equal(slimkv_cache_create(&good, NULL), SLIMKV_ERR_NULL_ARG);
     assert_int_equal(slimkv_config_validate(NULL), SLIMKV_ERR_NULL_ARG);
     assert_int_equal(slimkv_config_validate(&good), SLIMKV_OK);
+/* a refusal by the validator names the field in its reason */
 #define EXPECT_CONFIG(FIELD, VALUE, STATUS)                                                              \
     do {                                                                                                 \
         cfg = good;                                                                                      \
@@ -547,6 +548,11 @@ static void test_bad_config(void **state)
         c = (slimkv_cache *)0x1;                                                                         \
         assert_int_equal(slimkv_cache_create(&cfg, &c), STATUS);                                         \
         assert_ptr_equal(c, (slimkv_cache *)0x1); /* out untouched on failure */                         \
+        const char *why = NULL;                                                                          \
+        slimkv_status vst = slimkv_config_reason(&cfg, &why);                                            \
+        assert_int_equal(vst, slimkv_config_validate(&cfg));                                             \
+        if (vst != SLIMKV_OK && !strstr(why, #FIELD))                                                    \
+            fail_msg("the reason \"%s\" does not name %s", why, #FIELD);                                 \
     } while (0)
     EXPECT_CONFIG(n_q_heads, 0, SLIMKV_ERR_INVALID_CONFIG);
     EXPECT_CONFIG(n_q_heads, 7, SLIMKV_ERR_INVALID_CONFIG); /* not a multiple of n_kv_heads */

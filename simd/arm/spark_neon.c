@@ -35,9 +35,8 @@
 
 #define SPARK_INLINE static inline __attribute__((always_inline))
 
-/* Largest head dimension (src/cache.c, MAX_HEAD_DIM); scalar.c has the
- * same bound. */
-#define SPARK_MAX_DIM 1024
+/* Largest head dimension (the config's bound, simd/kernels.h). */
+#define SPARK_MAX_DIM SLIMKV_MAX_HEAD_DIM
 /* Floats of the decoded value row: T values, then up to 15 written past T
  * by a partial 16-value step (4 of them zeroed and read by the expansion). */
 #define SPARK_VALS (SPARK_MAX_DIM + 16)

@@ -226,7 +226,7 @@ X86_INLINE void score_step(const int QN, const int PACKED, const uint8_t *const 
 X86_INLINE void score_tokens(const slimkv_format fmt, const int PACKED, const uint8_t *group,
                              const slimkv_spark_geometry *geo, int dim, int n, spark_queries qs, int nq, float *s, int lds)
 {
-    float rows[SPARK_STEP][1024];
+    float rows[SPARK_STEP][SLIMKV_MAX_HEAD_DIM];
     for (int t = 0; t < n; t += SPARK_STEP) {
         const int count = x86_min(SPARK_STEP, n - t);
         const uint8_t *rec[SPARK_STEP], *val[SPARK_STEP];

@@ -1,0 +1,132 @@
+/* Config defaults and validation: every field bounded so that every size
+ * the library derives from a config fits its type, and a failing check
+ * says which field and why (slimkv_config_reason). */
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "internal.h"
+
+slimkv_status slimkv_config_init(slimkv_config *cfg)
+{
+    if (!cfg)
+        return SLIMKV_ERR_NULL_ARG;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->k_format = SLIMKV_F16;
+    cfg->v_format = SLIMKV_F16;
+    cfg->group_size = 32;
+    cfg->residual = 128;
+    cfg->n_sink = 0;
+    cfg->policy = SLIMKV_POLICY_NONE;
+    cfg->channel_align = 8;
+    cfg->prune_ratio = 0.4f;
+    cfg->window = 32;
+    cfg->backend = SLIMKV_BACKEND_AUTO;
+    return SLIMKV_OK;
+}
+
+static int valid_mask(const uint8_t *mask, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (mask[i] > 1)
+            return 0;
+    return 1;
+}
+
+/* Bytes of the largest storage this config could ever hold (every format
+ * at its widest), computed with overflow checks: a capacity that cannot be
+ * addressed is refused at create, not discovered at append. */
+static int worst_case_bytes_fit(const slimkv_config *cfg)
+{
+    size_t per_token, total;
+    size_t heads = (size_t)cfg->n_kv_heads, dim = (size_t)cfg->head_dim;
+    size_t tokens = (size_t)cfg->capacity + (size_t)cfg->group_size * (SLIMKV_PAGE_GROUPS + 1) +
+                    (size_t)cfg->residual + (size_t)cfg->n_sink;
+    if (__builtin_mul_overflow(heads, dim, &per_token) || __builtin_mul_overflow(per_token, (size_t)8, &per_token) ||
+        __builtin_mul_overflow(per_token, tokens, &total))
+        return 0;
+    return total < (size_t)PTRDIFF_MAX / 2;
+}
+
+/* The checks in order; *why names the field of the first that fails. */
+static slimkv_status check(const slimkv_config *cfg, const char **why)
+{
+#define REFUSE(STATUS, REASON)                                                                           \
+    do {                                                                                                 \
+        *why = REASON;                                                                                   \
+        return STATUS;                                                                                   \
+    } while (0)
+    if (!cfg)
+        REFUSE(SLIMKV_ERR_NULL_ARG, "config is NULL");
+    if (cfg->n_q_heads < 1 || cfg->n_q_heads > SLIMKV_MAX_HEADS)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "n_q_heads must be between 1 and 4096");
+    if (cfg->n_kv_heads < 1 || cfg->n_kv_heads > SLIMKV_MAX_HEADS)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "n_kv_heads must be between 1 and 4096");
+    if (cfg->n_q_heads % cfg->n_kv_heads != 0)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "n_q_heads must be a multiple of n_kv_heads");
+    if (cfg->head_dim < 4 || cfg->head_dim > SLIMKV_MAX_HEAD_DIM || cfg->head_dim % 4 != 0)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "head_dim must be a multiple of 4 between 4 and 1024");
+    if (cfg->capacity < 1)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "capacity must be at least 1");
+    if ((unsigned)cfg->k_format >= SLIMKV_FORMAT_COUNT)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "k_format is not a slimkv_format");
+    if ((unsigned)cfg->v_format >= SLIMKV_FORMAT_COUNT)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "v_format is not a slimkv_format");
+    if (cfg->group_size < 16 || cfg->group_size > SLIMKV_MAX_GROUP || cfg->group_size % 16 != 0)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "group_size must be a multiple of 16 between 16 and 1024");
+    if (cfg->residual < 0 || cfg->residual % cfg->group_size != 0 || cfg->residual > INT_MAX / 4)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "residual must be a non-negative multiple of group_size");
+    if (cfg->n_sink < 0 || cfg->n_sink > INT_MAX / 4)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "n_sink must be non-negative");
+    if (cfg->channel_align < 4 || cfg->channel_align % 4 != 0 || cfg->channel_align > SLIMKV_MAX_HEAD_DIM)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "channel_align must be a multiple of 4 between 4 and 1024");
+    if ((unsigned)cfg->backend > SLIMKV_BACKEND_CUDA)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "backend is not a slimkv_backend");
+    if (cfg->device_pointers != 0 && (cfg->device_pointers != 1 || cfg->backend != SLIMKV_BACKEND_CUDA))
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "device_pointers must be 0, or 1 with backend SLIMKV_BACKEND_CUDA");
+    size_t mask_len = (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
+    switch (cfg->policy) {
+    case SLIMKV_POLICY_NONE:
+        if (cfg->k_mask || cfg->v_mask) /* masks given but not asked for: almost surely a mistake */
+            REFUSE(SLIMKV_ERR_INVALID_CONFIG, "k_mask/v_mask are given but policy is not SLIMKV_POLICY_STATIC");
+        break;
+    case SLIMKV_POLICY_STATIC:
+        if (!cfg->k_mask)
+            REFUSE(SLIMKV_ERR_NULL_ARG, "policy SLIMKV_POLICY_STATIC needs k_mask");
+        if (!valid_mask(cfg->k_mask, mask_len) || (cfg->v_mask && !valid_mask(cfg->v_mask, mask_len)))
+            REFUSE(SLIMKV_ERR_INVALID_CONFIG, "k_mask/v_mask values must be 0 or 1");
+        break;
+    case SLIMKV_POLICY_THINK:
+    case SLIMKV_POLICY_SPARK:
+        if (cfg->k_mask || cfg->v_mask)
+            REFUSE(SLIMKV_ERR_INVALID_CONFIG, "k_mask/v_mask are given but policy is not SLIMKV_POLICY_STATIC");
+        if (!(cfg->prune_ratio >= 0.0f && cfg->prune_ratio < 1.0f))
+            REFUSE(SLIMKV_ERR_INVALID_CONFIG, "prune_ratio must be in [0, 1)");
+        if (cfg->window < 1)
+            REFUSE(SLIMKV_ERR_INVALID_CONFIG, "window must be at least 1");
+        break;
+    default:
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "policy is not a slimkv_policy");
+    }
+    if (cfg->capacity > INT_MAX - cfg->n_sink - 2 * cfg->group_size || !worst_case_bytes_fit(cfg))
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "capacity is too large to address with these heads and head_dim");
+    *why = "valid";
+    return SLIMKV_OK;
+#undef REFUSE
+}
+
+slimkv_status slimkv_config_validate(const slimkv_config *cfg)
+{
+    const char *why;
+    return check(cfg, &why);
+}
+
+slimkv_status slimkv_config_reason(const slimkv_config *cfg, const char **reason)
+{
+    const char *why;
+    slimkv_status st = check(cfg, &why);
+    if (reason)
+        *reason = why;
+    return st;
+}
