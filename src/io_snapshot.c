@@ -15,7 +15,6 @@
  *   h<i>.k_chan, h<i>.v_chan  I32 kept channels
  *   h<i>.qnorm                F32 [head_dim], SparK only
  *   h<i>.sink_k/v, h<i>.window_k/v, h<i>.k_body, h<i>.v_body  U8 */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -236,10 +235,8 @@ static int parse_int(const char *s, long lo, long hi, int *out)
     size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > 10 || strspn(s, "0123456789") != n || (n > 1 && s[0] == '0'))
         return 0;
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < lo || v > hi || (*s != '-' && (*s < '0' || *s > '9')))
+    long v = strtol(s, NULL, 10); /* digits only; a value past LONG_MAX saturates, and hi refuses it */
+    if (v < lo || v > hi)
         return 0;
     *out = (int)v;
     return 1;
