@@ -799,7 +799,8 @@ int main(int argc, char **argv)
         free_options(&opt);
         return failed ? EXIT_FAILURE : EXIT_SUCCESS;
     }
-    if (!failed && (!read_gbps || measure_read_bandwidth(report.llc_bytes, opt.threads, opt.n_threads, read_gbps) != 0)) {
+    if (!failed &&
+        (!read_gbps || measure_read_bandwidth(report.llc_bytes, opt.threads, opt.n_threads, read_gbps) != 0)) {
         fprintf(stderr, "out of memory for the bandwidth buffer\n");
         failed = 1;
     }

@@ -373,33 +373,24 @@ static void slimkv_accum_v_q2_neondot(const uint8_t *block, int dv, int g, int n
 
 /* ---- fused decode over whole groups ---- */
 
-static const slimkv_tile_ops dot_tile_ops[3][3] = {
-    {{slimkv_score_k_q8_neondot, slimkv_accum_v_q8_neondot,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q8_neondot, slimkv_accum_v_q4_neondot,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q8_neondot, slimkv_accum_v_q2_neondot,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-    {{slimkv_score_k_q4_neondot, slimkv_accum_v_q8_neondot,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q4_neondot, slimkv_accum_v_q4_neondot,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q4_neondot, slimkv_accum_v_q2_neondot,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-    {{slimkv_score_k_q2_neondot, slimkv_accum_v_q8_neondot,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q2_neondot, slimkv_accum_v_q4_neondot,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q2_neondot, slimkv_accum_v_q2_neondot,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-};
+/* Index: format - SLIMKV_Q8. */
+static const slimkv_score_k_fn quant_score_neondot[3] = {
+    slimkv_score_k_q8_neondot,
+    slimkv_score_k_q4_neondot,
+    slimkv_score_k_q2_neondot};
+static const slimkv_accum_v_fn quant_accum_neondot[3] = {
+    slimkv_accum_v_q8_neondot,
+    slimkv_accum_v_q4_neondot,
+    slimkv_accum_v_q2_neondot};
 
 /* Every pair of q8 / q4 / q2 (formats SLIMKV_Q8..SLIMKV_Q2). */
 static void slimkv_attend_groups_quant_neondot(const slimkv_group_span *span, const float *q, int rows, float *m,
                                                float *l, float *acc)
 {
-    slimkv_tile_loop(&dot_tile_ops[span->k_format - SLIMKV_Q8][span->v_format - SLIMKV_Q8], span, q, rows, m, l,
-                     acc);
+    const slimkv_tile_ops ops = {quant_score_neondot[span->k_format - SLIMKV_Q8],
+                                 quant_accum_neondot[span->v_format - SLIMKV_Q8],
+                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
 void slimkv_kernels_use_dotprod_neon(slimkv_kernels *k)

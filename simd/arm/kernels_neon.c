@@ -724,61 +724,43 @@ void slimkv_scale_f32_neon(float *x, int n, float a)
 
 /* ---- fused decode over whole groups ---- */
 
-static const slimkv_tile_ops dense_tile_ops[3][3] = {
-    {{slimkv_score_k_f32_neon, slimkv_accum_v_f32_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_f32_neon, slimkv_accum_v_f16_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_f32_neon, slimkv_accum_v_bf16_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-    {{slimkv_score_k_f16_neon, slimkv_accum_v_f32_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_f16_neon, slimkv_accum_v_f16_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_f16_neon, slimkv_accum_v_bf16_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-    {{slimkv_score_k_bf16_neon, slimkv_accum_v_f32_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_bf16_neon, slimkv_accum_v_f16_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_bf16_neon, slimkv_accum_v_bf16_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-};
+/* Index: format - SLIMKV_F32. */
+static const slimkv_score_k_fn dense_score_neon[3] = {
+    slimkv_score_k_f32_neon,
+    slimkv_score_k_f16_neon,
+    slimkv_score_k_bf16_neon};
+static const slimkv_accum_v_fn dense_accum_neon[3] = {
+    slimkv_accum_v_f32_neon,
+    slimkv_accum_v_f16_neon,
+    slimkv_accum_v_bf16_neon};
 
-static const slimkv_tile_ops quant_tile_ops[3][3] = {
-    {{slimkv_score_k_q8_neon, slimkv_accum_v_q8_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q8_neon, slimkv_accum_v_q4_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q8_neon, slimkv_accum_v_q2_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-    {{slimkv_score_k_q4_neon, slimkv_accum_v_q8_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q4_neon, slimkv_accum_v_q4_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q4_neon, slimkv_accum_v_q2_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-    {{slimkv_score_k_q2_neon, slimkv_accum_v_q8_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q2_neon, slimkv_accum_v_q4_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon},
-     {slimkv_score_k_q2_neon, slimkv_accum_v_q2_neon,
-      slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon}},
-};
+/* Index: format - SLIMKV_Q8. */
+static const slimkv_score_k_fn quant_score_neon[3] = {
+    slimkv_score_k_q8_neon,
+    slimkv_score_k_q4_neon,
+    slimkv_score_k_q2_neon};
+static const slimkv_accum_v_fn quant_accum_neon[3] = {
+    slimkv_accum_v_q8_neon,
+    slimkv_accum_v_q4_neon,
+    slimkv_accum_v_q2_neon};
 
 /* Every pair of f32 / f16 / bf16 (formats 0..2). */
 static void slimkv_attend_groups_dense_neon(const slimkv_group_span *span, const float *q, int rows, float *m,
                                             float *l, float *acc)
 {
-    slimkv_tile_loop(&dense_tile_ops[span->k_format][span->v_format], span, q, rows, m, l, acc);
+    const slimkv_tile_ops ops = {dense_score_neon[span->k_format], dense_accum_neon[span->v_format],
+                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
 /* Every pair of q8 / q4 / q2 (formats SLIMKV_Q8..SLIMKV_Q2). */
 static void slimkv_attend_groups_quant_neon(const slimkv_group_span *span, const float *q, int rows, float *m,
                                             float *l, float *acc)
 {
-    slimkv_tile_loop(&quant_tile_ops[span->k_format - SLIMKV_Q8][span->v_format - SLIMKV_Q8], span, q, rows, m, l,
-                     acc);
+    const slimkv_tile_ops ops = {quant_score_neon[span->k_format - SLIMKV_Q8],
+                                 quant_accum_neon[span->v_format - SLIMKV_Q8],
+                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
 void slimkv_kernels_init_neon(slimkv_kernels *k)

@@ -395,32 +395,23 @@ void slimkv_scale_f32_avx512(float *x, int n, float a)
 
 /* ---- fused decode over whole groups, dense K and V formats ---- */
 
-static const slimkv_tile_ops dense_tile_ops[3][3] = {
-    {{slimkv_score_k_f32_avx512, slimkv_accum_v_f32_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_f32_avx512, slimkv_accum_v_f16_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_f32_avx512, slimkv_accum_v_bf16_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
-    {{slimkv_score_k_f16_avx512, slimkv_accum_v_f32_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_f16_avx512, slimkv_accum_v_f16_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_f16_avx512, slimkv_accum_v_bf16_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
-    {{slimkv_score_k_bf16_avx512, slimkv_accum_v_f32_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_bf16_avx512, slimkv_accum_v_f16_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_bf16_avx512, slimkv_accum_v_bf16_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
-};
+/* Index: format - SLIMKV_F32. */
+static const slimkv_score_k_fn dense_score_avx512[3] = {
+    slimkv_score_k_f32_avx512,
+    slimkv_score_k_f16_avx512,
+    slimkv_score_k_bf16_avx512};
+static const slimkv_accum_v_fn dense_accum_avx512[3] = {
+    slimkv_accum_v_f32_avx512,
+    slimkv_accum_v_f16_avx512,
+    slimkv_accum_v_bf16_avx512};
 
 /* Every pair of f32 / f16 / bf16 (formats 0..2). */
 static void slimkv_attend_groups_dense_avx512(const slimkv_group_span *span, const float *q, int rows, float *m,
                                               float *l, float *acc)
 {
-    slimkv_tile_loop(&dense_tile_ops[span->k_format][span->v_format], span, q, rows, m, l, acc);
+    const slimkv_tile_ops ops = {dense_score_avx512[span->k_format], dense_accum_avx512[span->v_format],
+                                 slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
 void slimkv_kernels_init_avx512(slimkv_kernels *k)

@@ -750,33 +750,24 @@ static void slimkv_accum_v_q2_avx512(const uint8_t *block, int dv, int g, int n,
 
 /* ---- fused decode over whole groups, quantized K and V formats ---- */
 
-static const slimkv_tile_ops quant_tile_ops[3][3] = {
-    {{slimkv_score_k_q8_avx512, slimkv_accum_v_q8_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_q8_avx512, slimkv_accum_v_q4_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_q8_avx512, slimkv_accum_v_q2_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
-    {{slimkv_score_k_q4_avx512, slimkv_accum_v_q8_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_q4_avx512, slimkv_accum_v_q4_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_q4_avx512, slimkv_accum_v_q2_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
-    {{slimkv_score_k_q2_avx512, slimkv_accum_v_q8_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_q2_avx512, slimkv_accum_v_q4_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512},
-     {slimkv_score_k_q2_avx512, slimkv_accum_v_q2_avx512,
-      slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512}},
-};
+/* Index: format - SLIMKV_Q8. */
+static const slimkv_score_k_fn quant_score_avx512[3] = {
+    slimkv_score_k_q8_avx512,
+    slimkv_score_k_q4_avx512,
+    slimkv_score_k_q2_avx512};
+static const slimkv_accum_v_fn quant_accum_avx512[3] = {
+    slimkv_accum_v_q8_avx512,
+    slimkv_accum_v_q4_avx512,
+    slimkv_accum_v_q2_avx512};
 
 /* Every pair of q8 / q4 / q2 (formats SLIMKV_Q8..SLIMKV_Q2). */
 static void slimkv_attend_groups_quant_avx512(const slimkv_group_span *span, const float *q, int rows, float *m,
                                               float *l, float *acc)
 {
-    slimkv_tile_loop(&quant_tile_ops[span->k_format - SLIMKV_Q8][span->v_format - SLIMKV_Q8], span, q, rows, m, l,
-                     acc);
+    const slimkv_tile_ops ops = {quant_score_avx512[span->k_format - SLIMKV_Q8],
+                                 quant_accum_avx512[span->v_format - SLIMKV_Q8],
+                                 slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
 void slimkv_x86_quant_init_avx512(slimkv_kernels *k)
