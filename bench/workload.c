@@ -326,18 +326,6 @@ attend_error compare_outputs(const float *out, const float *ref, int n_heads, in
 
 /* ---- cache configurations ---- */
 
-static int parse_format(const char *text, size_t len, slimkv_format *format)
-{
-    for (int f = 0; f < SLIMKV_FORMAT_COUNT; f++) {
-        const char *name = slimkv_format_name((slimkv_format)f);
-        if (strlen(name) == len && strncmp(name, text, len) == 0) {
-            *format = (slimkv_format)f;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 static const char *const SPEC_SYNTAX =
     "expected K[/V], K[/V]@keep or K[/V]+think|spark[ratio] with formats f32 f16 bf16 q8 q4 q2 "
     "(e.g. q4, q4/q2, q4@0.5, q4+think0.4, f16+spark0.5)";
@@ -371,9 +359,9 @@ int kv_spec_parse(const char *text, kv_spec *spec)
     const char *suffix = text + formats_len;
     const char *slash = memchr(text, '/', formats_len);
     size_t k_len = slash ? (size_t)(slash - text) : formats_len;
-    if (parse_format(text, k_len, &spec->k_format) != 0 ||
-        (slash ? parse_format(slash + 1, formats_len - k_len - 1, &spec->v_format)
-               : (spec->v_format = spec->k_format, 0)) != 0) {
+    if (slimkv_format_from_name(text, k_len, &spec->k_format) != SLIMKV_OK ||
+        (slash ? slimkv_format_from_name(slash + 1, formats_len - k_len - 1, &spec->v_format)
+               : (spec->v_format = spec->k_format, SLIMKV_OK)) != SLIMKV_OK) {
         fprintf(stderr, "bad format spec '%s': %s\n", text, SPEC_SYNTAX);
         return -1;
     }

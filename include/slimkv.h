@@ -130,6 +130,14 @@ typedef struct slimkv_cache slimkv_cache;
 
 SLIMKV_API const char *slimkv_status_str(slimkv_status status);
 SLIMKV_API const char *slimkv_format_name(slimkv_format format);
+/* The format or policy a name stands for ("f32" "f16" "bf16" "q8" "q4"
+ * "q2"; "none" "static" "think" "spark"), the names *_name() return.
+ * `length` bytes of `name` are read (they need no terminating NUL), so a
+ * name inside a longer text parses in place. SLIMKV_ERR_INVALID_ARG for
+ * any other text; *out is then unchanged. */
+SLIMKV_API slimkv_status slimkv_format_from_name(const char *name, size_t length, slimkv_format *out);
+SLIMKV_API const char *slimkv_policy_name(slimkv_policy policy);
+SLIMKV_API slimkv_status slimkv_policy_from_name(const char *name, size_t length, slimkv_policy *out);
 SLIMKV_API const char *slimkv_version(void);
 
 /* Defaults: head counts/dims/capacity 0 (must be set), F16/F16, G=32,

@@ -106,12 +106,7 @@ static int parse_count(const char *text, int *value)
 
 static int parse_format(const char *text, slimkv_format *fmt)
 {
-    for (int f = 0; text && f < SLIMKV_FORMAT_COUNT; f++)
-        if (strcmp(text, slimkv_format_name((slimkv_format)f)) == 0) {
-            *fmt = (slimkv_format)f;
-            return 1;
-        }
-    return 0;
+    return text && slimkv_format_from_name(text, strlen(text), fmt) == SLIMKV_OK;
 }
 
 /* Kept counts per head: the ones of each head's mask. */

@@ -1,4 +1,7 @@
-/* Names of statuses and formats, and the version string. */
+/* Names of statuses, formats and policies (and their parsers), and the
+ * version string. */
+#include <string.h>
+
 #include "internal.h"
 
 #define STR2(x) #x
@@ -24,10 +27,49 @@ const char *slimkv_status_str(slimkv_status status)
     return "unknown status";
 }
 
+/* A name of `length` bytes, against a table of NUL-terminated names. */
+static int name_index(const char *name, size_t length, const char *const *names, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (strlen(names[i]) == length && memcmp(names[i], name, length) == 0)
+            return i;
+    return -1;
+}
+
+static const char *const format_names[SLIMKV_FORMAT_COUNT] = {"f32", "f16", "bf16", "q8", "q4", "q2"};
+static const char *const policy_names[] = {"none", "static", "think", "spark"};
+#define POLICY_COUNT (int)(sizeof policy_names / sizeof policy_names[0])
+
 const char *slimkv_format_name(slimkv_format format)
 {
-    static const char *names[SLIMKV_FORMAT_COUNT] = {"f32", "f16", "bf16", "q8", "q4", "q2"};
-    return (unsigned)format < SLIMKV_FORMAT_COUNT ? names[format] : "unknown";
+    return (unsigned)format < SLIMKV_FORMAT_COUNT ? format_names[format] : "unknown";
+}
+
+slimkv_status slimkv_format_from_name(const char *name, size_t length, slimkv_format *out)
+{
+    if (!name || !out)
+        return SLIMKV_ERR_NULL_ARG;
+    int i = name_index(name, length, format_names, SLIMKV_FORMAT_COUNT);
+    if (i < 0)
+        return SLIMKV_ERR_INVALID_ARG;
+    *out = (slimkv_format)i;
+    return SLIMKV_OK;
+}
+
+const char *slimkv_policy_name(slimkv_policy policy)
+{
+    return (unsigned)policy < (unsigned)POLICY_COUNT ? policy_names[policy] : "unknown";
+}
+
+slimkv_status slimkv_policy_from_name(const char *name, size_t length, slimkv_policy *out)
+{
+    if (!name || !out)
+        return SLIMKV_ERR_NULL_ARG;
+    int i = name_index(name, length, policy_names, POLICY_COUNT);
+    if (i < 0)
+        return SLIMKV_ERR_INVALID_ARG;
+    *out = (slimkv_policy)i;
+    return SLIMKV_OK;
 }
 
 const char *slimkv_version(void)

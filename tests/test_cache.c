@@ -690,10 +690,49 @@ static void test_status_strings(void **state)
     assert_string_equal(slimkv_version(), "0.1.0");
 }
 
+/* Every name parses back to what it names; anything else is refused and
+ * leaves the output alone; a name inside a longer text parses by length. */
+static void test_name_parsers(void **state)
+{
+    (void)state;
+    for (int f = 0; f < SLIMKV_FORMAT_COUNT; f++) {
+        const char *name = slimkv_format_name((slimkv_format)f);
+        slimkv_format got = (slimkv_format)-1;
+        assert_int_equal(slimkv_format_from_name(name, strlen(name), &got), SLIMKV_OK);
+        assert_int_equal(got, f);
+    }
+    for (int p = SLIMKV_POLICY_NONE; p <= SLIMKV_POLICY_SPARK; p++) {
+        const char *name = slimkv_policy_name((slimkv_policy)p);
+        slimkv_policy got = (slimkv_policy)-1;
+        assert_int_equal(slimkv_policy_from_name(name, strlen(name), &got), SLIMKV_OK);
+        assert_int_equal(got, p);
+    }
+    assert_string_equal(slimkv_format_name((slimkv_format)99), "unknown");
+    assert_string_equal(slimkv_policy_name((slimkv_policy)99), "unknown");
+    const char *bad[] = {"", "q", "Q4", "q4 ", "q44", "f8", "unknown", "fp16"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        slimkv_format f = SLIMKV_Q2;
+        slimkv_policy p = SLIMKV_POLICY_THINK;
+        assert_int_equal(slimkv_format_from_name(bad[i], strlen(bad[i]), &f), SLIMKV_ERR_INVALID_ARG);
+        assert_int_equal(slimkv_policy_from_name(bad[i], strlen(bad[i]), &p), SLIMKV_ERR_INVALID_ARG);
+        assert_int_equal(f, SLIMKV_Q2);
+        assert_int_equal(p, SLIMKV_POLICY_THINK);
+    }
+    slimkv_format k;
+    assert_int_equal(slimkv_format_from_name("q8/q4", 2, &k), SLIMKV_OK);
+    assert_int_equal(k, SLIMKV_Q8);
+    slimkv_policy p;
+    assert_int_equal(slimkv_policy_from_name("spark0.5", 5, &p), SLIMKV_OK);
+    assert_int_equal(p, SLIMKV_POLICY_SPARK);
+    assert_int_equal(slimkv_format_from_name(NULL, 0, &k), SLIMKV_ERR_NULL_ARG);
+    assert_int_equal(slimkv_policy_from_name("none", 4, NULL), SLIMKV_ERR_NULL_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_strings),
+        cmocka_unit_test(test_name_parsers),
         cmocka_unit_test(test_every_format),
         cmocka_unit_test(test_denormal_inputs),
         cmocka_unit_test(test_isa_matches_scalar),
