@@ -18,6 +18,9 @@ CROSS_COMPILE ?=
 ifeq ($(origin CC),default)
 CC := $(CROSS_COMPILE)gcc
 endif
+ifeq ($(origin CXX),default)
+CXX := $(CROSS_COMPILE)g++
+endif
 AR := $(CROSS_COMPILE)ar
 
 CFLAGS ?= -O2 -g
@@ -35,8 +38,10 @@ MACHINE := $(shell $(CC) -dumpmachine)
 ARCH := $(firstword $(subst -, ,$(MACHINE)))
 BUILD ?= build/$(ARCH)
 
-VERSION := 0.1.0
-SONAME := libslimkv.so.0
+# The version lives in include/slimkv.h only (slimkv_version() reports it).
+version_part = $(shell sed -n 's/^\#define SLIMKV_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' include/slimkv.h)
+VERSION := $(call version_part,MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
+SONAME := libslimkv.so.$(call version_part,MAJOR)
 
 ifeq ($(V),1)
 Q :=

@@ -11,7 +11,6 @@
  *
  * The plugin comes from SLIMKV_CUDA_PLUGIN (or beside libslimkv); its
  * emulator build runs the same code on a CPU (use --quick there). */
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,13 +19,6 @@
 #include "slimkv.h"
 
 enum { N_Q = 32, N_KV = 8, DIM = 128, FILL_CHUNK = 4096 };
-
-typedef struct device_api {
-    void *(*alloc)(size_t);
-    void (*release)(void *);
-    int (*copy)(void *, const void *, size_t, int);
-    int (*read_bandwidth)(size_t, int, double *);
-} device_api;
 
 typedef struct bench_config {
     const char *name;
@@ -52,25 +44,14 @@ static int compare_doubles(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int load_device_api(device_api *api)
+static float *device_copy_of(const float *x, size_t n)
 {
-    const char *path = getenv("SLIMKV_CUDA_PLUGIN");
-    void *h = dlopen(path && *path ? path : "libslimkv_cuda.so", RTLD_NOW | RTLD_LOCAL);
-    if (!h)
-        return 0;
-    *(void **)&api->alloc = dlsym(h, "slimkv_cuda_alloc");
-    *(void **)&api->release = dlsym(h, "slimkv_cuda_free");
-    *(void **)&api->copy = dlsym(h, "slimkv_cuda_copy");
-    *(void **)&api->read_bandwidth = dlsym(h, "slimkv_cuda_read_bandwidth");
-    return api->alloc && api->release && api->copy && api->read_bandwidth;
-}
-
-static float *device_copy_of(const device_api *api, const float *x, size_t n)
-{
-    float *d = api->alloc(n * sizeof *d);
-    if (d && api->copy(d, x, n * sizeof *d, 1) != 0) {
-        api->release(d);
-        d = NULL;
+    void *d = NULL;
+    if (slimkv_cuda_alloc(n * sizeof(float), &d) != SLIMKV_OK)
+        return NULL;
+    if (slimkv_cuda_copy(d, x, n * sizeof(float), SLIMKV_COPY_TO_DEVICE) != SLIMKV_OK) {
+        slimkv_cuda_free(d);
+        return NULL;
     }
     return d;
 }
@@ -169,13 +150,12 @@ int main(int argc, char **argv)
         }
     }
     const char *why;
-    device_api api;
-    if (slimkv_cuda_available(&why) != SLIMKV_OK || !load_device_api(&api)) {
+    if (slimkv_cuda_available(&why) != SLIMKV_OK) {
         fprintf(stderr, "slimkv-cuda-bench: CUDA is not available here: %s\n", why);
         return 1;
     }
     double device_gbps;
-    if (api.read_bandwidth(bandwidth_bytes, 10, &device_gbps) != 0) {
+    if (slimkv_cuda_read_bandwidth(bandwidth_bytes, 10, &device_gbps) != SLIMKV_OK) {
         fprintf(stderr, "slimkv-cuda-bench: the bandwidth measurement failed\n");
         return 1;
     }
@@ -188,8 +168,8 @@ int main(int argc, char **argv)
     if (!host)
         return 1;
     fill_random(host, chunk * 2 + (size_t)N_Q * DIM, 42);
-    float *dk = device_copy_of(&api, host, chunk), *dv = device_copy_of(&api, host + chunk, chunk);
-    float *dq = device_copy_of(&api, host + 2 * chunk, (size_t)N_Q * DIM);
+    float *dk = device_copy_of(host, chunk), *dv = device_copy_of(host + chunk, chunk);
+    float *dq = device_copy_of(host + 2 * chunk, (size_t)N_Q * DIM);
     free(host);
     if (!dk || !dv || !dq) {
         fprintf(stderr, "slimkv-cuda-bench: no device memory for the inputs\n");
@@ -208,7 +188,9 @@ int main(int argc, char **argv)
             double dense_seconds = 0.0;
             for (size_t fi = 0; fi < sizeof configs / sizeof *configs && !status; fi++) {
                 slimkv_cache **caches = calloc((size_t)batch, sizeof *caches);
-                float *dout = api.alloc((size_t)batch * N_Q * DIM * sizeof(float));
+                void *dout_bytes = NULL;
+                float *dout = slimkv_cuda_alloc((size_t)batch * N_Q * DIM * sizeof(float), &dout_bytes) == SLIMKV_OK
+                                  ? dout_bytes : NULL;
                 double *times = malloc((size_t)reps * sizeof *times);
                 size_t held = 0;
                 slimkv_status st = caches && dout && times ? SLIMKV_OK : SLIMKV_ERR_NOMEM;
@@ -246,11 +228,11 @@ int main(int argc, char **argv)
                 free(caches);
                 free(times);
                 if (dout)
-                    api.release(dout);
+                    slimkv_cuda_free(dout);
             }
         }
-    api.release(dk);
-    api.release(dv);
-    api.release(dq);
+    slimkv_cuda_free(dk);
+    slimkv_cuda_free(dv);
+    slimkv_cuda_free(dq);
     return status;
 }

@@ -6,7 +6,6 @@
 # `make test` runs the CUDA tests' logic on machines without a GPU.
 
 NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
-CXX := $(CROSS_COMPILE)g++
 # Ampere and Hopper code, plus PTX that newer GPUs compile at load time.
 CUDA_ARCHS ?= 80 90
 NVCC_FLAGS ?= -O3

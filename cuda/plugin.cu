@@ -418,7 +418,7 @@ slimkv_status attend(void *handle, const slimkv_dev_attend *a)
     return finish(c, e);
 }
 
-/* The CPU's formula (src/cache.c, slimkv_cache_bytes) on the device's pages. */
+/* The CPU storage's formula (src/storage.c, slimkv_storage_bytes) on the device's pages. */
 size_t bytes(const void *handle)
 {
     const device_cache *c = (const device_cache *)handle;
@@ -432,54 +432,46 @@ size_t bytes(const void *handle)
     return total;
 }
 
-const slimkv_plugin_api api = {
-    SLIMKV_PLUGIN_ABI, "cuda", device_count, create, destroy, set_heads, check_values,
-    copy_to_host, append, attend, bytes,
-};
-
-} // namespace
-
-EXPORT const slimkv_plugin_api *slimkv_plugin_entry(uint32_t core_abi)
-{
-    return core_abi == SLIMKV_PLUGIN_ABI ? &api : NULL;
-}
-
 /* Device memory for programs that pass device pointers (the tests and the
- * bench), without linking the CUDA runtime themselves. */
-EXPORT void *slimkv_cuda_alloc(size_t bytes)
+ * bench, through slimkv_cuda_alloc and the rest in slimkv.h), without
+ * linking the CUDA runtime themselves. */
+slimkv_status buffer_alloc(size_t bytes, void **ptr)
 {
-    void *p = NULL;
-    return device_alloc(&p, bytes) == cudaSuccess ? p : NULL;
+    return status_of(device_alloc(ptr, bytes));
 }
 
-EXPORT void slimkv_cuda_free(void *p)
+void buffer_free(void *ptr)
 {
-    cudaFree(p);
+    cudaFree(ptr);
 }
 
-/* to_device: 1 host -> device, 0 device -> host. Returns 0 on success. */
-EXPORT int slimkv_cuda_copy(void *dst, const void *src, size_t bytes, int to_device)
+slimkv_status buffer_copy(void *dst, const void *src, size_t bytes, int to_device)
 {
-    return cudaMemcpy(dst, src, bytes, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost) != cudaSuccess;
+    return status_of(cudaMemcpy(dst, src, bytes, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost));
 }
 
-/* The device's read bandwidth in GB/s: the best of reps passes over a
- * buffer of bytes (choose it far larger than the L2 cache). Returns 0 on
- * success. For the bench: its attention rows are percentages of this. */
-EXPORT int slimkv_cuda_read_bandwidth(size_t bytes, int reps, double *gbps)
+/* The best of reps passes over a buffer of bytes; the bench's attention
+ * rows are percentages of this. */
+slimkv_status read_bandwidth(size_t bytes, int reps, double *gbps)
 {
     bytes &= ~(size_t)15;
     enum { BLOCKS = 4096 };
     void *words = NULL;
     unsigned *sink = NULL;
-    int failed = device_alloc(&words, bytes) != cudaSuccess ||
-                 device_alloc((void **)&sink, BLOCKS * sizeof(unsigned)) != cudaSuccess ||
-                 cudaMemset(words, 1, bytes) != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess;
+    cudaError_t e = device_alloc(&words, bytes);
+    if (e == cudaSuccess)
+        e = device_alloc((void **)&sink, BLOCKS * sizeof(unsigned));
+    if (e == cudaSuccess)
+        e = cudaMemset(words, 1, bytes);
+    if (e == cudaSuccess)
+        e = cudaDeviceSynchronize();
     double best = 0.0;
-    for (int r = 0; r < reps && !failed; r++) {
+    for (int r = 0; r < reps && e == cudaSuccess; r++) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        failed = launch_read_words(words, bytes, sink, BLOCKS, 0) != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess;
+        e = launch_read_words(words, bytes, sink, BLOCKS, 0);
+        if (e == cudaSuccess)
+            e = cudaDeviceSynchronize();
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         if (seconds > 0 && (double)bytes / seconds / 1e9 > best)
@@ -488,5 +480,17 @@ EXPORT int slimkv_cuda_read_bandwidth(size_t bytes, int reps, double *gbps)
     cudaFree(words);
     cudaFree(sink);
     *gbps = best;
-    return failed;
+    return status_of(e);
+}
+
+const slimkv_plugin_api api = {
+    SLIMKV_PLUGIN_ABI, "cuda", device_count, create, destroy, set_heads, check_values,
+    copy_to_host, append, attend, bytes, buffer_alloc, buffer_free, buffer_copy, read_bandwidth,
+};
+
+} // namespace
+
+EXPORT const slimkv_plugin_api *slimkv_plugin_entry(uint32_t core_abi)
+{
+    return core_abi == SLIMKV_PLUGIN_ABI ? &api : NULL;
 }

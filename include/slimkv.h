@@ -163,6 +163,22 @@ SLIMKV_API int slimkv_isa_supported(const char *name);
  * of another ABI, no device). */
 SLIMKV_API slimkv_status slimkv_cuda_available(const char **reason);
 
+/* Device memory through the CUDA plugin, for callers that pass device
+ * pointers (device_pointers) without linking the CUDA runtime themselves.
+ * Each returns SLIMKV_ERR_UNSUPPORTED where slimkv_cuda_available does not
+ * say OK, SLIMKV_ERR_NOMEM when the device has no room, SLIMKV_ERR_DEVICE
+ * when the runtime fails. */
+typedef enum slimkv_copy_direction {
+    SLIMKV_COPY_TO_HOST = 0,
+    SLIMKV_COPY_TO_DEVICE = 1
+} slimkv_copy_direction;
+SLIMKV_API slimkv_status slimkv_cuda_alloc(size_t bytes, void **ptr);
+SLIMKV_API void slimkv_cuda_free(void *ptr); /* NULL: nothing */
+SLIMKV_API slimkv_status slimkv_cuda_copy(void *dst, const void *src, size_t bytes, slimkv_copy_direction to);
+/* The device's read bandwidth in GB/s: the best of reps passes over a
+ * buffer of `bytes` (choose it far larger than the device's L2 cache). */
+SLIMKV_API slimkv_status slimkv_cuda_read_bandwidth(size_t bytes, int reps, double *gbps);
+
 SLIMKV_API slimkv_status slimkv_cache_create(const slimkv_config *config, slimkv_cache **out_cache);
 SLIMKV_API void slimkv_cache_destroy(slimkv_cache *cache);
 
@@ -186,8 +202,11 @@ SLIMKV_API slimkv_status slimkv_cache_append(slimkv_cache *cache, const float *k
 SLIMKV_API slimkv_status slimkv_attend(const slimkv_cache *cache, const float *q, int n_queries,
                                        float *out);
 
-/* Bytes of K/V storage the cache holds now (sinks, residual windows and the
- * compressed pages allocated so far). */
+/* Bytes of K/V storage the cache holds now: sinks, residual windows and the
+ * compressed pages allocated so far (on the device for a CUDA cache), plus
+ * SparK's per-head query norms (2 x head_dim floats per KV head). The cache
+ * object's fixed bookkeeping (kept-channel lists, page tables) is not
+ * counted. */
 SLIMKV_API slimkv_status slimkv_cache_bytes(const slimkv_cache *cache, size_t *bytes);
 SLIMKV_API slimkv_status slimkv_cache_tokens(const slimkv_cache *cache, int *n_tokens);
 /* The ISA table this cache runs on ("cuda" for a CUDA cache). */

@@ -144,7 +144,7 @@ static void score_tile(const run *r, const slimkv_head *h, const tile_src *t, co
     const slimkv_kernels *k = r->c->kern;
     const slimkv_config *cfg = &r->c->cfg;
     int g = cfg->group_size, dim = cfg->head_dim;
-    if (t->k_group && cfg->policy == SLIMKV_POLICY_SPARK)
+    if (t->k_group && slimkv_k_is_spark(r->c))
         k->score_spark[cfg->k_format](t->k_group, dim, r->c->spark_keep, g, t->n, sc->q_full, sc->q_spark, rows,
                                       sc->scores, g);
     else if (t->k_group)
@@ -255,7 +255,7 @@ static void fused_tiles(const run *r, const slimkv_head *h, const tile_plan *p, 
     const slimkv_config *cfg = &c->cfg;
     int g = cfg->group_size;
     *lo = *hi = p->n_sink_tiles;
-    if (h->dk == 0 || h->dv == 0 || cfg->policy == SLIMKV_POLICY_SPARK ||
+    if (h->dk == 0 || h->dv == 0 || slimkv_k_is_spark(c) ||
         !c->kern->attend_groups[cfg->k_format][cfg->v_format])
         return;
     int k_groups = slimkv_k_body_tokens(cfg, c->n_tokens) / g, v_groups = slimkv_v_body_tokens(cfg, c->n_tokens) / g;

@@ -1,21 +1,22 @@
 /* The CUDA backend: finds and loads the plugin (libslimkv_cuda.so) with
- * dlopen, checks its ABI, asks it for a device, and decides which backend a
- * new cache gets. The core never links the CUDA runtime; without the plugin
- * or a device, everything runs on the CPU. */
+ * dlopen, checks its ABI and asks it for a device; its caches keep their
+ * bytes in device memory through the plugin (plugin_abi.h). The core never
+ * links the CUDA runtime; without the plugin or a device, no cache gets
+ * this backend. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "backend.h"
+#include "plugin_abi.h"
 
 #define PLUGIN_FILE "libslimkv_cuda.so"
 
 /* Read once each; the plugin only when a cache may want it, so programs
  * that ask for the CPU never load the CUDA runtime. */
-static pthread_once_t env_once = PTHREAD_ONCE_INIT, plugin_once = PTHREAD_ONCE_INIT;
-static int backend_override = -1;         /* SLIMKV_BACKEND: -1 unset, -2 invalid, else a slimkv_backend */
+static pthread_once_t plugin_once = PTHREAD_ONCE_INIT;
 static const slimkv_plugin_api *plugin;   /* NULL when CUDA is not usable */
 static const char *plugin_problem = "the CUDA plugin was not looked for";
 
@@ -41,21 +42,6 @@ static void *open_plugin(void)
         }
     }
     return dlopen(PLUGIN_FILE, RTLD_NOW | RTLD_LOCAL);
-}
-
-static void read_backend_env(void)
-{
-    const char *env = getenv("SLIMKV_BACKEND");
-    if (env && *env) {
-        if (!strcmp(env, "auto"))
-            backend_override = SLIMKV_BACKEND_AUTO;
-        else if (!strcmp(env, "cpu"))
-            backend_override = SLIMKV_BACKEND_CPU;
-        else if (!strcmp(env, "cuda"))
-            backend_override = SLIMKV_BACKEND_CUDA;
-        else
-            backend_override = -2;
-    }
 }
 
 static void load_plugin(void)
@@ -93,30 +79,217 @@ slimkv_status slimkv_cuda_available(const char **reason)
     return plugin ? SLIMKV_OK : SLIMKV_ERR_UNSUPPORTED;
 }
 
+slimkv_status slimkv_cuda_alloc(size_t bytes, void **ptr)
+{
+    if (!ptr)
+        return SLIMKV_ERR_NULL_ARG;
+    if (slimkv_cuda_available(NULL) != SLIMKV_OK)
+        return SLIMKV_ERR_UNSUPPORTED;
+    return plugin->buffer_alloc(bytes, ptr);
+}
+
+void slimkv_cuda_free(void *ptr)
+{
+    if (ptr && slimkv_cuda_available(NULL) == SLIMKV_OK)
+        plugin->buffer_free(ptr);
+}
+
+slimkv_status slimkv_cuda_copy(void *dst, const void *src, size_t bytes, slimkv_copy_direction to)
+{
+    if (!dst || !src)
+        return SLIMKV_ERR_NULL_ARG;
+    if (to != SLIMKV_COPY_TO_HOST && to != SLIMKV_COPY_TO_DEVICE)
+        return SLIMKV_ERR_INVALID_ARG;
+    if (slimkv_cuda_available(NULL) != SLIMKV_OK)
+        return SLIMKV_ERR_UNSUPPORTED;
+    return plugin->buffer_copy(dst, src, bytes, to == SLIMKV_COPY_TO_DEVICE);
+}
+
+slimkv_status slimkv_cuda_read_bandwidth(size_t bytes, int reps, double *gbps)
+{
+    if (!gbps)
+        return SLIMKV_ERR_NULL_ARG;
+    if (bytes < 16 || reps < 1)
+        return SLIMKV_ERR_INVALID_ARG;
+    if (slimkv_cuda_available(NULL) != SLIMKV_OK)
+        return SLIMKV_ERR_UNSUPPORTED;
+    return plugin->read_bandwidth(bytes, reps, gbps);
+}
+
 /* The CUDA backend cannot serve SparK (no device kernels for its records). */
 static int cuda_serves(const slimkv_config *cfg)
 {
     return cfg->policy != SLIMKV_POLICY_SPARK;
 }
 
-slimkv_status slimkv_backend_choose(const slimkv_config *cfg, const slimkv_plugin_api **api)
+/* The device's view of a cache's heads (channel arrays stay host memory:
+ * the plugin copies them). */
+static slimkv_status device_heads(const slimkv_cache *c, slimkv_dev_head **out)
 {
-    pthread_once(&env_once, read_backend_env);
-    *api = NULL;
-    /* Like SLIMKV_ISA, SLIMKV_BACKEND decides for "auto" only, and a bad
-     * value fails loudly instead of falling back. */
-    slimkv_backend wanted = cfg->backend;
-    if (wanted == SLIMKV_BACKEND_AUTO && backend_override == -2)
-        return SLIMKV_ERR_UNSUPPORTED;
-    if (wanted == SLIMKV_BACKEND_AUTO && backend_override >= 0)
-        wanted = (slimkv_backend)backend_override;
-    if (wanted == SLIMKV_BACKEND_CPU)
-        return SLIMKV_OK; /* device_pointers needs backend CUDA (slimkv_config_validate) */
-    pthread_once(&plugin_once, load_plugin);
-    int usable = plugin && cuda_serves(cfg);
-    if (wanted == SLIMKV_BACKEND_CUDA && !usable)
-        return SLIMKV_ERR_UNSUPPORTED;
-    if (usable)
-        *api = plugin;
+    slimkv_dev_head *heads = slimkv_calloc((size_t)c->cfg.n_kv_heads, sizeof *heads);
+    if (!heads)
+        return SLIMKV_ERR_NOMEM;
+    for (int i = 0; i < c->cfg.n_kv_heads; i++) {
+        const slimkv_head *h = &c->heads[i];
+        heads[i].dk = h->dk;
+        heads[i].dv = h->dv;
+        heads[i].k_chan = h->k_chan;
+        heads[i].v_chan = h->v_chan;
+        heads[i].k_group_bytes = h->k_group_bytes;
+        heads[i].v_block_bytes = h->v_block_bytes;
+    }
+    *out = heads;
     return SLIMKV_OK;
+}
+
+static slimkv_status cuda_create(slimkv_cache *c)
+{
+    const slimkv_config *cfg = &c->cfg;
+    slimkv_dev_layout layout = {
+        .n_q_heads = cfg->n_q_heads, .n_kv_heads = cfg->n_kv_heads, .head_dim = cfg->head_dim,
+        .capacity = cfg->capacity, .group_size = cfg->group_size, .residual = cfg->residual,
+        .n_sink = cfg->n_sink, .k_format = cfg->k_format, .v_format = cfg->v_format,
+        .k_row_format = c->k_row_fmt, .v_row_format = c->v_row_fmt, .ring_slots = c->ring_slots,
+        .sink_rows = c->sink_rows, .page_groups = SLIMKV_PAGE_GROUPS, .device_pointers = cfg->device_pointers};
+    slimkv_dev_head *heads;
+    slimkv_status st = device_heads(c, &heads);
+    if (st != SLIMKV_OK)
+        return st;
+    st = plugin->create(&layout, heads, &c->device);
+    slimkv_free(heads);
+    return st;
+}
+
+static void cuda_destroy(slimkv_cache *c)
+{
+    if (c->device)
+        plugin->destroy(c->device);
+}
+
+/* Tells the device the heads' channels changed (ThinK's choice). */
+static slimkv_status update_device_heads(slimkv_cache *c)
+{
+    slimkv_dev_head *heads;
+    slimkv_status st = device_heads(c, &heads);
+    if (st != SLIMKV_OK)
+        return st;
+    st = plugin->set_heads(c->device, heads);
+    slimkv_free(heads);
+    return st;
+}
+
+static slimkv_status cuda_check_values(const slimkv_cache *c, const float *x, size_t n, int f16_range, int *ok)
+{
+    if (c->cfg.device_pointers)
+        return plugin->check_values(c->device, x, n, f16_range, ok);
+    return slimkv_backend_cpu_ops.check_values(c, x, n, f16_range, ok);
+}
+
+/* The core says which tokens become body; the device stores them. */
+static slimkv_status cuda_append(slimkv_cache *c, const float *k, const float *v, int n_tokens)
+{
+    const slimkv_config *cfg = &c->cfg;
+    int n0 = c->n_tokens, n1 = n0 + n_tokens;
+    slimkv_dev_append a = {.k = k, .v = v, .n0 = n0, .n1 = n1,
+                           .k_body0 = slimkv_k_body_tokens(cfg, n0), .k_body1 = slimkv_k_body_tokens(cfg, n1),
+                           .v_body0 = slimkv_v_body_tokens(cfg, n0), .v_body1 = slimkv_v_body_tokens(cfg, n1)};
+    slimkv_status st = plugin->append(c->device, &a);
+    if (st == SLIMKV_OK)
+        c->n_tokens = n1;
+    return st;
+}
+
+static slimkv_status cuda_attend(const slimkv_cache *c, const float *q, int n_queries, int qpos0,
+                                 const float *chunk_k, const float *chunk_v, int n_chunk, float *out)
+{
+    const slimkv_config *cfg = &c->cfg;
+    slimkv_dev_attend a = {.q = q, .n_queries = n_queries, .qpos0 = qpos0, .n_tokens = c->n_tokens,
+                           .k_body = slimkv_k_body_tokens(cfg, c->n_tokens),
+                           .v_body = slimkv_v_body_tokens(cfg, c->n_tokens),
+                           .chunk_k = chunk_k, .chunk_v = chunk_v, .n_chunk = n_chunk, .out = out};
+    return plugin->attend(c->device, &a);
+}
+
+static slimkv_status cuda_reset_channels(slimkv_cache *c)
+{
+    slimkv_policy_reset(c);
+    return update_device_heads(c);
+}
+
+/* The choice is made on the host (from a copy of device q/k), then the
+ * device learns the new channels. On failure the cache is as before, or,
+ * when the device cannot even be told the old channels again, the device's
+ * error says so. */
+static slimkv_status cuda_choose_channels(slimkv_cache *c, const float *q, const float *k, int n_tokens)
+{
+    const slimkv_config *cfg = &c->cfg;
+    float *host = NULL;
+    if (cfg->device_pointers) {
+        size_t nq = (size_t)n_tokens * cfg->n_q_heads * cfg->head_dim;
+        size_t nk = (size_t)n_tokens * cfg->n_kv_heads * cfg->head_dim;
+        if (!(host = slimkv_malloc((nq + nk) * sizeof *host)))
+            return SLIMKV_ERR_NOMEM;
+        slimkv_status st = plugin->copy_to_host(c->device, q, nq, host);
+        if (st == SLIMKV_OK)
+            st = plugin->copy_to_host(c->device, k, nk, host + nq);
+        if (st != SLIMKV_OK) {
+            slimkv_free(host);
+            return st;
+        }
+        q = host;
+        k = host + nq;
+    }
+    slimkv_policy_choose(c, q, k, n_tokens);
+    slimkv_free(host);
+    slimkv_status st = update_device_heads(c);
+    if (st != SLIMKV_OK) {
+        slimkv_status undo = cuda_reset_channels(c);
+        return undo != SLIMKV_OK ? undo : st;
+    }
+    return SLIMKV_OK;
+}
+
+static size_t cuda_bytes(const slimkv_cache *c)
+{
+    return plugin->bytes(c->device);
+}
+
+/* The storage is on the device: no snapshots (slimkv.h says so). */
+static slimkv_status cuda_save(const slimkv_cache *c, const char *path)
+{
+    (void)c, (void)path;
+    return SLIMKV_ERR_UNSUPPORTED;
+}
+
+static slimkv_status cuda_restore(slimkv_cache *c, const char *path)
+{
+    (void)c, (void)path;
+    return SLIMKV_ERR_UNSUPPORTED;
+}
+
+static const char *cuda_isa_name(const slimkv_cache *c)
+{
+    (void)c;
+    return plugin->name;
+}
+
+static const slimkv_backend_ops cuda_ops = {
+    .kind = SLIMKV_BACKEND_CUDA,
+    .create = cuda_create,
+    .destroy = cuda_destroy,
+    .check_values = cuda_check_values,
+    .append = cuda_append,
+    .attend = cuda_attend,
+    .choose_channels = cuda_choose_channels,
+    .reset_channels = cuda_reset_channels,
+    .bytes = cuda_bytes,
+    .save = cuda_save,
+    .restore = cuda_restore,
+    .isa_name = cuda_isa_name,
+};
+
+const slimkv_backend_ops *slimkv_backend_cuda_for(const slimkv_config *cfg)
+{
+    pthread_once(&plugin_once, load_plugin);
+    return plugin && cuda_serves(cfg) ? &cuda_ops : NULL;
 }

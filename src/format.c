@@ -70,19 +70,3 @@ size_t slimkv_spark_group_bytes(slimkv_format fmt, int dim, int t_keep, int g)
 {
     return round_up_64((size_t)g * slimkv_spark_record_bytes(fmt, dim, t_keep, g));
 }
-
-uint8_t *slimkv_k_group_ptr(const slimkv_head *h, int group)
-{
-    return h->k_pages[group / SLIMKV_PAGE_GROUPS] + (size_t)(group % SLIMKV_PAGE_GROUPS) * h->k_group_bytes;
-}
-
-uint8_t *slimkv_v_block_ptr(const slimkv_head *h, int block)
-{
-    return h->v_pages[block / SLIMKV_PAGE_GROUPS] + (size_t)(block % SLIMKV_PAGE_GROUPS) * h->v_block_bytes;
-}
-
-uint8_t *slimkv_ring_row(const slimkv_cache *c, uint8_t *ring, slimkv_format row_fmt, int pos)
-{
-    size_t slot = (size_t)((pos - c->cfg.n_sink) % c->ring_slots);
-    return ring + slot * (size_t)c->cfg.head_dim * slimkv_row_elem_bytes(row_fmt);
-}

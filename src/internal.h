@@ -6,13 +6,16 @@
 #include <stdint.h>
 
 #include "../simd/kernels.h"
-#include "plugin_abi.h"
 #include "slimkv.h"
 
 /* Compressed storage grows in pages of this many K groups / V blocks, so a
  * cache holds memory for the tokens it has, not for its whole capacity. */
 #define SLIMKV_PAGE_GROUPS 8
 
+typedef struct slimkv_backend_ops slimkv_backend_ops;
+
+/* Per KV head: bookkeeping (channels, sizes, SparK's norms; policy.c) for
+ * every backend, storage (rows, pages; storage.c) for the CPU backend. */
 typedef struct slimkv_head {
     int dk, dv;            /* kept K / V channels; dk == 0: streaming head */
     size_t k_group_bytes;  /* bytes of one compressed K group / V block */
@@ -40,10 +43,10 @@ struct slimkv_cache {
     int channels_pending;  /* ThinK/SparK: channels not chosen yet (before the first prefill) */
     int spark_keep;        /* SparK: T channels kept per token */
     slimkv_head *heads;
-    /* CUDA backend: the plugin and its device cache. The host heads then
-     * keep only the bookkeeping (channels, sizes), no storage. */
-    const slimkv_plugin_api *dev_api;
-    void *dev;
+    const slimkv_backend_ops *backend; /* backend.h: where the bytes live */
+    /* CUDA backend: the plugin's device cache. The host heads then keep
+     * only the bookkeeping (channels, sizes), no storage. */
+    void *device;
 };
 
 /* alloc.c: every allocation of the library goes through these. */
@@ -61,28 +64,48 @@ size_t slimkv_spark_group_bytes(slimkv_format fmt, int dim, int t_keep, int g);
 int slimkv_k_body_tokens(const slimkv_config *cfg, int n);
 int slimkv_v_body_tokens(const slimkv_config *cfg, int n);
 int slimkv_pages_for_tokens(const slimkv_config *cfg, int body_tokens);
+
+/* K groups hold SparK records (per-token masks) instead of kept channels. */
+static inline int slimkv_k_is_spark(const slimkv_cache *c)
+{
+    return c->spark_keep > 0;
+}
+
+/* policy.c: the channel policies, host bookkeeping for every backend. */
+int slimkv_policy_chooses_at_prefill(slimkv_policy policy); /* ThinK, SparK */
+int slimkv_policy_spark_keep(const slimkv_config *cfg);     /* T, 0 unless SparK */
+/* Channels and sizes of a new head: the masks' (static), else all. */
+slimkv_status slimkv_policy_init_head(slimkv_cache *c, int index, const uint8_t *k_mask, const uint8_t *v_mask);
+void slimkv_policy_free_head(slimkv_head *h);
+/* Sizes of a head's K group and V block, once its channels are known. */
+void slimkv_policy_group_bytes(const slimkv_cache *c, slimkv_head *h);
+/* 0/1 masks [n_kv_heads][head_dim] (zeroed by the caller) of the kept channels. */
+void slimkv_policy_masks(const slimkv_cache *c, uint8_t *k_mask, uint8_t *v_mask);
+/* ThinK/SparK's choice from the first prefill's queries q [n][n_q_heads][D]
+ * and keys k [n][n_kv_heads][D], on the host; cannot fail. */
+void slimkv_policy_choose(slimkv_cache *c, const float *q, const float *k, int n_tokens);
+/* Back to before the choice: every K channel, no norms, choice pending. */
+void slimkv_policy_reset(slimkv_cache *c);
+/* SparK: qnorm_rsqrt from a head's qnorm. */
+void slimkv_policy_set_qnorm(slimkv_head *h, int dim);
+/* Host bytes of policy state (SparK's norms) counted by slimkv_cache_bytes. */
+size_t slimkv_policy_state_bytes(const slimkv_cache *c);
+
+/* storage.c: the CPU backend's storage. */
+slimkv_status slimkv_storage_create(slimkv_cache *c);
+void slimkv_storage_destroy(slimkv_cache *c);
+/* All or nothing; advances c->n_tokens. */
+slimkv_status slimkv_storage_append(slimkv_cache *c, const float *k, const float *v, int n_tokens);
+/* Grows the page tables for body_k / body_v body tokens, all or nothing. */
+slimkv_status slimkv_storage_reserve(slimkv_cache *c, int body_k, int body_v);
+size_t slimkv_storage_bytes(const slimkv_cache *c);
 uint8_t *slimkv_k_group_ptr(const slimkv_head *h, int group);
 uint8_t *slimkv_v_block_ptr(const slimkv_head *h, int block);
 uint8_t *slimkv_ring_row(const slimkv_cache *c, uint8_t *ring, slimkv_format row_fmt, int pos);
 
-/* policy_think.c / policy_spark.c: choices made at the first prefill from
- * its queries q [n][n_q_heads][D] and keys k [n][n_kv_heads][D]. */
-int slimkv_think_select(const slimkv_config *cfg, const float *q, const float *k, int n_tokens, int head,
-                        int32_t *chan);
-void slimkv_spark_qnorm(const slimkv_config *cfg, const float *q, int n_tokens, int head, float *qnorm);
-int slimkv_spark_keep(const slimkv_config *cfg);
-
 /* cache.c */
-/* An empty cache with the same config, channels and kernels as target. */
+/* An empty cache with the same config, channels, kernels and backend as target. */
 slimkv_status slimkv_cache_create_like(const slimkv_cache *target, slimkv_cache **out);
-/* Grows the page tables for body_k / body_v body tokens, all or nothing. */
-slimkv_status slimkv_cache_reserve(slimkv_cache *c, int body_k, int body_v);
-/* Sizes of a head's K group and V block, once its channels are known. */
-void slimkv_head_set_group_bytes(const slimkv_cache *c, slimkv_head *h);
-
-/* backend_cuda.c: the backend a new cache gets; *api is the plugin for a
- * CUDA cache, NULL for a CPU cache. */
-slimkv_status slimkv_backend_choose(const slimkv_config *cfg, const slimkv_plugin_api **api);
 
 /* dispatch.c */
 slimkv_status slimkv_select_kernels(const char *isa, const slimkv_kernels **out);
@@ -98,6 +121,9 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
 
 int slimkv_all_finite(const float *x, size_t n);
 
+/* io_snapshot.c: the CPU backend's snapshots (format in slimkv.h). */
+slimkv_status slimkv_snapshot_save(const slimkv_cache *c, const char *path);
+slimkv_status slimkv_snapshot_restore(slimkv_cache *c, const char *path);
 /* io_snapshot_check.c: 1 when a restored cache holds what attention may
  * read (finite rows, values, scales and mins; SparK masks of exactly T
  * bits inside D, a_t >= 0; counts within capacity). */

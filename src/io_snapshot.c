@@ -185,12 +185,8 @@ static slimkv_status produce_part(void *ctx, const st_out *self, void *dst)
     return SLIMKV_OK;
 }
 
-slimkv_status slimkv_cache_save(const slimkv_cache *c, const char *path)
+slimkv_status slimkv_snapshot_save(const slimkv_cache *c, const char *path)
 {
-    if (!c || !path)
-        return SLIMKV_ERR_NULL_ARG;
-    if (c->dev)
-        return SLIMKV_ERR_UNSUPPORTED; /* the storage is on the device */
     int heads = c->cfg.n_kv_heads;
     part *parts = slimkv_calloc((size_t)heads * PARTS_PER_HEAD, sizeof *parts);
     st_out *outs = slimkv_calloc((size_t)heads * PARTS_PER_HEAD, sizeof *outs);
@@ -304,10 +300,9 @@ static slimkv_status load_channels(const st_file *f, const slimkv_cache *target,
             return st;
         if (!valid_qnorm(h->qnorm, dim))
             return SLIMKV_ERR_FORMAT;
-        for (int c = 0; c < dim; c++)
-            h->qnorm_rsqrt[c] = 1.0f / sqrtf(h->qnorm[c]);
+        slimkv_policy_set_qnorm(h, dim);
     }
-    slimkv_head_set_group_bytes(tmp, h);
+    slimkv_policy_group_bytes(tmp, h);
     return SLIMKV_OK;
 }
 
@@ -347,13 +342,12 @@ static slimkv_status load_into(const st_file *f, const slimkv_cache *target, sli
     int tokens, pending;
     if (!parse_int(m.tokens, 0, target->cfg.capacity, &tokens) || !parse_int(m.pending, 0, 1, &pending))
         return SLIMKV_ERR_FORMAT;
-    int query_aware = tmp->cfg.policy == SLIMKV_POLICY_THINK || tmp->cfg.policy == SLIMKV_POLICY_SPARK;
-    if (pending && (!query_aware || tokens != 0))
+    if (pending && (!slimkv_policy_chooses_at_prefill(tmp->cfg.policy) || tokens != 0))
         return SLIMKV_ERR_FORMAT;
     for (int i = 0; i < tmp->cfg.n_kv_heads && st == SLIMKV_OK && !pending; i++)
         st = load_channels(f, target, tmp, i);
     if (st == SLIMKV_OK)
-        st = slimkv_cache_reserve(tmp, slimkv_k_body_tokens(&tmp->cfg, tokens),
+        st = slimkv_storage_reserve(tmp, slimkv_k_body_tokens(&tmp->cfg, tokens),
                                   slimkv_v_body_tokens(&tmp->cfg, tokens));
     part parts[PARTS_PER_HEAD];
     for (int i = 0; i < tmp->cfg.n_kv_heads && st == SLIMKV_OK; i++) {
@@ -369,12 +363,8 @@ static slimkv_status load_into(const st_file *f, const slimkv_cache *target, sli
     return slimkv_snapshot_state_valid(tmp) ? SLIMKV_OK : SLIMKV_ERR_FORMAT;
 }
 
-slimkv_status slimkv_cache_restore(slimkv_cache *c, const char *path)
+slimkv_status slimkv_snapshot_restore(slimkv_cache *c, const char *path)
 {
-    if (!c || !path)
-        return SLIMKV_ERR_NULL_ARG;
-    if (c->dev)
-        return SLIMKV_ERR_UNSUPPORTED;
     st_file *f;
     slimkv_status st = st_open(path, &f);
     if (st != SLIMKV_OK)

@@ -100,7 +100,7 @@ static int spark_group_ok(const slimkv_cache *c, const uint8_t *group)
 static int k_group_ok(const slimkv_cache *c, const slimkv_head *h, const uint8_t *group)
 {
     const slimkv_config *cfg = &c->cfg;
-    if (cfg->policy == SLIMKV_POLICY_SPARK)
+    if (slimkv_k_is_spark(c))
         return spark_group_ok(c, group);
     if (!slimkv_is_quantized(cfg->k_format))
         return elems_finite(cfg->k_format, group, (size_t)h->dk * cfg->group_size);

@@ -25,7 +25,7 @@
 extern "C" {
 #endif
 
-#define SLIMKV_PLUGIN_ABI 1
+#define SLIMKV_PLUGIN_ABI 2
 #define SLIMKV_PLUGIN_ENTRY "slimkv_plugin_entry"
 
 /* Everything a plugin needs to size and address a cache's storage. Row
@@ -91,6 +91,12 @@ typedef struct slimkv_plugin_api {
     slimkv_status (*attend)(void *dev, const slimkv_dev_attend *a);
     /* Device bytes of K/V storage held now (sinks, windows, pages). */
     size_t (*bytes)(const void *dev);
+    /* Device memory for the caller's own buffers (slimkv_cuda_alloc and the
+     * rest of slimkv.h's device-memory calls, which check the arguments). */
+    slimkv_status (*buffer_alloc)(size_t bytes, void **ptr);
+    void (*buffer_free)(void *ptr);
+    slimkv_status (*buffer_copy)(void *dst, const void *src, size_t bytes, int to_device);
+    slimkv_status (*read_bandwidth)(size_t bytes, int reps, double *gbps);
 } slimkv_plugin_api;
 
 typedef const slimkv_plugin_api *(*slimkv_plugin_entry_fn)(uint32_t core_abi);

@@ -99,42 +99,32 @@ static void assert_agree(const float *cpu, const float *gpu, size_t n, double sc
         fail_msg("%s: CUDA vs CPU differ by %.3g of max |v| (bound %.1g)", what, err, AGREEMENT);
 }
 
-/* Device copies of host arrays, for device_pointers caches. */
-typedef struct device_io {
-    void *(*alloc)(size_t);
-    void (*release)(void *);
-    int (*copy)(void *, const void *, size_t, int);
-} device_io;
-
-static int device_io_get(device_io *io)
+/* Device buffers for device_pointers caches, through the public
+ * device-memory calls. */
+static float *device_floats(size_t n)
 {
-    void *h = plugin_handle();
-    if (!h)
-        return 0;
-    *(void **)&io->alloc = dlsym(h, "slimkv_cuda_alloc");
-    *(void **)&io->release = dlsym(h, "slimkv_cuda_free");
-    *(void **)&io->copy = dlsym(h, "slimkv_cuda_copy");
-    return io->alloc && io->release && io->copy;
+    void *d = NULL;
+    assert_int_equal(slimkv_cuda_alloc(n * sizeof(float) + 4, &d), SLIMKV_OK);
+    return d;
 }
 
-static float *to_device(const device_io *io, const float *x, size_t n)
+static float *to_device(const float *x, size_t n)
 {
-    float *d = io->alloc(n * sizeof *d + 4);
-    assert_non_null(d);
-    assert_int_equal(io->copy(d, x, n * sizeof *d, 1), 0);
+    float *d = device_floats(n);
+    assert_int_equal(slimkv_cuda_copy(d, x, n * sizeof *d, SLIMKV_COPY_TO_DEVICE), SLIMKV_OK);
     return d;
 }
 
 /* One scenario: a prefill (maybe in two chunks), then appends of the given
  * sizes, each followed by an attend of n_queries queries; outputs compared
- * at every step. io != NULL: the CUDA cache gets device pointers. */
+ * at every step. on_device: the CUDA cache gets device pointers. */
 static void run_scenario(const slimkv_config *cfg, int prefill, int split_prefill, const int *appends,
-                         int n_appends, int n_queries, const device_io *io, uint64_t seed)
+                         int n_appends, int n_queries, int on_device, uint64_t seed)
 {
     pair p;
     slimkv_config c = *cfg;
-    c.device_pointers = io != NULL;
-    if (io)
+    c.device_pointers = on_device;
+    if (on_device)
         c.backend = SLIMKV_BACKEND_CUDA;
     pair_create(&p, &c);
     int total = prefill;
@@ -162,12 +152,12 @@ static void run_scenario(const slimkv_config *cfg, int prefill, int split_prefil
             continue;
         const float *qi = q + (size_t)at * qrow, *ki = k + (size_t)at * krow, *vi = v + (size_t)at * krow;
         assert_int_equal(slimkv_cache_prefill(p.cpu, qi, ki, vi, n, out_cpu), SLIMKV_OK);
-        if (io) {
-            float *dq = to_device(io, qi, (size_t)n * qrow), *dk = to_device(io, ki, (size_t)n * krow);
-            float *dv = to_device(io, vi, (size_t)n * krow), *dout = io->alloc((size_t)n * qrow * sizeof(float));
+        if (on_device) {
+            float *dq = to_device(qi, (size_t)n * qrow), *dk = to_device(ki, (size_t)n * krow);
+            float *dv = to_device(vi, (size_t)n * krow), *dout = device_floats((size_t)n * qrow);
             assert_int_equal(slimkv_cache_prefill(p.gpu, dq, dk, dv, n, dout), SLIMKV_OK);
-            assert_int_equal(io->copy(out_gpu, dout, (size_t)n * qrow * sizeof(float), 0), 0);
-            io->release(dq), io->release(dk), io->release(dv), io->release(dout);
+            assert_int_equal(slimkv_cuda_copy(out_gpu, dout, (size_t)n * qrow * sizeof(float), SLIMKV_COPY_TO_HOST), SLIMKV_OK);
+            slimkv_cuda_free(dq), slimkv_cuda_free(dk), slimkv_cuda_free(dv), slimkv_cuda_free(dout);
         } else {
             assert_int_equal(slimkv_cache_prefill(p.gpu, qi, ki, vi, n, out_gpu), SLIMKV_OK);
         }
@@ -179,10 +169,10 @@ static void run_scenario(const slimkv_config *cfg, int prefill, int split_prefil
         int n = appends[i];
         const float *ki = k + (size_t)at * krow, *vi = v + (size_t)at * krow;
         assert_int_equal(slimkv_cache_append(p.cpu, ki, vi, n), SLIMKV_OK);
-        if (io) {
-            float *dk = to_device(io, ki, (size_t)n * krow), *dv = to_device(io, vi, (size_t)n * krow);
+        if (on_device) {
+            float *dk = to_device(ki, (size_t)n * krow), *dv = to_device(vi, (size_t)n * krow);
             assert_int_equal(slimkv_cache_append(p.gpu, dk, dv, n), SLIMKV_OK);
-            io->release(dk), io->release(dv);
+            slimkv_cuda_free(dk), slimkv_cuda_free(dv);
         } else {
             assert_int_equal(slimkv_cache_append(p.gpu, ki, vi, n), SLIMKV_OK);
         }
@@ -191,11 +181,11 @@ static void run_scenario(const slimkv_config *cfg, int prefill, int split_prefil
         int m = n_queries < at ? n_queries : at;
         const float *qi = q + (size_t)at * qrow;
         assert_int_equal(slimkv_attend(p.cpu, qi, m, out_cpu), SLIMKV_OK);
-        if (io) {
-            float *dq = to_device(io, qi, (size_t)m * qrow), *dout = io->alloc((size_t)m * qrow * sizeof(float));
+        if (on_device) {
+            float *dq = to_device(qi, (size_t)m * qrow), *dout = device_floats((size_t)m * qrow);
             assert_int_equal(slimkv_attend(p.gpu, dq, m, dout), SLIMKV_OK);
-            assert_int_equal(io->copy(out_gpu, dout, (size_t)m * qrow * sizeof(float), 0), 0);
-            io->release(dq), io->release(dout);
+            assert_int_equal(slimkv_cuda_copy(out_gpu, dout, (size_t)m * qrow * sizeof(float), SLIMKV_COPY_TO_HOST), SLIMKV_OK);
+            slimkv_cuda_free(dq), slimkv_cuda_free(dout);
         } else {
             assert_int_equal(slimkv_attend(p.gpu, qi, m, out_gpu), SLIMKV_OK);
         }
@@ -231,7 +221,7 @@ static void test_every_format(void **state)
             slimkv_config c = base_config(4, 2, 64, 256);
             c.k_format = (slimkv_format)kf;
             c.v_format = (slimkv_format)vf;
-            run_scenario(&c, 70, 0, appends, 4, 3, NULL, 100 + (uint64_t)kf * 8 + vf);
+            run_scenario(&c, 70, 0, appends, 4, 3, 0, 100 + (uint64_t)kf * 8 + vf);
         }
     /* A Llama-3-8B layer (rows of 4 q heads per KV head, G 32, R 64). */
     slimkv_config c = base_config(32, 8, 128, 400);
@@ -240,7 +230,7 @@ static void test_every_format(void **state)
     c.k_format = SLIMKV_Q4;
     c.v_format = SLIMKV_Q4;
     const int decode[] = {1, 40};
-    run_scenario(&c, 280, 0, decode, 2, 1, NULL, 150);
+    run_scenario(&c, 280, 0, decode, 2, 1, 0, 150);
 }
 
 static void test_windows_sinks_and_shapes(void **state)
@@ -261,8 +251,8 @@ static void test_windows_sinks_and_shapes(void **state)
         c.n_sink = cases[i].s;
         c.k_format = cases[i].kf;
         c.v_format = cases[i].vf;
-        run_scenario(&c, 90, i % 2, appends, 6, 5, NULL, 200 + i);
-        run_scenario(&c, 0, 0, appends, 6, 1, NULL, 300 + i); /* append-only, from empty */
+        run_scenario(&c, 90, i % 2, appends, 6, 5, 0, 200 + i);
+        run_scenario(&c, 0, 0, appends, 6, 1, 0, 300 + i); /* append-only, from empty */
     }
 }
 
@@ -285,35 +275,30 @@ static void test_static_masks_and_think(void **state)
     c.policy = SLIMKV_POLICY_STATIC;
     c.k_mask = k_mask;
     c.v_mask = v_mask;
-    run_scenario(&c, 100, 1, appends, 3, 4, NULL, 400);
+    run_scenario(&c, 100, 1, appends, 3, 4, 0, 400);
     c.v_mask = NULL;
     c.k_format = SLIMKV_F16;
-    run_scenario(&c, 100, 0, appends, 3, 4, NULL, 401);
+    run_scenario(&c, 100, 0, appends, 3, 4, 0, 401);
 
     slimkv_config t = base_config(6, NKV, DIM, 300);
     t.k_format = SLIMKV_Q8;
     t.v_format = SLIMKV_Q2;
     t.policy = SLIMKV_POLICY_THINK;
     t.prune_ratio = 0.5f;
-    run_scenario(&t, 120, 1, appends, 3, 2, NULL, 402);
+    run_scenario(&t, 120, 1, appends, 3, 2, 0, 402);
 }
 
 static void test_device_pointers(void **state)
 {
     (void)state;
     NEED_CUDA();
-    device_io io;
-    if (!device_io_get(&io)) {
-        print_message("skipped: the plugin exports no device memory helpers\n");
-        skip();
-    }
     const int appends[] = {1, 33, 7};
     slimkv_config c = base_config(4, 2, 64, 256);
     c.k_format = SLIMKV_Q4;
     c.v_format = SLIMKV_Q4;
-    run_scenario(&c, 60, 1, appends, 3, 2, &io, 500);
+    run_scenario(&c, 60, 1, appends, 3, 2, 1, 500);
     c.policy = SLIMKV_POLICY_THINK;
-    run_scenario(&c, 60, 0, appends, 3, 2, &io, 501);
+    run_scenario(&c, 60, 0, appends, 3, 2, 1, 501);
 
     /* NaN behind a device pointer is found on the device: nothing stored. */
     c.policy = SLIMKV_POLICY_NONE;
@@ -324,18 +309,18 @@ static void test_device_pointers(void **state)
     for (int i = 0; i < 2 * 64; i++)
         rows[i] = (float)i * 0.01f;
     rows[77] = NAN;
-    float *d = to_device(&io, rows, 2 * 64);
+    float *d = to_device(rows, 2 * 64);
     assert_int_equal(slimkv_cache_append(cache, d, d, 1), SLIMKV_ERR_NONFINITE);
     int n;
     assert_int_equal(slimkv_cache_tokens(cache, &n), SLIMKV_OK);
     assert_int_equal(n, 0);
     rows[77] = 1e6f; /* finite, but not in the f16 window */
-    assert_int_equal(io.copy(d, rows, sizeof rows, 1), 0);
+    assert_int_equal(slimkv_cuda_copy(d, rows, sizeof rows, SLIMKV_COPY_TO_DEVICE), SLIMKV_OK);
     assert_int_equal(slimkv_cache_append(cache, d, d, 1), SLIMKV_ERR_NONFINITE);
     rows[77] = 0.5f;
-    assert_int_equal(io.copy(d, rows, sizeof rows, 1), 0);
+    assert_int_equal(slimkv_cuda_copy(d, rows, sizeof rows, SLIMKV_COPY_TO_DEVICE), SLIMKV_OK);
     assert_int_equal(slimkv_cache_append(cache, d, d, 1), SLIMKV_OK);
-    io.release(d);
+    slimkv_cuda_free(d);
     slimkv_cache_destroy(cache);
 }
 
@@ -365,7 +350,7 @@ static void test_bad_calls(void **state)
     assert_int_equal(slimkv_cache_append(cache, k, v, 2), SLIMKV_ERR_NONFINITE);
     k[5] = 0.0f;
     assert_int_equal(slimkv_cache_append(cache, k, v, 51), SLIMKV_ERR_CAPACITY);
-    assert_int_equal(slimkv_cache_append(cache, k, NULL, 1), SLIMKV_ERR_NULL_ARG);
+    assert_int_equal(slimkv_cache_append(cache, k, 0, 1), SLIMKV_ERR_NULL_ARG);
     assert_int_equal(slimkv_attend(cache, q, N + 1, after), SLIMKV_ERR_INVALID_ARG);
     q[3] = NAN;
     assert_int_equal(slimkv_attend(cache, q, 1, after), SLIMKV_ERR_NONFINITE);
@@ -469,6 +454,40 @@ static void test_device_allocation_failures(void **state)
     assert_int_equal(live(), base);
 }
 
+/* The public device-memory calls: refused with a status where CUDA is not
+ * usable, a round trip and a bandwidth figure where it is; bad arguments
+ * get their status either way. */
+static void test_device_memory_calls(void **state)
+{
+    (void)state;
+    void *d = NULL;
+    double gbps = -1.0;
+    float x[64], y[64];
+    assert_int_equal(slimkv_cuda_alloc(16, NULL), SLIMKV_ERR_NULL_ARG);
+    assert_int_equal(slimkv_cuda_copy(NULL, x, sizeof x, SLIMKV_COPY_TO_DEVICE), SLIMKV_ERR_NULL_ARG);
+    assert_int_equal(slimkv_cuda_copy(y, x, sizeof x, (slimkv_copy_direction)7), SLIMKV_ERR_INVALID_ARG);
+    assert_int_equal(slimkv_cuda_read_bandwidth(1 << 20, 1, NULL), SLIMKV_ERR_NULL_ARG);
+    assert_int_equal(slimkv_cuda_read_bandwidth(1 << 20, 0, &gbps), SLIMKV_ERR_INVALID_ARG);
+    slimkv_cuda_free(NULL);
+    if (slimkv_cuda_available(NULL) != SLIMKV_OK) {
+        assert_int_equal(slimkv_cuda_alloc(16, &d), SLIMKV_ERR_UNSUPPORTED);
+        assert_int_equal(slimkv_cuda_copy(y, x, sizeof x, SLIMKV_COPY_TO_HOST), SLIMKV_ERR_UNSUPPORTED);
+        assert_int_equal(slimkv_cuda_read_bandwidth(1 << 20, 1, &gbps), SLIMKV_ERR_UNSUPPORTED);
+        return;
+    }
+    for (int i = 0; i < 64; i++)
+        x[i] = (float)i - 7.5f;
+    assert_int_equal(slimkv_cuda_alloc(sizeof x, &d), SLIMKV_OK);
+    assert_non_null(d);
+    assert_int_equal(slimkv_cuda_copy(d, x, sizeof x, SLIMKV_COPY_TO_DEVICE), SLIMKV_OK);
+    memset(y, 0, sizeof y);
+    assert_int_equal(slimkv_cuda_copy(y, d, sizeof y, SLIMKV_COPY_TO_HOST), SLIMKV_OK);
+    assert_memory_equal(x, y, sizeof x);
+    slimkv_cuda_free(d);
+    assert_int_equal(slimkv_cuda_read_bandwidth(1 << 20, 2, &gbps), SLIMKV_OK);
+    assert_true(gbps > 0.0);
+}
+
 /* Which backend a cache gets, under the SLIMKV_BACKEND this run has
  * (`make test` runs this program with none, cpu and a bad value). */
 static void test_backend_choice(void **state)
@@ -535,6 +554,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backend_choice),
+        cmocka_unit_test(test_device_memory_calls),
         cmocka_unit_test(test_every_format),
         cmocka_unit_test(test_windows_sinks_and_shapes),
         cmocka_unit_test(test_static_masks_and_think),

@@ -303,9 +303,10 @@ static void test_policy_bytes(void **state)
     size_t k_dense = (size_t)1024 * 128 * 2, v_dense = k_dense;
     assert_int_equal(bytes[0], window + k_dense + v_dense);
     assert_int_equal(bytes[1], window + k_dense / 2 + v_dense);
-    /* SparK f16, T = 64: mask 16 + signs 16 + a_t 4 + 64 values * 2 bytes per token; qnorm 128 floats */
+    /* SparK f16, T = 64: mask 16 + signs 16 + a_t 4 + 64 values * 2 bytes per token;
+     * the query norms and their reciprocal roots, 2 x 128 floats */
     size_t spark_group = ((size_t)32 * (16 + 16 + 4 + 128) + 63) / 64 * 64;
-    assert_int_equal(bytes[2], window + (size_t)32 * spark_group + v_dense + 128 * 4);
+    assert_int_equal(bytes[2], window + (size_t)32 * spark_group + v_dense + 2 * 128 * 4);
     assert_true(bytes[2] < bytes[0]);
     free_workload(&w);
 }

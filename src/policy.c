@@ -1,0 +1,222 @@
+/* The channel policies: which K/V channels of each head are stored, how many
+ * bytes a group then takes, and when the choice is made.
+ *   none    every channel.
+ *   static  the config's masks (LeanK, KVPruner), aligned at create.
+ *   think   query-aware K channels chosen at the first prefill (ThinK).
+ *   spark   every channel of the head, T per token kept inside each K record,
+ *           with the query norms taken at the first prefill (SparK; the
+ *           per-token selection and restoration are kernels in simd/).
+ * Everything here is host bookkeeping, the same for every backend. */
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+int slimkv_policy_chooses_at_prefill(slimkv_policy policy)
+{
+    return policy == SLIMKV_POLICY_THINK || policy == SLIMKV_POLICY_SPARK;
+}
+
+int slimkv_policy_spark_keep(const slimkv_config *cfg)
+{
+    if (cfg->policy != SLIMKV_POLICY_SPARK)
+        return 0;
+    return cfg->head_dim - (int)floorf(cfg->prune_ratio * (float)cfg->head_dim);
+}
+
+/* Kept channels of one head: the mask's ones, plus the lowest-index pruned
+ * channels until the count reaches a multiple of the alignment (or D).
+ * A mask that keeps nothing stays empty (streaming head). */
+static int kept_channels(const uint8_t *mask, int dim, int align, int32_t *chan)
+{
+    int count = 0;
+    for (int c = 0; c < dim; c++)
+        count += mask[c];
+    if (count == 0)
+        return 0;
+    int target = (count + align - 1) / align * align;
+    target = target < dim ? target : dim;
+    int extra = target - count, n = 0;
+    for (int c = 0; c < dim; c++) {
+        if (mask[c]) {
+            chan[n++] = c;
+        } else if (extra > 0) {
+            chan[n++] = c;
+            extra--;
+        }
+    }
+    return n;
+}
+
+static int all_channels(int dim, int32_t *chan)
+{
+    for (int c = 0; c < dim; c++)
+        chan[c] = c;
+    return dim;
+}
+
+void slimkv_policy_group_bytes(const slimkv_cache *c, slimkv_head *h)
+{
+    const slimkv_config *cfg = &c->cfg;
+    if (slimkv_k_is_spark(c))
+        h->k_group_bytes = slimkv_spark_group_bytes(cfg->k_format, cfg->head_dim, c->spark_keep, cfg->group_size);
+    else
+        h->k_group_bytes = slimkv_k_group_bytes(cfg->k_format, h->dk, cfg->group_size);
+    h->v_block_bytes = slimkv_v_block_bytes(cfg->v_format, h->dv, cfg->group_size);
+}
+
+slimkv_status slimkv_policy_init_head(slimkv_cache *c, int index, const uint8_t *k_mask, const uint8_t *v_mask)
+{
+    const slimkv_config *cfg = &c->cfg;
+    slimkv_head *h = &c->heads[index];
+    int dim = cfg->head_dim;
+    h->k_chan = slimkv_malloc((size_t)dim * sizeof *h->k_chan);
+    h->v_chan = slimkv_malloc((size_t)dim * sizeof *h->v_chan);
+    if (!h->k_chan || !h->v_chan)
+        return SLIMKV_ERR_NOMEM;
+    int masked = cfg->policy == SLIMKV_POLICY_STATIC;
+    h->dk = masked && k_mask ? kept_channels(k_mask + (size_t)index * dim, dim, cfg->channel_align, h->k_chan)
+                             : all_channels(dim, h->k_chan);
+    h->dv = masked && v_mask ? kept_channels(v_mask + (size_t)index * dim, dim, cfg->channel_align, h->v_chan)
+                             : all_channels(dim, h->v_chan);
+    if (h->dk == 0) /* streaming head: no compressed body at all */
+        h->dv = 0;
+    if (cfg->policy == SLIMKV_POLICY_SPARK) {
+        h->qnorm = slimkv_calloc((size_t)dim, sizeof *h->qnorm);
+        h->qnorm_rsqrt = slimkv_calloc((size_t)dim, sizeof *h->qnorm_rsqrt);
+        if (!h->qnorm || !h->qnorm_rsqrt)
+            return SLIMKV_ERR_NOMEM;
+    }
+    slimkv_policy_group_bytes(c, h);
+    return SLIMKV_OK;
+}
+
+void slimkv_policy_free_head(slimkv_head *h)
+{
+    slimkv_free(h->qnorm);
+    slimkv_free(h->qnorm_rsqrt);
+    slimkv_free(h->k_chan);
+    slimkv_free(h->v_chan);
+}
+
+size_t slimkv_policy_state_bytes(const slimkv_cache *c)
+{
+    /* SparK's norms and their reciprocal roots, per head */
+    return c->heads[0].qnorm ? (size_t)c->cfg.n_kv_heads * 2 * c->cfg.head_dim * sizeof(float) : 0;
+}
+
+void slimkv_policy_masks(const slimkv_cache *c, uint8_t *k_mask, uint8_t *v_mask)
+{
+    int dim = c->cfg.head_dim;
+    for (int h = 0; h < c->cfg.n_kv_heads; h++) {
+        const slimkv_head *hd = &c->heads[h];
+        for (int i = 0; i < hd->dk; i++)
+            k_mask[(size_t)h * dim + hd->k_chan[i]] = 1;
+        for (int i = 0; i < hd->dv; i++)
+            v_mask[(size_t)h * dim + hd->v_chan[i]] = 1;
+    }
+}
+
+/* ThinK: each KV head keeps the channels with the largest
+ *   s_c = mean over the last W queries and the group's q heads of q_c^2
+ *       * mean over the prompt's tokens of k_c^2,
+ * D - floor(ratio * D) of them, rounded up to the channel alignment. */
+static int think_select(const slimkv_config *cfg, const float *q, const float *k, int n_tokens, int head,
+                        int32_t *chan)
+{
+    int dim = cfg->head_dim, gs = cfg->n_q_heads / cfg->n_kv_heads;
+    int window = n_tokens < cfg->window ? n_tokens : cfg->window;
+    double q_energy[SLIMKV_MAX_HEAD_DIM] = {0}, k_energy[SLIMKV_MAX_HEAD_DIM] = {0};
+    for (int t = n_tokens - window; t < n_tokens; t++)
+        for (int g = 0; g < gs; g++) {
+            const float *row = q + ((size_t)t * cfg->n_q_heads + (size_t)head * gs + g) * dim;
+            for (int c = 0; c < dim; c++)
+                q_energy[c] += (double)row[c] * row[c];
+        }
+    for (int t = 0; t < n_tokens; t++) {
+        const float *row = k + ((size_t)t * cfg->n_kv_heads + head) * dim;
+        for (int c = 0; c < dim; c++)
+            k_energy[c] += (double)row[c] * row[c];
+    }
+    /* The means' denominators are the same for every channel: ranking by
+     * the products of sums is ranking by the products of means. */
+    double score[SLIMKV_MAX_HEAD_DIM];
+    for (int c = 0; c < dim; c++)
+        score[c] = q_energy[c] * k_energy[c];
+    int keep = dim - (int)floorf(cfg->prune_ratio * (float)dim);
+    keep = (keep + cfg->channel_align - 1) / cfg->channel_align * cfg->channel_align;
+    keep = keep < dim ? keep : dim;
+    /* Channel c is kept when fewer than `keep` channels rank above it
+     * (higher score, or equal score and lower index). */
+    int n = 0;
+    for (int c = 0; c < dim; c++) {
+        int above = 0;
+        for (int j = 0; j < dim && above < keep; j++)
+            above += score[j] > score[c] || (score[j] == score[c] && j < c);
+        if (above < keep)
+            chan[n++] = c;
+    }
+    return n;
+}
+
+/* SparK: ||qbar_c||, where qbar is the mean over the group's q heads of
+ * each of the last W queries and the norm runs over those W positions.
+ * Floored at 1e-6 of the largest so that restoring a pruned channel
+ * (divides by it) stays finite. */
+static void spark_qnorm(const slimkv_config *cfg, const float *q, int n_tokens, int head, float *qnorm)
+{
+    int dim = cfg->head_dim, gs = cfg->n_q_heads / cfg->n_kv_heads;
+    int window = n_tokens < cfg->window ? n_tokens : cfg->window;
+    double sum_sq[SLIMKV_MAX_HEAD_DIM] = {0};
+    for (int t = n_tokens - window; t < n_tokens; t++)
+        for (int c = 0; c < dim; c++) {
+            double mean = 0;
+            for (int g = 0; g < gs; g++)
+                mean += q[((size_t)t * cfg->n_q_heads + (size_t)head * gs + g) * dim + c];
+            mean /= gs;
+            sum_sq[c] += mean * mean;
+        }
+    double largest = 0;
+    for (int c = 0; c < dim; c++)
+        largest = sum_sq[c] > largest ? sum_sq[c] : largest;
+    double floor_sq = largest > 0 ? largest * 1e-12 : 1.0;
+    for (int c = 0; c < dim; c++)
+        qnorm[c] = (float)sqrt(sum_sq[c] > floor_sq ? sum_sq[c] : floor_sq);
+}
+
+void slimkv_policy_set_qnorm(slimkv_head *h, int dim)
+{
+    for (int c = 0; c < dim; c++)
+        h->qnorm_rsqrt[c] = 1.0f / sqrtf(h->qnorm[c]);
+}
+
+void slimkv_policy_choose(slimkv_cache *c, const float *q, const float *k, int n_tokens)
+{
+    const slimkv_config *cfg = &c->cfg;
+    for (int i = 0; i < cfg->n_kv_heads; i++) {
+        slimkv_head *h = &c->heads[i];
+        if (cfg->policy == SLIMKV_POLICY_THINK) {
+            h->dk = think_select(cfg, q, k, n_tokens, i, h->k_chan);
+        } else {
+            spark_qnorm(cfg, q, n_tokens, i, h->qnorm);
+            slimkv_policy_set_qnorm(h, cfg->head_dim);
+        }
+        slimkv_policy_group_bytes(c, h);
+    }
+    c->channels_pending = 0;
+}
+
+void slimkv_policy_reset(slimkv_cache *c)
+{
+    const slimkv_config *cfg = &c->cfg;
+    for (int i = 0; i < cfg->n_kv_heads; i++) {
+        slimkv_head *h = &c->heads[i];
+        h->dk = all_channels(cfg->head_dim, h->k_chan);
+        if (h->qnorm) {
+            memset(h->qnorm, 0, (size_t)cfg->head_dim * sizeof *h->qnorm);
+            memset(h->qnorm_rsqrt, 0, (size_t)cfg->head_dim * sizeof *h->qnorm_rsqrt);
+        }
+        slimkv_policy_group_bytes(c, h);
+    }
+    c->channels_pending = 1;
+}
