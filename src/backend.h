@@ -51,7 +51,7 @@ extern const slimkv_backend_ops slimkv_backend_cpu_ops;
  * device, the policy supported there), else NULL. */
 const slimkv_backend_ops *slimkv_backend_cuda_for(const slimkv_config *cfg);
 
-/* backend.c: the backend a new cache gets (config's choice, SLIMKV_BACKEND
+/* backend_choose.c: the backend a new cache gets (config's choice, SLIMKV_BACKEND
  * for "auto"). SLIMKV_ERR_UNSUPPORTED when the wanted one cannot serve it. */
 slimkv_status slimkv_backend_choose(const slimkv_config *cfg, const slimkv_backend_ops **ops);
 

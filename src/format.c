@@ -1,6 +1,6 @@
-/* Byte accounting and addressing of the stored formats. The byte order
- * inside groups and blocks is fixed in simd/kernels.h; this file decides
- * how groups, blocks, pages and windows are sized and found. */
+/* Byte accounting of the stored formats. The byte order inside groups and
+ * blocks is fixed in simd/kernels.h; this file decides how groups, blocks
+ * and pages are sized and which tokens are body (storage.c finds them). */
 #include "internal.h"
 
 /* Groups and blocks start on cache-line boundaries. */
