@@ -80,18 +80,11 @@ slimkv_status slimkv_cache_create(const slimkv_config *config, slimkv_cache **ou
 
 slimkv_status slimkv_cache_create_like(const slimkv_cache *target, slimkv_cache **out)
 {
-    slimkv_config cfg = target->cfg;
-    uint8_t *masks = NULL;
-    if (cfg.policy == SLIMKV_POLICY_STATIC) {
-        /* the kept channels as masks: already aligned, so they come back unchanged */
-        size_t n = (size_t)cfg.n_kv_heads * cfg.head_dim;
-        if (!(masks = slimkv_calloc(2, n)))
-            return SLIMKV_ERR_NOMEM;
-        slimkv_policy_masks(target, masks, masks + n);
-        cfg.k_mask = masks;
-        cfg.v_mask = masks + n;
-    }
-    slimkv_status st = create_with(&cfg, target->kern, target->backend, out);
+    slimkv_config cfg;
+    uint8_t *masks;
+    slimkv_status st = slimkv_policy_config_like(target, &cfg, &masks);
+    if (st == SLIMKV_OK)
+        st = create_with(&cfg, target->kern, target->backend, out);
     slimkv_free(masks);
     return st;
 }

@@ -79,8 +79,10 @@ slimkv_status slimkv_policy_init_head(slimkv_cache *c, int index, const uint8_t 
 void slimkv_policy_free_head(slimkv_head *h);
 /* Sizes of a head's K group and V block, once its channels are known. */
 void slimkv_policy_group_bytes(const slimkv_cache *c, slimkv_head *h);
-/* 0/1 masks [n_kv_heads][head_dim] (zeroed by the caller) of the kept channels. */
-void slimkv_policy_masks(const slimkv_cache *c, uint8_t *k_mask, uint8_t *v_mask);
+/* The config that creates a cache with c's channels before any choice is
+ * made: c's own, with masks of its kept channels for static masks. Free
+ * *masks (NULL when none) after the create. */
+slimkv_status slimkv_policy_config_like(const slimkv_cache *c, slimkv_config *cfg, uint8_t **masks);
 /* ThinK/SparK's choice from the first prefill's queries q [n][n_q_heads][D]
  * and keys k [n][n_kv_heads][D], on the host; cannot fail. */
 void slimkv_policy_choose(slimkv_cache *c, const float *q, const float *k, int n_tokens);

@@ -105,16 +105,29 @@ size_t slimkv_policy_state_bytes(const slimkv_cache *c)
     return c->heads[0].qnorm ? (size_t)c->cfg.n_kv_heads * 2 * c->cfg.head_dim * sizeof(float) : 0;
 }
 
-void slimkv_policy_masks(const slimkv_cache *c, uint8_t *k_mask, uint8_t *v_mask)
+slimkv_status slimkv_policy_config_like(const slimkv_cache *c, slimkv_config *cfg, uint8_t **masks)
 {
-    int dim = c->cfg.head_dim;
-    for (int h = 0; h < c->cfg.n_kv_heads; h++) {
+    *cfg = c->cfg;
+    *masks = NULL;
+    if (cfg->policy != SLIMKV_POLICY_STATIC)
+        return SLIMKV_OK;
+    /* the kept channels as masks: already aligned, so they come back unchanged */
+    int dim = cfg->head_dim;
+    size_t n = (size_t)cfg->n_kv_heads * dim;
+    uint8_t *k_mask = slimkv_calloc(2, n), *v_mask = k_mask + n;
+    if (!k_mask)
+        return SLIMKV_ERR_NOMEM;
+    for (int h = 0; h < cfg->n_kv_heads; h++) {
         const slimkv_head *hd = &c->heads[h];
         for (int i = 0; i < hd->dk; i++)
             k_mask[(size_t)h * dim + hd->k_chan[i]] = 1;
         for (int i = 0; i < hd->dv; i++)
             v_mask[(size_t)h * dim + hd->v_chan[i]] = 1;
     }
+    cfg->k_mask = k_mask;
+    cfg->v_mask = v_mask;
+    *masks = k_mask;
+    return SLIMKV_OK;
 }
 
 /* ThinK: each KV head keeps the channels with the largest
