@@ -83,17 +83,27 @@ SHARED_LIB := $(BUILD)/$(SONAME)
 PC_FILE := $(BUILD)/slimkv.pc
 DEMO := $(BUILD)/slimkv-demo
 BENCH := $(BUILD)/slimkv-bench
-# Command-line tools: bench/tools/NAME.c is the main of $(BUILD)/slimkv-NAME;
-# the other bench/tools/*.c are their shared code (also linked by test_tools).
-TOOL_MAIN := $(wildcard bench/tools/plan.c bench/tools/prune.c)
-TOOLS := $(patsubst bench/tools/%.c,$(BUILD)/slimkv-%,$(TOOL_MAIN))
-TOOL_COMMON := $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(TOOL_MAIN),$(wildcard bench/tools/*.c)))
+# The programs users run: tools/NAME/ holds the main of $(BUILD)/slimkv-NAME
+# and its own modules; tools/common/ the option parsing plan and prune
+# share. A program's modules that tests use are a named static library with
+# its header (found with -Itools/NAME), linked by name like every internal
+# library (LINK_INTERNAL below). slimkv-run and its model library: tools/run/run.mk.
+RUN := $(BUILD)/slimkv-run
+PLAN := $(BUILD)/slimkv-plan
+PRUNE := $(BUILD)/slimkv-prune
+PROGRAMS := $(RUN) $(PLAN) $(PRUNE)
+# tools/plan: the budget search and calibration files; tools/prune: weight-side pruning.
+PLAN_LIB := $(BUILD)/libslimkv_plan.a
+PLAN_LIB_OBJ := $(BUILD)/tools/plan/budget.o $(BUILD)/tools/plan/calib.o
+PRUNE_LIB := $(BUILD)/libslimkv_prune.a
+PRUNE_LIB_OBJ := $(BUILD)/tools/prune/weights.o
+CLI_OBJ := $(BUILD)/tools/common/cli.o
 
 .SECONDARY:
 .PHONY: all lib tests demo test bench cross-test sanitize-test valgrind-test stress fuzz fuzz-seeds deps install uninstall clean
-all: lib tests $(DEMO) $(BENCH) $(TOOLS)
+all: lib tests $(DEMO) $(BENCH) $(PROGRAMS)
 lib: $(STATIC_LIB) $(SHARED_LIB) $(PC_FILE)
-tests: $(TEST_BIN) $(TOOLS)
+tests: $(TEST_BIN) $(PROGRAMS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -116,19 +126,35 @@ $(PC_FILE): Makefile
 	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lslimkv' 'Libs.private: -fopenmp $(LIBS)' \
 	  'Cflags: -I$${includedir}' > $@
 
+# Internal static libraries among a link's prerequisites ($(BUILD)/libNAME.a,
+# in prerequisite order), linked by name before libslimkv.a.
+LINK_INTERNAL = -L$(BUILD) $(patsubst $(BUILD)/lib%.a,-l%,$(filter-out $(STATIC_LIB),$(filter $(BUILD)/lib%.a,$^)))
+LINK = $(CC) -fopenmp $(LDFLAGS) -o $@ $(filter-out %.a,$^) $(LINK_INTERNAL) $(STATIC_LIB)
+
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COMMON) $(STATIC_LIB)
 	$(if $(Q),@echo "  LD      $@")
-	$(Q)$(CC) -fopenmp $(LDFLAGS) -o $@ $(filter-out %.a,$^) $(filter %.a,$^) -lcmocka $(LIBS) $(LDLIBS)
-$(BUILD)/tests/test_tools: $(TOOL_COMMON)
+	$(Q)$(LINK) -lcmocka $(LIBS) $(LDLIBS)
+$(BUILD)/tests/test_tools: $(PLAN_LIB) $(PRUNE_LIB)
+$(BUILD)/tests/test_tools.o: ALL_CPPFLAGS += -Itools/plan -Itools/prune
 
 BENCH_COMMON := $(BUILD)/bench/workload.o
 $(BUILD)/slimkv-%: $(BUILD)/bench/%.o $(BENCH_COMMON) $(STATIC_LIB)
 	$(if $(Q),@echo "  LD      $@")
-	$(Q)$(CC) -fopenmp $(LDFLAGS) -o $@ $^ $(LIBS) $(LDLIBS)
+	$(Q)$(LINK) $(LIBS) $(LDLIBS)
 
-$(TOOLS): $(BUILD)/slimkv-%: $(BUILD)/bench/tools/%.o $(TOOL_COMMON) $(STATIC_LIB)
+$(PLAN_LIB): $(PLAN_LIB_OBJ)
+$(PRUNE_LIB): $(PRUNE_LIB_OBJ)
+$(PLAN_LIB) $(PRUNE_LIB):
+	$(if $(Q),@echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(PLAN): $(BUILD)/tools/plan/plan.o $(CLI_OBJ) $(PLAN_LIB) $(STATIC_LIB)
+$(PRUNE): $(BUILD)/tools/prune/prune.o $(CLI_OBJ) $(PRUNE_LIB) $(STATIC_LIB)
+$(PLAN) $(PRUNE):
 	$(if $(Q),@echo "  LD      $@")
-	$(Q)$(CC) -fopenmp $(LDFLAGS) -o $@ $^ $(LIBS) $(LDLIBS)
+	$(Q)$(LINK) $(LIBS) $(LDLIBS)
+$(BUILD)/tools/plan/plan.o: ALL_CPPFLAGS += -Itools/common
+$(BUILD)/tools/prune/prune.o: ALL_CPPFLAGS += -Itools/common
 
 deps:
 	$(Q)sh toolchains/install-deps.sh $(TOOLCHAIN)
@@ -202,13 +228,16 @@ FUZZ_BUILD := build/fuzz
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-# Model code a target needs besides the library (the GGUF reader and the
-# tokenizer live with the model bench, not in libslimkv).
-FUZZ_SOURCES_fuzz_gguf := bench/model/gguf.c bench/model/tokenizer.c
+# The internal libraries a target links besides libslimkv (built in the
+# fuzz build dir with the same compiler and flags) and their headers: the
+# GGUF reader and the tokenizer are slimkv-run's model library.
+FUZZ_LIBS_fuzz_gguf := $(FUZZ_BUILD)/libslimkv_model.a
+FUZZ_CPPFLAGS_fuzz_gguf := -Itools/run
 define fuzz_one
 echo "== fuzz $(1) for $(FUZZ_SECONDS) s" && \
-clang $(ALL_CPPFLAGS) -std=c11 $(FUZZ_FLAGS) -fsanitize=fuzzer -fopenmp tests/fuzz/$(1).c \
-  $(FUZZ_SOURCES_$(1)) $(FUZZ_BUILD)/libslimkv.a $(LIBS) -o $(FUZZ_BUILD)/$(1) && \
+clang $(ALL_CPPFLAGS) $(FUZZ_CPPFLAGS_$(1)) -std=c11 $(FUZZ_FLAGS) -fsanitize=fuzzer -fopenmp tests/fuzz/$(1).c \
+  -L$(FUZZ_BUILD) $(patsubst $(FUZZ_BUILD)/lib%.a,-l%,$(FUZZ_LIBS_$(1))) $(FUZZ_BUILD)/libslimkv.a $(LIBS) \
+  -o $(FUZZ_BUILD)/$(1) && \
 mkdir -p $(FUZZ_BUILD)/corpus/$(1) && \
 { ASAN_OPTIONS=allocator_may_return_null=1 $(FUZZ_BUILD)/$(1) -max_total_time=$(FUZZ_SECONDS) \
     -rss_limit_mb=4096 -artifact_prefix=$(FUZZ_BUILD)/$(1)- -print_final_stats=1 \
@@ -219,7 +248,8 @@ endef
 fuzz:
 	$(Q)sh toolchains/install-deps.sh fuzz
 	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SIMD=0 \
-	  CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/libslimkv.a
+	  CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/libslimkv.a \
+	  $(sort $(foreach t,$(FUZZ_TARGETS),$(FUZZ_LIBS_$(t))))
 	$(Q)$(foreach t,$(FUZZ_TARGETS),$(call fuzz_one,$(t)) &&) true
 
 fuzz-seeds: $(STATIC_LIB)
@@ -245,5 +275,5 @@ clean:
 
 comma := ,
 include cuda/cuda.mk
-include bench/model/model.mk
+include tools/run/run.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

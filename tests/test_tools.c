@@ -14,9 +14,9 @@
 
 #include <cmocka.h>
 
-#include "../bench/tools/budget.h"
-#include "../bench/tools/calib.h"
-#include "../bench/tools/weights.h"
+#include "budget.h"
+#include "calib.h"
+#include "weights.h"
 #include "../src/io_safetensors.h"
 #include "oracle.h"
 #include "tmpdir.h"

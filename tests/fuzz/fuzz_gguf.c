@@ -5,8 +5,8 @@
  * (FUZZ_SOURCES_fuzz_gguf in the Makefile). */
 #include <string.h>
 
-#include "../../bench/model/gguf.h"
-#include "../../bench/model/tokenizer.h"
+#include "gguf.h"
+#include "tokenizer.h"
 #include "fuzz_common.h"
 
 static void try_tensors(const gguf_file *file)
