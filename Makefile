@@ -49,7 +49,7 @@ ALL_CPPFLAGS := -Iinclude -Isimd -D_GNU_SOURCE $(CPPFLAGS)
 ALL_CFLAGS := -std=c11 -Wall -Wextra -fPIC -fvisibility=hidden -fopenmp $(CFLAGS)
 LIBS := -lsleef -lcjson -lm -lpthread -ldl
 
-CORE_SRC := $(wildcard src/*.c) simd/scalar.c
+CORE_SRC := $(wildcard src/*.c src/safetensors/*.c) simd/scalar.c
 # SIMD=0 builds the portable scalar kernels only.
 SIMD ?= 1
 ifeq ($(SIMD),1)
@@ -79,6 +79,11 @@ TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON := $(BUILD)/tests/oracle.o
 
 STATIC_LIB := $(BUILD)/libslimkv.a
+# The safetensors reader and writer (src/safetensors/): part of libslimkv,
+# and alone for the programs and tests that use it (-Isrc/safetensors,
+# linked by name before libslimkv.a, whose allocator it calls).
+ST_LIB := $(BUILD)/libslimkv_safetensors.a
+ST_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/safetensors/*.c))
 SHARED_LIB := $(BUILD)/$(SONAME)
 PC_FILE := $(BUILD)/slimkv.pc
 DEMO := $(BUILD)/slimkv-demo
@@ -102,7 +107,7 @@ CLI_OBJ := $(BUILD)/tools/common/cli.o
 .SECONDARY:
 .PHONY: all lib tests demo test bench cross-test sanitize-test valgrind-test stress fuzz fuzz-seeds deps install uninstall clean
 all: lib tests $(DEMO) $(BENCH) $(PROGRAMS)
-lib: $(STATIC_LIB) $(SHARED_LIB) $(PC_FILE)
+lib: $(STATIC_LIB) $(ST_LIB) $(SHARED_LIB) $(PC_FILE)
 tests: $(TEST_BIN) $(PROGRAMS)
 
 $(BUILD)/%.o: %.c
@@ -111,8 +116,12 @@ $(BUILD)/%.o: %.c
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(ISA_FLAGS) -MMD -MP -c $< -o $@
 
 $(STATIC_LIB): $(LIB_OBJ)
+$(ST_LIB): $(ST_OBJ)
+$(STATIC_LIB) $(ST_LIB):
 	$(if $(Q),@echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
+# safetensors.c includes src/internal.h (the allocator); its header does not.
+$(ST_OBJ): ALL_CPPFLAGS += -Isrc
 
 $(SHARED_LIB): $(LIB_OBJ)
 	$(if $(Q),@echo "  LD      $@")
@@ -134,8 +143,10 @@ LINK = $(CC) -fopenmp $(LDFLAGS) -o $@ $(filter-out %.a,$^) $(LINK_INTERNAL) $(S
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COMMON) $(STATIC_LIB)
 	$(if $(Q),@echo "  LD      $@")
 	$(Q)$(LINK) -lcmocka $(LIBS) $(LDLIBS)
-$(BUILD)/tests/test_tools: $(PLAN_LIB) $(PRUNE_LIB)
-$(BUILD)/tests/test_tools.o: ALL_CPPFLAGS += -Itools/plan -Itools/prune
+$(BUILD)/tests/test_tools: $(PLAN_LIB) $(PRUNE_LIB) $(ST_LIB)
+$(BUILD)/tests/test_tools.o: ALL_CPPFLAGS += -Itools/plan -Itools/prune -Isrc/safetensors
+$(BUILD)/tests/test_files $(BUILD)/tests/test_snapshot_hostile: $(ST_LIB)
+$(BUILD)/tests/test_files.o $(BUILD)/tests/test_snapshot_hostile.o: ALL_CPPFLAGS += -Isrc/safetensors
 
 BENCH_COMMON := $(BUILD)/bench/workload.o
 $(BUILD)/slimkv-%: $(BUILD)/bench/%.o $(BENCH_COMMON) $(STATIC_LIB)
@@ -148,13 +159,13 @@ $(PLAN_LIB) $(PRUNE_LIB):
 	$(if $(Q),@echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-$(PLAN): $(BUILD)/tools/plan/plan.o $(CLI_OBJ) $(PLAN_LIB) $(STATIC_LIB)
-$(PRUNE): $(BUILD)/tools/prune/prune.o $(CLI_OBJ) $(PRUNE_LIB) $(STATIC_LIB)
+$(PLAN): $(BUILD)/tools/plan/plan.o $(CLI_OBJ) $(PLAN_LIB) $(ST_LIB) $(STATIC_LIB)
+$(PRUNE): $(BUILD)/tools/prune/prune.o $(CLI_OBJ) $(PRUNE_LIB) $(ST_LIB) $(STATIC_LIB)
 $(PLAN) $(PRUNE):
 	$(if $(Q),@echo "  LD      $@")
 	$(Q)$(LINK) $(LIBS) $(LDLIBS)
-$(BUILD)/tools/plan/plan.o: ALL_CPPFLAGS += -Itools/common
-$(BUILD)/tools/prune/prune.o: ALL_CPPFLAGS += -Itools/common
+$(BUILD)/tools/plan/%.o $(BUILD)/tools/prune/%.o: ALL_CPPFLAGS += -Isrc/safetensors
+$(BUILD)/tools/plan/plan.o $(BUILD)/tools/prune/prune.o: ALL_CPPFLAGS += -Itools/common
 
 deps:
 	$(Q)sh toolchains/install-deps.sh $(TOOLCHAIN)
@@ -230,9 +241,12 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 # The internal libraries a target links besides libslimkv (built in the
 # fuzz build dir with the same compiler and flags) and their headers: the
-# GGUF reader and the tokenizer are slimkv-run's model library.
+# GGUF reader and the tokenizer are slimkv-run's model library; fuzz_files
+# reads safetensors files directly.
 FUZZ_LIBS_fuzz_gguf := $(FUZZ_BUILD)/libslimkv_model.a
 FUZZ_CPPFLAGS_fuzz_gguf := -Itools/run
+FUZZ_LIBS_fuzz_files := $(FUZZ_BUILD)/libslimkv_safetensors.a
+FUZZ_CPPFLAGS_fuzz_files := -Isrc/safetensors
 define fuzz_one
 echo "== fuzz $(1) for $(FUZZ_SECONDS) s" && \
 clang $(ALL_CPPFLAGS) $(FUZZ_CPPFLAGS_$(1)) -std=c11 $(FUZZ_FLAGS) -fsanitize=fuzzer -fopenmp tests/fuzz/$(1).c \

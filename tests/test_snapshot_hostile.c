@@ -22,8 +22,8 @@
 #include <cmocka.h>
 
 #include "../src/internal.h"
-#include "../src/io_safetensors.h"
 #include "oracle.h"
+#include "safetensors.h"
 #include "small_snapshot.h"
 #include "tmpdir.h"
 

@@ -16,10 +16,10 @@
 
 #include "budget.h"
 #include "calib.h"
-#include "weights.h"
-#include "../src/io_safetensors.h"
 #include "oracle.h"
+#include "safetensors.h"
 #include "tmpdir.h"
+#include "weights.h"
 
 /* ---- budget search ---- */
 
