@@ -147,6 +147,12 @@ $(BUILD)/tests/test_tools: $(PLAN_LIB) $(PRUNE_LIB) $(ST_LIB)
 $(BUILD)/tests/test_tools.o: ALL_CPPFLAGS += -Itools/plan -Itools/prune -Isrc/safetensors
 $(BUILD)/tests/test_files $(BUILD)/tests/test_snapshot_hostile: $(ST_LIB)
 $(BUILD)/tests/test_files.o $(BUILD)/tests/test_snapshot_hostile.o: ALL_CPPFLAGS += -Isrc/safetensors
+# The tests that look inside the library (internal.h) get -Isrc; the stress
+# campaign in tests/stress/ shares the tests' helpers (-Itests).
+TEST_INTERNAL_OBJ := $(addprefix $(BUILD)/tests/,oracle.o test_cache.o test_dispatch.o test_kernels.o \
+  test_snapshot_hostile.o)
+$(TEST_INTERNAL_OBJ): ALL_CPPFLAGS += -Isrc
+$(BUILD)/tests/stress/%.o: ALL_CPPFLAGS += -Itests
 
 BENCH_COMMON := $(BUILD)/bench/workload.o
 $(BUILD)/slimkv-%: $(BUILD)/bench/%.o $(BENCH_COMMON) $(STATIC_LIB)

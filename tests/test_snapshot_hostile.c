@@ -21,7 +21,7 @@
 
 #include <cmocka.h>
 
-#include "../src/internal.h"
+#include "internal.h"
 #include "oracle.h"
 #include "safetensors.h"
 #include "small_snapshot.h"
