@@ -122,20 +122,7 @@ static void usage(FILE *to)
 
 static int parse_format(const char *s, slimkv_format *f)
 {
-    for (int i = 0; i < SLIMKV_FORMAT_COUNT; i++) {
-        const char *name = slimkv_format_name((slimkv_format)i);
-        if (name && strcmp(name, s) == 0) {
-            *f = (slimkv_format)i;
-            return 1;
-        }
-    }
-    static const char *const names[] = {"f32", "f16", "bf16", "q8", "q4", "q2"};
-    for (int i = 0; i < 6; i++)
-        if (strcmp(names[i], s) == 0) {
-            *f = (slimkv_format)i;
-            return 1;
-        }
-    return 0;
+    return slimkv_format_from_name(s, strlen(s), f) == SLIMKV_OK;
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -194,9 +181,9 @@ static int parse_options(int argc, char **argv, run_options *o)
             ok = !strcmp(v, "k") || !strcmp(v, "qk");
             o->score_with_q = !strcmp(v, "qk");
         } else if (!strcmp(a, "--policy")) {
-            ok = !strcmp(v, "none") || !strcmp(v, "think") || !strcmp(v, "spark");
-            o->policy = !strcmp(v, "think") ? SLIMKV_POLICY_THINK
-                        : !strcmp(v, "spark") ? SLIMKV_POLICY_SPARK : SLIMKV_POLICY_NONE;
+            /* none, think or spark: static masks come from --keep-k and --streaming */
+            ok = slimkv_policy_from_name(v, strlen(v), &o->policy) == SLIMKV_OK &&
+                 o->policy != SLIMKV_POLICY_STATIC;
         } else if (!strcmp(a, "--prune-ratio")) {
             ok = parse_fraction(v, &o->prune_ratio) && o->prune_ratio < 1.0;
         } else if (!strcmp(a, "--window")) {
