@@ -27,9 +27,11 @@ $(MODEL_LIB): $(MODEL_OBJ)
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 # An explicit rule: the generic $(BUILD)/slimkv-% rule is for bench/%.c.
-$(MODEL_RUN): $(BUILD)/$(MODEL_DIR)/run.o $(MODEL_LIB) $(STATIC_LIB)
+$(MODEL_RUN): $(BUILD)/$(MODEL_DIR)/run.o $(MODEL_LIB) $(ST_LIB) $(STATIC_LIB)
 	$(if $(Q),@echo "  LD      $@")
 	$(Q)$(LINK) $(LIBS) $(LDLIBS)
+# run.c writes --write-calib files with the safetensors library's st_write.
+$(BUILD)/$(MODEL_DIR)/run.o: ALL_CPPFLAGS += -Isrc/safetensors
 
 $(BUILD)/tests/test_model: $(MODEL_LIB)
 $(BUILD)/tests/test_model.o: ALL_CPPFLAGS += -I$(MODEL_DIR)
