@@ -3,7 +3,8 @@
 #   make demo       run the demo (installs missing Debian packages first)
 #   make test       run the test suite (same)
 #   make cross-test build for aarch64 and run the tests under qemu-aarch64
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (the library, its header and
+#                   pkg-config file; slimkv-run, -plan and -prune in BINDIR)
 #   make V=1        show the commands
 # A toolchain file sets CROSS_COMPILE and the runner: make TOOLCHAIN=aarch64-linux-gnu
 
@@ -25,6 +26,7 @@ CPPFLAGS ?=
 LDFLAGS ?=
 LDLIBS ?=
 PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DESTDIR ?=
@@ -282,19 +284,21 @@ fuzz-seeds: $(STATIC_LIB)
 	$(Q)$(CC) $(ALL_CPPFLAGS) -std=c11 -fopenmp tests/fuzz/make_seeds.c $(STATIC_LIB) $(LIBS) -o $(BUILD)/make_seeds
 	$(Q)rm -rf tests/fuzz/corpus && $(BUILD)/make_seeds tests/fuzz/corpus
 
-install: lib
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+install: lib $(PROGRAMS)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR)
 	install -m 644 include/slimkv.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libslimkv.so
 	install -m 644 $(PC_FILE) $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
 	@# the CUDA plugin when `make cuda` built it: beside the library, where the core looks
 	$(if $(wildcard $(CUDA_PLUGIN)),install -m 755 $(CUDA_PLUGIN) $(DESTDIR)$(LIBDIR)/)
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/slimkv.h $(DESTDIR)$(LIBDIR)/libslimkv.a $(DESTDIR)$(LIBDIR)/$(SONAME) \
-	  $(DESTDIR)$(LIBDIR)/libslimkv.so $(DESTDIR)$(LIBDIR)/pkgconfig/slimkv.pc $(DESTDIR)$(LIBDIR)/libslimkv_cuda.so
+	  $(DESTDIR)$(LIBDIR)/libslimkv.so $(DESTDIR)$(LIBDIR)/pkgconfig/slimkv.pc $(DESTDIR)$(LIBDIR)/libslimkv_cuda.so \
+	  $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS)))
 
 clean:
 	rm -rf build
