@@ -1,5 +1,5 @@
 # SlimKV - plain GNU make.
-#   make            libraries (static + shared), tests, demo and bench
+#   make            libraries (static + shared), tests, demo, bench and the tools/ programs
 #   make demo       run the demo (installs missing Debian packages first)
 #   make test       run the test suite (same)
 #   make cross-test build for aarch64 and run the tests under qemu-aarch64
