@@ -1,9 +1,10 @@
 # SlimKV - plain GNU make.
-#   make            libraries (static + shared), tests, demo and bench
+#   make            libraries (static + shared), tests, demo, bench and the tools/ programs
 #   make demo       run the demo (installs missing Debian packages first)
 #   make test       run the test suite (same)
 #   make cross-test build for aarch64 and run the tests under qemu-aarch64
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (the library, its header and
+#                   pkg-config file; slimkv-run, -plan and -prune in BINDIR)
 #   make V=1        show the commands
 # A toolchain file sets CROSS_COMPILE and the runner: make TOOLCHAIN=aarch64-linux-gnu
 
@@ -28,6 +29,7 @@ CPPFLAGS ?=
 LDFLAGS ?=
 LDLIBS ?=
 PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DESTDIR ?=
@@ -54,7 +56,7 @@ ALL_CPPFLAGS := -Iinclude -Isimd -D_GNU_SOURCE $(CPPFLAGS)
 ALL_CFLAGS := -std=c11 -Wall -Wextra -fPIC -fvisibility=hidden -fopenmp $(CFLAGS)
 LIBS := -lsleef -lcjson -lm -lpthread -ldl
 
-CORE_SRC := $(wildcard src/*.c) simd/scalar.c
+CORE_SRC := $(wildcard src/*.c src/safetensors/*.c) simd/scalar.c
 # SIMD=0 builds the portable scalar kernels only.
 SIMD ?= 1
 ifeq ($(SIMD),1)
@@ -84,21 +86,36 @@ TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON := $(BUILD)/tests/oracle.o
 
 STATIC_LIB := $(BUILD)/libslimkv.a
+# The safetensors reader and writer (src/safetensors/): part of libslimkv,
+# and alone for the programs and tests that use it (-Isrc/safetensors,
+# linked by name before libslimkv.a, whose allocator it calls).
+ST_LIB := $(BUILD)/libslimkv_safetensors.a
+ST_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/safetensors/*.c))
 SHARED_LIB := $(BUILD)/$(SONAME)
 PC_FILE := $(BUILD)/slimkv.pc
 DEMO := $(BUILD)/slimkv-demo
 BENCH := $(BUILD)/slimkv-bench
-# Command-line tools: bench/tools/NAME.c is the main of $(BUILD)/slimkv-NAME;
-# the other bench/tools/*.c are their shared code (also linked by test_tools).
-TOOL_MAIN := $(wildcard bench/tools/plan.c bench/tools/prune.c)
-TOOLS := $(patsubst bench/tools/%.c,$(BUILD)/slimkv-%,$(TOOL_MAIN))
-TOOL_COMMON := $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(TOOL_MAIN),$(wildcard bench/tools/*.c)))
+# The programs users run: tools/NAME/ holds the main of $(BUILD)/slimkv-NAME
+# and its own modules; tools/common/ the option parsing plan and prune
+# share. A program's modules that tests use are a named static library with
+# its header (found with -Itools/NAME), linked by name like every internal
+# library (LINK_INTERNAL below). slimkv-run and its model library: tools/run/run.mk.
+RUN := $(BUILD)/slimkv-run
+PLAN := $(BUILD)/slimkv-plan
+PRUNE := $(BUILD)/slimkv-prune
+PROGRAMS := $(RUN) $(PLAN) $(PRUNE)
+# tools/plan: the budget search and calibration files; tools/prune: weight-side pruning.
+PLAN_LIB := $(BUILD)/libslimkv_plan.a
+PLAN_LIB_OBJ := $(BUILD)/tools/plan/budget.o $(BUILD)/tools/plan/calib.o
+PRUNE_LIB := $(BUILD)/libslimkv_prune.a
+PRUNE_LIB_OBJ := $(BUILD)/tools/prune/weights.o
+CLI_OBJ := $(BUILD)/tools/common/cli.o
 
 .SECONDARY:
 .PHONY: all lib tests demo test bench cross-test sanitize-test valgrind-test stress fuzz fuzz-seeds deps install uninstall clean
-all: lib tests $(DEMO) $(BENCH) $(TOOLS)
-lib: $(STATIC_LIB) $(SHARED_LIB) $(PC_FILE)
-tests: $(TEST_BIN) $(TOOLS)
+all: lib tests $(DEMO) $(BENCH) $(PROGRAMS)
+lib: $(STATIC_LIB) $(ST_LIB) $(SHARED_LIB) $(PC_FILE)
+tests: $(TEST_BIN) $(PROGRAMS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -106,8 +123,12 @@ $(BUILD)/%.o: %.c
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(ISA_FLAGS) -MMD -MP -c $< -o $@
 
 $(STATIC_LIB): $(LIB_OBJ)
+$(ST_LIB): $(ST_OBJ)
+$(STATIC_LIB) $(ST_LIB):
 	$(if $(Q),@echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
+# safetensors.c includes src/internal.h (the allocator); its header does not.
+$(ST_OBJ): ALL_CPPFLAGS += -Isrc
 
 $(SHARED_LIB): $(LIB_OBJ)
 	$(if $(Q),@echo "  LD      $@")
@@ -121,19 +142,52 @@ $(PC_FILE): Makefile
 	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lslimkv' 'Libs.private: -fopenmp $(LIBS)' \
 	  'Cflags: -I$${includedir}' > $@
 
+# Internal static libraries among a link's prerequisites ($(BUILD)/libNAME.a,
+# in prerequisite order), linked by name before libslimkv.a.
+LINK_INTERNAL = -L$(BUILD) $(patsubst $(BUILD)/lib%.a,-l%,$(filter-out $(STATIC_LIB),$(filter $(BUILD)/lib%.a,$^)))
+LINK = $(CC) -fopenmp $(LDFLAGS) -o $@ $(filter-out %.a,$^) $(LINK_INTERNAL) $(STATIC_LIB)
+
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COMMON) $(STATIC_LIB)
 	$(if $(Q),@echo "  LD      $@")
-	$(Q)$(CC) -fopenmp $(LDFLAGS) -o $@ $(filter-out %.a,$^) $(filter %.a,$^) -lcmocka $(LIBS) $(LDLIBS)
-$(BUILD)/tests/test_tools: $(TOOL_COMMON)
+	$(Q)$(LINK) -lcmocka $(LIBS) $(LDLIBS)
+$(BUILD)/tests/test_tools: $(PLAN_LIB) $(PRUNE_LIB) $(ST_LIB)
+$(BUILD)/tests/test_tools.o: ALL_CPPFLAGS += -Itools/plan -Itools/prune -Isrc/safetensors
+$(BUILD)/tests/test_files $(BUILD)/tests/test_snapshot_hostile: $(ST_LIB)
+$(BUILD)/tests/test_files.o $(BUILD)/tests/test_snapshot_hostile.o: ALL_CPPFLAGS += -Isrc/safetensors
+# tests/tools_cli.sh runs the programs on the command line; cli_fixture
+# writes their synthetic inputs and checks their outputs (public API and the
+# safetensors reader). Not a test itself: no cmocka.
+CLI_FIXTURE := $(BUILD)/tests/cli_fixture
+tests: $(CLI_FIXTURE)
+$(CLI_FIXTURE): $(BUILD)/tests/cli_fixture.o $(ST_LIB) $(STATIC_LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(LINK) $(LIBS) $(LDLIBS)
+$(BUILD)/tests/cli_fixture.o: ALL_CPPFLAGS += -Isrc/safetensors
+# The tests that look inside the library (internal.h) get -Isrc; the stress
+# campaign in tests/stress/ shares the tests' helpers (-Itests).
+TEST_INTERNAL_OBJ := $(addprefix $(BUILD)/tests/,oracle.o test_cache.o test_dispatch.o test_kernels.o \
+  test_snapshot_hostile.o)
+$(TEST_INTERNAL_OBJ): ALL_CPPFLAGS += -Isrc
+$(BUILD)/tests/stress/%.o: ALL_CPPFLAGS += -Itests
 
 BENCH_COMMON := $(BUILD)/bench/workload.o
 $(BUILD)/slimkv-%: $(BUILD)/bench/%.o $(BENCH_COMMON) $(STATIC_LIB)
 	$(if $(Q),@echo "  LD      $@")
-	$(Q)$(CC) -fopenmp $(LDFLAGS) -o $@ $^ $(LIBS) $(LDLIBS)
+	$(Q)$(LINK) $(LIBS) $(LDLIBS)
 
-$(TOOLS): $(BUILD)/slimkv-%: $(BUILD)/bench/tools/%.o $(TOOL_COMMON) $(STATIC_LIB)
+$(PLAN_LIB): $(PLAN_LIB_OBJ)
+$(PRUNE_LIB): $(PRUNE_LIB_OBJ)
+$(PLAN_LIB) $(PRUNE_LIB):
+	$(if $(Q),@echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(PLAN): $(BUILD)/tools/plan/plan.o $(CLI_OBJ) $(PLAN_LIB) $(ST_LIB) $(STATIC_LIB)
+$(PRUNE): $(BUILD)/tools/prune/prune.o $(CLI_OBJ) $(PRUNE_LIB) $(ST_LIB) $(STATIC_LIB)
+$(PLAN) $(PRUNE):
 	$(if $(Q),@echo "  LD      $@")
-	$(Q)$(CC) -fopenmp $(LDFLAGS) -o $@ $^ $(LIBS) $(LDLIBS)
+	$(Q)$(LINK) $(LIBS) $(LDLIBS)
+$(BUILD)/tools/plan/%.o $(BUILD)/tools/prune/%.o: ALL_CPPFLAGS += -Isrc/safetensors
+$(BUILD)/tools/plan/plan.o $(BUILD)/tools/prune/prune.o: ALL_CPPFLAGS += -Itools/common
 
 deps:
 	$(Q)sh toolchains/install-deps.sh $(TOOLCHAIN)
@@ -146,16 +200,13 @@ demo: deps
 test: deps
 	$(Q)$(MAKE) --no-print-directory tests
 	$(Q)failed=0; for t in $(TEST_BIN) $(EXTRA_TEST_BIN); do echo "== $$t"; $(RUNNER) $$t || failed=$$((failed + 1)); done; \
-	  echo "== $(BUILD)/slimkv-run refuses inputs that are not regular files"; \
-	  for bad in "--ppl build" "--eval /dev/null" "--model build --prompt x"; do \
-	    if $(RUNNER) $(BUILD)/slimkv-run $$bad 2>/dev/null; then echo "accepted: $$bad"; failed=$$((failed + 1)); fi; \
-	    $(RUNNER) $(BUILD)/slimkv-run $$bad 2>&1 | grep -q "not a readable regular file" || \
-	      { echo "no message for: $$bad"; failed=$$((failed + 1)); }; done; \
+	  echo "== tests/tools_cli.sh: slimkv-plan, slimkv-prune and slimkv-run on the command line"; \
+	  bash tests/tools_cli.sh $(BUILD) $(RUNNER) || failed=$$((failed + $$?)); \
 	  for isa in scalar bogus; do echo "== SLIMKV_ISA=$$isa $(BUILD)/tests/test_dispatch"; \
 	    SLIMKV_ISA=$$isa $(RUNNER) $(BUILD)/tests/test_dispatch || failed=$$((failed + 1)); done; \
 	  for e in $(CUDA_TEST_ENVS); do echo "== $${e//,/ } $(BUILD)/tests/test_cuda"; \
 	    env $${e//,/ } $(RUNNER) $(BUILD)/tests/test_cuda || failed=$$((failed + 1)); done; \
-	  echo "test programs failed: $$failed"; [ $$failed -eq 0 ]
+	  echo "test programs and command-line checks failed: $$failed"; [ $$failed -eq 0 ]
 
 bench: $(BENCH)
 	$(RUNNER) $(BENCH) $(BENCH_ARGS)
@@ -207,13 +258,19 @@ FUZZ_BUILD := build/fuzz
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-# Model code a target needs besides the library (the GGUF reader and the
-# tokenizer live with the model bench, not in libslimkv).
-FUZZ_SOURCES_fuzz_gguf := bench/model/gguf.c bench/model/tokenizer.c
+# The internal libraries a target links besides libslimkv (built in the
+# fuzz build dir with the same compiler and flags) and their headers: the
+# GGUF reader and the tokenizer are slimkv-run's model library; fuzz_files
+# reads safetensors files directly.
+FUZZ_LIBS_fuzz_gguf := $(FUZZ_BUILD)/libslimkv_model.a
+FUZZ_CPPFLAGS_fuzz_gguf := -Itools/run
+FUZZ_LIBS_fuzz_files := $(FUZZ_BUILD)/libslimkv_safetensors.a
+FUZZ_CPPFLAGS_fuzz_files := -Isrc/safetensors
 define fuzz_one
 echo "== fuzz $(1) for $(FUZZ_SECONDS) s" && \
-clang $(ALL_CPPFLAGS) -std=c11 $(FUZZ_FLAGS) -fsanitize=fuzzer -fopenmp tests/fuzz/$(1).c \
-  $(FUZZ_SOURCES_$(1)) $(FUZZ_BUILD)/libslimkv.a $(LIBS) -o $(FUZZ_BUILD)/$(1) && \
+clang $(ALL_CPPFLAGS) $(FUZZ_CPPFLAGS_$(1)) -std=c11 $(FUZZ_FLAGS) -fsanitize=fuzzer -fopenmp tests/fuzz/$(1).c \
+  -L$(FUZZ_BUILD) $(patsubst $(FUZZ_BUILD)/lib%.a,-l%,$(FUZZ_LIBS_$(1))) $(FUZZ_BUILD)/libslimkv.a $(LIBS) \
+  -o $(FUZZ_BUILD)/$(1) && \
 mkdir -p $(FUZZ_BUILD)/corpus/$(1) && \
 { ASAN_OPTIONS=allocator_may_return_null=1 $(FUZZ_BUILD)/$(1) -max_total_time=$(FUZZ_SECONDS) \
     -rss_limit_mb=4096 -artifact_prefix=$(FUZZ_BUILD)/$(1)- -print_final_stats=1 \
@@ -224,31 +281,34 @@ endef
 fuzz:
 	$(Q)sh toolchains/install-deps.sh fuzz
 	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SIMD=0 \
-	  CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/libslimkv.a
+	  CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/libslimkv.a \
+	  $(sort $(foreach t,$(FUZZ_TARGETS),$(FUZZ_LIBS_$(t))))
 	$(Q)$(foreach t,$(FUZZ_TARGETS),$(call fuzz_one,$(t)) &&) true
 
 fuzz-seeds: $(STATIC_LIB)
 	$(Q)$(CC) $(ALL_CPPFLAGS) -std=c11 -fopenmp tests/fuzz/make_seeds.c $(STATIC_LIB) $(LIBS) -o $(BUILD)/make_seeds
 	$(Q)rm -rf tests/fuzz/corpus && $(BUILD)/make_seeds tests/fuzz/corpus
 
-install: lib
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+install: lib $(PROGRAMS)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR)
 	install -m 644 include/slimkv.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libslimkv.so
 	install -m 644 $(PC_FILE) $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
 	@# the CUDA plugin when `make cuda` built it: beside the library, where the core looks
 	$(if $(wildcard $(CUDA_PLUGIN)),install -m 755 $(CUDA_PLUGIN) $(DESTDIR)$(LIBDIR)/)
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/slimkv.h $(DESTDIR)$(LIBDIR)/libslimkv.a $(DESTDIR)$(LIBDIR)/$(SONAME) \
-	  $(DESTDIR)$(LIBDIR)/libslimkv.so $(DESTDIR)$(LIBDIR)/pkgconfig/slimkv.pc $(DESTDIR)$(LIBDIR)/libslimkv_cuda.so
+	  $(DESTDIR)$(LIBDIR)/libslimkv.so $(DESTDIR)$(LIBDIR)/pkgconfig/slimkv.pc $(DESTDIR)$(LIBDIR)/libslimkv_cuda.so \
+	  $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS)))
 
 clean:
 	rm -rf build
 
 comma := ,
 include cuda/cuda.mk
-include bench/model/model.mk
+include tools/run/run.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -601,7 +601,7 @@ static void write_csv(FILE *f, const bench_report *report)
         double dram = gbps_of(r, r->dram_seconds), res = gbps_of(r, r->resident_seconds);
         fprintf(f, "%s,%s,%s,%g,%s,%g,%d,%d,%d,%zu,%.6f,%.4f,%.2f,%.6f,%.4f,%.2f,%.4f,%.7f,%s,%zu,%.4f,%d\n",
                 r->spec->name, slimkv_format_name(r->spec->k_format), slimkv_format_name(r->spec->v_format),
-                r->spec->k_keep, policy_name(r->spec->policy), r->spec->prune_ratio, r->context, r->threads,
+                r->spec->k_keep, slimkv_policy_name(r->spec->policy), r->spec->prune_ratio, r->context, r->threads,
                 r->layers, r->cache_bytes, 1e3 * r->dram_seconds, dram,
                 100.0 * dram / r->read_gbps, 1e3 * r->resident_seconds, res, 100.0 * res / r->read_gbps,
                 r->read_gbps, r->cos, report->isa, report->llc_bytes, r->speedup, report->busy);
@@ -630,7 +630,7 @@ static void write_json(FILE *f, const bench_report *report)
                 "\"resident_ms\": %.6f, \"resident_gbps\": %.4f, \"resident_pct_bw\": %.2f, "
                 "\"read_gbps\": %.4f, \"cos\": %.7f, \"speedup_vs_f16\": %.4f}%s\n",
                 r->spec->name, slimkv_format_name(r->spec->k_format), slimkv_format_name(r->spec->v_format),
-                r->spec->k_keep, policy_name(r->spec->policy), r->spec->prune_ratio, r->context, r->threads,
+                r->spec->k_keep, slimkv_policy_name(r->spec->policy), r->spec->prune_ratio, r->context, r->threads,
                 r->layers, r->cache_bytes, 1e3 * r->dram_seconds, dram,
                 100.0 * dram / r->read_gbps, 1e3 * r->resident_seconds, res, 100.0 * res / r->read_gbps,
                 r->read_gbps, r->cos, r->speedup, i + 1 < report->n_rows ? "," : "");

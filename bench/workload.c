@@ -402,17 +402,6 @@ int kv_spec_parse(const char *text, kv_spec *spec)
     return 0;
 }
 
-const char *policy_name(slimkv_policy policy)
-{
-    switch (policy) {
-    case SLIMKV_POLICY_NONE: return "none";
-    case SLIMKV_POLICY_STATIC: return "static";
-    case SLIMKV_POLICY_THINK: return "think";
-    case SLIMKV_POLICY_SPARK: return "spark";
-    }
-    return "?";
-}
-
 int policy_needs_prefill(slimkv_policy policy)
 {
     return policy == SLIMKV_POLICY_THINK || policy == SLIMKV_POLICY_SPARK;

@@ -83,9 +83,6 @@ typedef struct kv_spec {
 /* 0 on success; -1 with a message on stderr when the text is malformed. */
 int kv_spec_parse(const char *text, kv_spec *spec);
 
-/* "none", "static", "think" or "spark". */
-const char *policy_name(slimkv_policy policy);
-
 /* A slimkv_config for this workload's shape and the spec, holding
  * `capacity` tokens. Owns the K mask (if any) that config.k_mask points to. */
 typedef struct kv_setup {

@@ -2,7 +2,7 @@
 #ifndef SLIMKV_IO_MASKS_H
 #define SLIMKV_IO_MASKS_H
 
-#include "io_safetensors.h"
+#include "safetensors/safetensors.h"
 
 struct slimkv_masks {
     int layers, kv_heads, head_dim;

@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "io_safetensors.h"
+#include "safetensors/safetensors.h"
 
 /* 2: the checksum covers the metadata and the tensor table too */
 #define SNAPSHOT_VERSION "2"

@@ -1,6 +1,6 @@
 #include "oracle.h"
 
-#include "../src/internal.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>

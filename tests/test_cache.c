@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "../src/internal.h"
+#include "internal.h"
 #include "oracle.h"
 
 typedef struct shape {

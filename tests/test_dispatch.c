@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "../src/internal.h"
+#include "internal.h"
 
 static const char *best_supported(void)
 {

@@ -17,8 +17,8 @@
 
 #include <cmocka.h>
 
-#include "../src/io_safetensors.h"
 #include "oracle.h"
+#include "safetensors.h"
 #include "tmpdir.h"
 
 #define SENTINEL ((void *)0x5a5a)

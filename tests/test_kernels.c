@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "../src/internal.h"
+#include "internal.h"
 #include "oracle.h"
 
 static const char *const isa_names[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"};

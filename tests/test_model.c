@@ -1,8 +1,9 @@
-/* The model bench (bench/model): the GGUF reader against synthetic good and
- * bad files built here, dequantization of known blocks, and, with the real
- * model (SmolLM2-135M-Instruct, fetched by `make model-data`): tokenizer ids,
- * logits against an independent numpy forward pass, greedy generation, and
- * perplexity of dense f16 and q8 caches on a short Austen slice.
+/* slimkv-run's model code (tools/run, libslimkv_model.a): the GGUF reader
+ * against synthetic good and bad files built here, dequantization of known
+ * blocks, and, with the real model (SmolLM2-135M-Instruct, fetched by `make
+ * model-data`): tokenizer ids, logits against an independent numpy forward
+ * pass, greedy generation, and perplexity of dense f16 and q8 caches on a
+ * short Austen slice.
  *
  * Without the model file (no network) the model tests skip and say why.
  * SLIMKV_MODEL / SLIMKV_MODEL_TEXT override the paths (defaults relative to
@@ -448,7 +449,7 @@ static void need(model_scope widest_scope)
  * `tokenizers` 0.2x (Rust) built from this file's vocabulary and merges
  * with SmolLM2's pre-tokenizer (Digits(individual_digits) then
  * ByteLevel(add_prefix_space=False)) and its control tokens as special
- * tokens (bench/model/reference_check.py ... tokens TEXT reproduces them).
+ * tokens (tools/run/reference_check.py ... tokens TEXT reproduces them).
  * The same check matched all 115,862 tokens of Persuasion. */
 typedef struct tokenizer_case {
     const char *text;
@@ -525,7 +526,7 @@ static void test_tokenizer_ids(void **state)
  * independent float64 numpy forward pass (weights dequantized by the
  * `gguf` Python package, plain causal softmax attention) gives for them:
  * the mean next-token NLL and the argmax of every position
- * (bench/model/reference_check.py ... logits IDS reproduces them). */
+ * (tools/run/reference_check.py ... logits IDS reproduces them). */
 static const int32_t reference_tokens[64] = {
     474,  650,   6221, 30,  198,  198,   10039, 3922,  260,  1463,  284,  4095,  282,   260,   3201,  284,
     37949, 198,  16703, 28,  281,  260,   8336,  2656,  43,   638,   357,  761,   719,   808,   9700,  281,

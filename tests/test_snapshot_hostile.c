@@ -21,9 +21,9 @@
 
 #include <cmocka.h>
 
-#include "../src/internal.h"
-#include "../src/io_safetensors.h"
+#include "internal.h"
 #include "oracle.h"
+#include "safetensors.h"
 #include "small_snapshot.h"
 #include "tmpdir.h"
 

@@ -1,8 +1,10 @@
-/* The tools' logic (bench/tools): the per-layer budget search beats a
- * uniform keep ratio at the same bytes on the synthetic workload, and its
- * plan loads into caches holding exactly the bytes it reported; weight-side
- * pruning gives the same attention as masking at run time; the SDS refit
- * lowers the calibration score error. */
+/* The tools' logic, through their libraries (tools/plan: libslimkv_plan.a,
+ * tools/prune: libslimkv_prune.a; tests/tools_cli.sh runs the programs
+ * themselves): the per-layer budget search beats a uniform keep ratio at the
+ * same bytes on the synthetic workload, and its plan loads into caches
+ * holding exactly the bytes it reported; weight-side pruning gives the same
+ * attention as masking at run time; the SDS refit lowers the calibration
+ * score error. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,12 +16,12 @@
 
 #include <cmocka.h>
 
-#include "../bench/tools/budget.h"
-#include "../bench/tools/calib.h"
-#include "../bench/tools/weights.h"
-#include "../src/io_safetensors.h"
+#include "budget.h"
+#include "calib.h"
 #include "oracle.h"
+#include "safetensors.h"
 #include "tmpdir.h"
+#include "weights.h"
 
 /* ---- budget search ---- */
 

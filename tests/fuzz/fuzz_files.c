@@ -4,7 +4,7 @@
  * crash, and whatever loads is usable. */
 #include <string.h>
 
-#include "../../src/io_safetensors.h"
+#include "safetensors.h"
 #include "fuzz_common.h"
 
 static void try_masks(const char *path)

@@ -1,12 +1,13 @@
-/* The model bench's GGUF reader and BPE tokenizer on hostile input: any
- * bytes give a status, never a crash, and whatever loads is usable: small
- * tensors dequantize, a tokenizer encodes and decodes a fixed text and the
- * tail of the input itself. The model code is compiled into the target
- * (FUZZ_SOURCES_fuzz_gguf in the Makefile). */
+/* slimkv-run's GGUF reader and BPE tokenizer (tools/run) on hostile input:
+ * any bytes give a status, never a crash, and whatever loads is usable:
+ * small tensors dequantize, a tokenizer encodes and decodes a fixed text and
+ * the tail of the input itself. The target links the model library
+ * libslimkv_model.a of the fuzz build (clang, sanitizers; FUZZ_LIBS_fuzz_gguf
+ * in the Makefile) and finds its headers with -Itools/run. */
 #include <string.h>
 
-#include "../../bench/model/gguf.h"
-#include "../../bench/model/tokenizer.h"
+#include "gguf.h"
+#include "tokenizer.h"
 #include "fuzz_common.h"
 
 static void try_tensors(const gguf_file *file)

@@ -131,7 +131,7 @@ static void pad_to(byte_buffer *b, size_t alignment)
 
 /* A GGUF v3 file with a GPT-2 byte-level tokenizer (a few byte tokens in the
  * GPT-2 alphabet, where U+0120 is a space, merges, a control token) and one
- * tensor of each type the model bench dequantizes. */
+ * tensor of each type slimkv-run's model code dequantizes. */
 static void gguf_seed(const char *dir)
 {
     static const char *const tokens[] = {

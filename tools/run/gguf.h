@@ -1,4 +1,4 @@
-/* A GGUF (ggml model file, versions 2 and 3) reader for the model bench.
+/* A GGUF (ggml model file, versions 2 and 3) reader for slimkv-run (tools/run).
  *
  * The whole file is read into memory and treated as hostile: every count,
  * string length, offset and tensor size is checked against the file size

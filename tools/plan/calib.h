@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "../../src/io_safetensors.h"
+#include "safetensors.h"
 
 /* Tensors "layers.{i}.q" [tokens][n_q_heads][head_dim] and "layers.{i}.k",
  * "layers.{i}.v" [tokens][n_kv_heads][head_dim], any float dtype, for

@@ -34,6 +34,7 @@
 
 #include "gguf.h"
 #include "llama.h"
+#include "safetensors.h"
 #include "tokenizer.h"
 
 #define DEFAULT_MODEL "build/models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -122,20 +123,7 @@ static void usage(FILE *to)
 
 static int parse_format(const char *s, slimkv_format *f)
 {
-    for (int i = 0; i < SLIMKV_FORMAT_COUNT; i++) {
-        const char *name = slimkv_format_name((slimkv_format)i);
-        if (name && strcmp(name, s) == 0) {
-            *f = (slimkv_format)i;
-            return 1;
-        }
-    }
-    static const char *const names[] = {"f32", "f16", "bf16", "q8", "q4", "q2"};
-    for (int i = 0; i < 6; i++)
-        if (strcmp(names[i], s) == 0) {
-            *f = (slimkv_format)i;
-            return 1;
-        }
-    return 0;
+    return slimkv_format_from_name(s, strlen(s), f) == SLIMKV_OK;
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -194,9 +182,9 @@ static int parse_options(int argc, char **argv, run_options *o)
             ok = !strcmp(v, "k") || !strcmp(v, "qk");
             o->score_with_q = !strcmp(v, "qk");
         } else if (!strcmp(a, "--policy")) {
-            ok = !strcmp(v, "none") || !strcmp(v, "think") || !strcmp(v, "spark");
-            o->policy = !strcmp(v, "think") ? SLIMKV_POLICY_THINK
-                        : !strcmp(v, "spark") ? SLIMKV_POLICY_SPARK : SLIMKV_POLICY_NONE;
+            /* none, think or spark: static masks come from --keep-k and --streaming */
+            ok = slimkv_policy_from_name(v, strlen(v), &o->policy) == SLIMKV_OK &&
+                 o->policy != SLIMKV_POLICY_STATIC;
         } else if (!strcmp(a, "--prune-ratio")) {
             ok = parse_fraction(v, &o->prune_ratio) && o->prune_ratio < 1.0;
         } else if (!strcmp(a, "--window")) {
@@ -681,61 +669,33 @@ static void record_calibration(void *ctx, int layer, const float *q, const float
     memcpy(c->v[layer], v, (size_t)n * c->kv_width * sizeof(float));
 }
 
-/* safetensors: an 8-byte little-endian header length, a JSON header (padded
- * with spaces to a multiple of 8), then the raw little-endian tensors.
- * Written to a temporary file and renamed, so a failure leaves no half file. */
+/* The tensors layers.{i}.q [tokens, n_head, head_dim], layers.{i}.k and
+ * layers.{i}.v [tokens, n_kv_head, head_dim], F32, in that order, with
+ * metadata source = slimkv-run, through the safetensors library's writer
+ * (a temporary file in the target's directory, fsync, rename: a failure
+ * leaves no half file and the target as it was). */
 static slimkv_status write_calibration(const char *path, const calib_recorder *c, int head_dim)
 {
-    size_t cap = (size_t)c->n_layer * 3 * 160 + 256, len = 0;
-    char *header = malloc(cap);
-    if (!header)
-        return SLIMKV_ERR_NOMEM;
-    size_t offset = 0;
-    len += (size_t)snprintf(header + len, cap - len, "{\"__metadata__\":{\"source\":\"slimkv-run\"}");
-    for (int l = 0; l < c->n_layer; l++) {
-        const char *names[3] = {"q", "k", "v"};
+    size_t n = (size_t)c->n_layer * 3;
+    st_out *out = calloc(n ? n : 1, sizeof *out);
+    char(*names)[32] = calloc(n ? n : 1, sizeof *names);
+    slimkv_status st = out && names ? SLIMKV_OK : SLIMKV_ERR_NOMEM;
+    for (int l = 0; st == SLIMKV_OK && l < c->n_layer; l++) {
+        const char *what[3] = {"q", "k", "v"};
+        const float *data[3] = {c->q[l], c->k[l], c->v[l]};
         int widths[3] = {c->q_width, c->kv_width, c->kv_width};
         for (int i = 0; i < 3; i++) {
-            size_t bytes = (size_t)c->n_tokens * widths[i] * sizeof(float);
-            len += (size_t)snprintf(header + len, cap - len,
-                                    ",\"layers.%d.%s\":{\"dtype\":\"F32\",\"shape\":[%d,%d,%d],"
-                                    "\"data_offsets\":[%zu,%zu]}",
-                                    l, names[i], c->n_tokens, widths[i] / head_dim, head_dim, offset, offset + bytes);
-            offset += bytes;
+            size_t t = (size_t)l * 3 + (size_t)i;
+            snprintf(names[t], sizeof names[t], "layers.%d.%s", l, what[i]);
+            out[t] = (st_out){.name = names[t], .dtype = ST_F32, .n_dims = 3,
+                              .shape = {c->n_tokens, widths[i] / head_dim, head_dim}, .data = data[i]};
         }
     }
-    len += (size_t)snprintf(header + len, cap - len, "}");
-    while (len % 8 != 0 && len + 1 < cap)
-        header[len++] = ' ';
-    size_t tmp_len = strlen(path) + 8;
-    char *tmp = malloc(tmp_len);
-    FILE *fp = NULL;
-    slimkv_status st = tmp ? SLIMKV_OK : SLIMKV_ERR_NOMEM;
-    if (st == SLIMKV_OK) {
-        snprintf(tmp, tmp_len, "%s.tmp", path);
-        fp = fopen(tmp, "wb");
-        if (!fp)
-            st = SLIMKV_ERR_IO;
-    }
-    if (st == SLIMKV_OK) {
-        uint8_t size_le[8];
-        for (int i = 0; i < 8; i++)
-            size_le[i] = (uint8_t)((uint64_t)len >> (8 * i));
-        int ok = fwrite(size_le, 1, 8, fp) == 8 && fwrite(header, 1, len, fp) == len;
-        for (int l = 0; ok && l < c->n_layer; l++) {
-            ok = fwrite(c->q[l], sizeof(float) * c->q_width, (size_t)c->n_tokens, fp) == (size_t)c->n_tokens &&
-                 fwrite(c->k[l], sizeof(float) * c->kv_width, (size_t)c->n_tokens, fp) == (size_t)c->n_tokens &&
-                 fwrite(c->v[l], sizeof(float) * c->kv_width, (size_t)c->n_tokens, fp) == (size_t)c->n_tokens;
-        }
-        if (fclose(fp) != 0)
-            ok = 0;
-        if (!ok || rename(tmp, path) != 0) {
-            remove(tmp);
-            st = SLIMKV_ERR_IO;
-        }
-    }
-    free(tmp);
-    free(header);
+    st_meta meta = {"source", "slimkv-run"};
+    if (st == SLIMKV_OK)
+        st = st_write(path, out, n, &meta, 1);
+    free(names);
+    free(out);
     return st;
 }
 

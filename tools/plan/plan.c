@@ -89,6 +89,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(o, "--dtype")) {
             const char *d = VALUE;
             bad = !d || (strcmp(d, "f32") && strcmp(d, "f16"));
+            if (d && bad)
+                fprintf(stderr, "--dtype: expected f32 or f16, got '%s'\n", d);
             if (!bad)
                 sp.dtype = strcmp(d, "f16") ? ST_F32 : ST_F16;
         } else if (!strcmp(o, "--help") || !strcmp(o, "-h")) {

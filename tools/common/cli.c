@@ -44,11 +44,8 @@ int cli_double(const char *text, const char *option, double min, double max, dou
 
 int cli_format(const char *text, const char *option, slimkv_format *format)
 {
-    for (int f = 0; text && f < SLIMKV_FORMAT_COUNT; f++)
-        if (strcmp(text, slimkv_format_name((slimkv_format)f)) == 0) {
-            *format = (slimkv_format)f;
-            return 0;
-        }
+    if (text && slimkv_format_from_name(text, strlen(text), format) == SLIMKV_OK)
+        return 0;
     fprintf(stderr, "%s: expected f32, f16, bf16, q8, q4 or q2, got '%s'\n", option, text ? text : "");
     return -1;
 }

@@ -1,5 +1,5 @@
-/* safetensors: the checked reader and the atomic writer (see io_safetensors.h). */
-#include "io_safetensors.h"
+/* safetensors: the checked reader and the atomic writer (see safetensors.h). */
+#include "safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>
