@@ -6,10 +6,17 @@
 # The model code is an application of the library, not part of libslimkv:
 # $(BUILD)/libslimkv_model.a (GGUF reader, tokenizer, Llama forward pass;
 # headers in tools/run, found with -Itools/run) is linked by slimkv-run,
-# tests/test_model and the fuzz target fuzz_gguf.
+# tests/test_model, tests/test_qmm and the fuzz target fuzz_gguf.
 
 MODEL_DIR := tools/run
-MODEL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(MODEL_DIR)/gguf.c $(MODEL_DIR)/tokenizer.c $(MODEL_DIR)/llama.c)
+# The weight kernels (qmm.h): the shared part and the scalar body everywhere,
+# the ISA bodies where the library builds its own (ISA flags by file name).
+QMM_SRC := $(MODEL_DIR)/qmm.c $(MODEL_DIR)/qmm_scalar.c
+ifeq ($(SIMD),1)
+QMM_SRC += $(if $(filter x86_64,$(ARCH)),$(MODEL_DIR)/qmm_avx2.c $(MODEL_DIR)/qmm_avx512.c)
+QMM_SRC += $(if $(filter aarch64,$(ARCH)),$(MODEL_DIR)/qmm_neon.c $(MODEL_DIR)/qmm_dotprod_neon.c)
+endif
+MODEL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(MODEL_DIR)/gguf.c $(MODEL_DIR)/tokenizer.c $(MODEL_DIR)/llama.c $(QMM_SRC))
 MODEL_LIB := $(BUILD)/libslimkv_model.a
 MODEL_RUN := $(RUN)
 
@@ -33,8 +40,8 @@ $(MODEL_RUN): $(BUILD)/$(MODEL_DIR)/run.o $(MODEL_LIB) $(ST_LIB) $(STATIC_LIB)
 # run.c writes --write-calib files with the safetensors library's st_write.
 $(BUILD)/$(MODEL_DIR)/run.o: ALL_CPPFLAGS += -Isrc/safetensors
 
-$(BUILD)/tests/test_model: $(MODEL_LIB)
-$(BUILD)/tests/test_model.o: ALL_CPPFLAGS += -I$(MODEL_DIR)
+$(BUILD)/tests/test_model $(BUILD)/tests/test_qmm: $(MODEL_LIB)
+$(BUILD)/tests/test_model.o $(BUILD)/tests/test_qmm.o: ALL_CPPFLAGS += -I$(MODEL_DIR)
 
 # How much of test_model runs with the real model (SLIMKV_MODEL_TESTS):
 # all of it natively; no perplexity runs under an emulator (cross-test runs
