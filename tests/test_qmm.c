@@ -86,8 +86,8 @@ static void check_isa(const qmm_kernels *k, const qmm_kernels *scalar, qmm_type 
     if (s.n_blocks > 2)
         memset(x + QMM_BLOCK, 0, QMM_BLOCK * sizeof *x); /* an all-zero block of the first token */
     qmm_acts a;
-    assert_int_equal(qmm_acts_alloc(&a, s.n_tok, s.n_blocks), SLIMKV_OK);
-    qmm_quantize(x, s.n_tok, &a);
+    assert_int_equal(qmm_acts_alloc(&a, (size_t)s.n_tok * s.n_blocks), SLIMKV_OK);
+    qmm_quantize(x, s.n_tok, s.n_blocks, &a);
     for (size_t i = 0; i < (size_t)s.n_tok * ys; i++)
         y[i] = y_ref[i] = -12345.0f;
     k->rows[type](w, s.n_rows, &a, y, ys);
@@ -158,8 +158,8 @@ static void test_quantize(void **state)
     memset(x, 0, QMM_BLOCK * sizeof *x);
     x[QMM_BLOCK + 5] = -1e30f;
     qmm_acts a;
-    assert_int_equal(qmm_acts_alloc(&a, 1, NB), SLIMKV_OK);
-    qmm_quantize(x, 1, &a);
+    assert_int_equal(qmm_acts_alloc(&a, NB), SLIMKV_OK);
+    qmm_quantize(x, 1, NB, &a);
     assert_true(a.d[0] == 0.0f && a.sum[0] == 0.0f);
     for (int b = 0; b < NB; b++) {
         int sum = 0;

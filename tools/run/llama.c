@@ -1,24 +1,37 @@
 /* Llama forward pass on SlimKV caches. See llama.h. */
 #include "llama.h"
 
+#include "qmm.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* A weight matrix [rows][cols] (GGUF dims {cols, rows}): Q4_0, Q4_1 or
+ * Q8_0 blocks read where the GGUF file holds them, or an owned float copy
+ * (f32/f16/bf16 files, other block types, or f32 weights asked for). */
+typedef struct llama_matrix {
+    int rows, cols;
+    int quantized;
+    qmm_type type;         /* quantized: the blocks' type */
+    const uint8_t *blocks; /* quantized: rows * cols / 32 blocks, row-major, in the file */
+    float *f32;            /* otherwise: [rows][cols], owned */
+} llama_matrix;
+
 typedef struct llama_layer {
-    float *attn_norm, *wq, *wk, *wv, *wo; /* w*: [out][in] */
-    float *ffn_norm, *w_gate, *w_up, *w_down;
-    /* The same weights stacked, so that one matmul (one OpenMP barrier, which
-     * matters on a busy machine) computes q|k|v and gate|up. */
-    float *w_qkv, *w_gate_up;
+    float *attn_norm, *ffn_norm;
+    llama_matrix wq, wk, wv, wo, w_gate, w_up, w_down;
 } llama_layer;
 
 struct llama_model {
     llama_hparams hp;
-    float *tok_embd;    /* [n_vocab][n_embd] */
-    float *output_norm; /* [n_embd] */
-    float *output;      /* [n_vocab][n_embd]; == tok_embd when tied */
+    const qmm_kernels *qmm; /* the weight kernels (qmm.h) */
+    int any_quantized;
+    llama_matrix tok_embd;  /* [n_vocab][n_embd] */
+    float *output_norm;     /* [n_embd] */
+    llama_matrix output;    /* [n_vocab][n_embd]; tok_embd's bytes when tied */
+    int output_tied;
     llama_layer *layers;
     float *rope_inv_freq; /* [head_dim / 2] */
 };
@@ -31,6 +44,7 @@ struct llama_session {
     void *observer_ctx;
     /* scratch, sized for max_batch tokens */
     float *x, *xn, *qkv, *q, *k, *v, *attn, *proj, *gate_up, *rope_cos, *rope_sin;
+    qmm_acts acts; /* a matmul's input, quantized (quantized weights only) */
 };
 
 /* ---- matrix multiplication ----------------------------------------- */
@@ -134,16 +148,44 @@ static void matmul_rows(const float *x, int n_tok, const float *w, int n_in, int
  * in L2 while every token of the batch passes over it. */
 #define MATMUL_ROW_BLOCK 16
 
-/* y[n_tok][n_out] = x[n_tok][n_in] * w[n_out][n_in]^T, over OpenMP threads. */
-static void matmul(const float *x, int n_tok, const float *w, int n_in, int n_out, float *y)
+/* y[t][off_p + o] = x[t] . row o of w[p] for every matrix p of a set that
+ * shares the input (q|k|v, gate|up), off_p the rows of the matrices before
+ * it and y_stride their sum: one parallel loop (one OpenMP barrier, which
+ * matters on a busy machine) over the row blocks of all of them. */
+static void matmul_set(llama_session *s, const float *x, int n_tok, const llama_matrix *const *w, int n_w,
+                       float *y, int y_stride)
 {
-    int n_blocks = (n_out + MATMUL_ROW_BLOCK - 1) / MATMUL_ROW_BLOCK;
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < n_blocks; b++) {
-        int o0 = b * MATMUL_ROW_BLOCK;
-        int o1 = o0 + MATMUL_ROW_BLOCK < n_out ? o0 + MATMUL_ROW_BLOCK : n_out;
-        matmul_rows(x, n_tok, w, n_in, o0, o1, y, n_out);
+    const qmm_kernels *k = s->model->qmm;
+    int n_in = w[0]->cols, first_block[8], row_offset[8], total = 0, quantized = 0;
+    for (int p = 0, off = 0; p < n_w; off += w[p]->rows, p++) {
+        first_block[p] = total;
+        row_offset[p] = off;
+        total += (w[p]->rows + MATMUL_ROW_BLOCK - 1) / MATMUL_ROW_BLOCK;
+        quantized |= w[p]->quantized;
     }
+    if (quantized)
+        qmm_quantize(x, n_tok, n_in / QMM_BLOCK, &s->acts);
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < total; b++) {
+        int p = n_w - 1;
+        while (first_block[p] > b)
+            p--;
+        const llama_matrix *m = w[p];
+        int o0 = (b - first_block[p]) * MATMUL_ROW_BLOCK;
+        int o1 = o0 + MATMUL_ROW_BLOCK < m->rows ? o0 + MATMUL_ROW_BLOCK : m->rows;
+        float *yp = y + row_offset[p];
+        if (m->quantized) {
+            size_t row_bytes = (size_t)m->cols / QMM_BLOCK * qmm_block_bytes(m->type);
+            k->rows[m->type](m->blocks + (size_t)o0 * row_bytes, o1 - o0, &s->acts, yp + o0, (size_t)y_stride);
+        } else {
+            matmul_rows(x, n_tok, m->f32, n_in, o0, o1, yp, y_stride);
+        }
+    }
+}
+
+static void matmul(llama_session *s, const float *x, int n_tok, const llama_matrix *w, float *y)
+{
+    matmul_set(s, x, n_tok, &w, 1, y, w->rows);
 }
 
 /* ---- elementwise pieces -------------------------------------------- */
@@ -190,30 +232,10 @@ static void add_into(float *dst, const float *src, size_t n)
 static void free_layer(llama_layer *l)
 {
     free(l->attn_norm);
-    free(l->wq);
-    free(l->wk);
-    free(l->wv);
-    free(l->wo);
     free(l->ffn_norm);
-    free(l->w_gate);
-    free(l->w_up);
-    free(l->w_down);
-    free(l->w_qkv);
-    free(l->w_gate_up);
-}
-
-/* Rows of a then rows of b (each [rows][cols]) in one new matrix. */
-static float *stack_rows(const float *a, int rows_a, const float *b, int rows_b, const float *c, int rows_c, int cols)
-{
-    size_t na = (size_t)rows_a * cols, nb = (size_t)rows_b * cols, nc = (size_t)rows_c * cols;
-    float *m = malloc((na + nb + nc) * sizeof(float));
-    if (!m)
-        return NULL;
-    memcpy(m, a, na * sizeof(float));
-    memcpy(m + na, b, nb * sizeof(float));
-    if (nc)
-        memcpy(m + na + nb, c, nc * sizeof(float));
-    return m;
+    llama_matrix *m[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        free(m[i]->f32);
 }
 
 void llama_free(llama_model *m)
@@ -224,17 +246,17 @@ void llama_free(llama_model *m)
         for (int i = 0; i < m->hp.n_layer; i++)
             free_layer(&m->layers[i]);
     free(m->layers);
-    if (m->output != m->tok_embd)
-        free(m->output);
-    free(m->tok_embd);
+    if (!m->output_tied)
+        free(m->output.f32);
+    free(m->tok_embd.f32);
     free(m->output_norm);
     free(m->rope_inv_freq);
     free(m);
 }
 
-/* Dequantizes the named tensor after checking its shape: a vector of rows
- * elements (cols == 0) or a [rows][cols] matrix (dims {cols, rows}). */
-static slimkv_status load_tensor(const gguf_file *f, const char *name, int cols, int rows, float **out)
+/* The named tensor after checking its shape: a vector of rows elements
+ * (cols == 0) or a [rows][cols] matrix (dims {cols, rows}). */
+static slimkv_status find_tensor(const gguf_file *f, const char *name, int cols, int rows, const gguf_tensor **out)
 {
     const gguf_tensor *t = gguf_find_tensor(f, name);
     if (!t) {
@@ -251,16 +273,60 @@ static slimkv_status load_tensor(const gguf_file *f, const char *name, int cols,
         fprintf(stderr, "model: tensor %s: type %s is not supported\n", name, gguf_type_name(t->type));
         return SLIMKV_ERR_UNSUPPORTED;
     }
+    *out = t;
+    return SLIMKV_OK;
+}
+
+/* A float copy of the named tensor (norm weights; matrices the kernels do not take). */
+static slimkv_status load_floats(const gguf_file *f, const char *name, int cols, int rows, float **out)
+{
+    const gguf_tensor *t;
+    slimkv_status st = find_tensor(f, name, cols, rows, &t);
+    if (st != SLIMKV_OK)
+        return st;
     float *data = malloc((size_t)t->n_elements * sizeof(float));
     if (!data)
         return SLIMKV_ERR_NOMEM;
-    slimkv_status st = gguf_dequantize(t, data);
+    st = gguf_dequantize(t, data);
     if (st != SLIMKV_OK) {
         free(data);
         return st;
     }
     *out = data;
     return SLIMKV_OK;
+}
+
+/* A matrix: its blocks in place when the kernels take its type (and
+ * cols is whole blocks), else a float copy. */
+static slimkv_status load_matrix(const gguf_file *f, const char *name, int cols, int rows, int f32_weights,
+                                 llama_matrix *m)
+{
+    const gguf_tensor *t;
+    slimkv_status st = find_tensor(f, name, cols, rows, &t);
+    if (st != SLIMKV_OK)
+        return st;
+    m->rows = rows;
+    m->cols = cols;
+    int type = t->type == GGML_TYPE_Q4_0 ? QMM_Q4_0 : t->type == GGML_TYPE_Q4_1 ? QMM_Q4_1
+             : t->type == GGML_TYPE_Q8_0 ? QMM_Q8_0 : -1;
+    if (type >= 0 && !f32_weights && cols % QMM_BLOCK == 0) {
+        m->quantized = 1;
+        m->type = (qmm_type)type;
+        m->blocks = t->data;
+        return SLIMKV_OK;
+    }
+    return load_floats(f, name, cols, rows, &m->f32);
+}
+
+/* Row `row` of a matrix as floats (the embedding lookup). */
+static void matrix_row(const llama_matrix *m, int row, float *out)
+{
+    if (m->quantized) {
+        size_t row_bytes = (size_t)m->cols / QMM_BLOCK * qmm_block_bytes(m->type);
+        qmm_dequantize_row(m->type, m->blocks + (size_t)row * row_bytes, m->cols / QMM_BLOCK, out);
+    } else {
+        memcpy(out, m->f32 + (size_t)row * m->cols, (size_t)m->cols * sizeof(float));
+    }
 }
 
 static slimkv_status read_hparams(const gguf_file *f, llama_hparams *hp)
@@ -305,15 +371,27 @@ static slimkv_status read_hparams(const gguf_file *f, llama_hparams *hp)
     return SLIMKV_OK;
 }
 
-slimkv_status llama_load(const gguf_file *f, llama_model **out)
+void llama_load_options_init(llama_load_options *opts)
+{
+    opts->f32_weights = 0;
+    opts->isa = NULL;
+}
+
+slimkv_status llama_load(const gguf_file *f, const llama_load_options *opts, llama_model **out)
 {
     if (!f || !out)
         return SLIMKV_ERR_NULL_ARG;
     *out = NULL;
+    llama_load_options defaults;
+    llama_load_options_init(&defaults);
+    if (!opts)
+        opts = &defaults;
     llama_model *m = calloc(1, sizeof *m);
     if (!m)
         return SLIMKV_ERR_NOMEM;
-    slimkv_status st = read_hparams(f, &m->hp);
+    slimkv_status st = qmm_select(opts->isa, &m->qmm);
+    if (st == SLIMKV_OK)
+        st = read_hparams(f, &m->hp);
     const llama_hparams *hp = &m->hp;
     if (st == SLIMKV_OK) {
         m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
@@ -321,49 +399,42 @@ slimkv_status llama_load(const gguf_file *f, llama_model **out)
         if (!m->layers || !m->rope_inv_freq)
             st = SLIMKV_ERR_NOMEM;
     }
-    int d = hp->n_embd, dkv = hp->n_kv_head * hp->head_dim;
+    int d = hp->n_embd, dkv = hp->n_kv_head * hp->head_dim, f32w = opts->f32_weights;
     if (st == SLIMKV_OK)
-        st = load_tensor(f, "token_embd.weight", d, hp->n_vocab, &m->tok_embd);
+        st = load_matrix(f, "token_embd.weight", d, hp->n_vocab, f32w, &m->tok_embd);
     if (st == SLIMKV_OK)
-        st = load_tensor(f, "output_norm.weight", 0, d, &m->output_norm);
+        st = load_floats(f, "output_norm.weight", 0, d, &m->output_norm);
     if (st == SLIMKV_OK) {
-        if (gguf_find_tensor(f, "output.weight"))
-            st = load_tensor(f, "output.weight", d, hp->n_vocab, &m->output);
-        else
+        m->output_tied = !gguf_find_tensor(f, "output.weight");
+        if (m->output_tied)
             m->output = m->tok_embd;
+        else
+            st = load_matrix(f, "output.weight", d, hp->n_vocab, f32w, &m->output);
     }
     for (int i = 0; st == SLIMKV_OK && i < hp->n_layer; i++) {
         llama_layer *l = &m->layers[i];
         struct {
             const char *suffix;
             int cols, rows;
-            float **dst;
+            float **vector;
+            llama_matrix *matrix;
         } parts[] = {
-            {"attn_norm.weight", 0, d, &l->attn_norm},   {"attn_q.weight", d, d, &l->wq},
-            {"attn_k.weight", d, dkv, &l->wk},           {"attn_v.weight", d, dkv, &l->wv},
-            {"attn_output.weight", d, d, &l->wo},        {"ffn_norm.weight", 0, d, &l->ffn_norm},
-            {"ffn_gate.weight", d, hp->n_ff, &l->w_gate}, {"ffn_up.weight", d, hp->n_ff, &l->w_up},
-            {"ffn_down.weight", hp->n_ff, d, &l->w_down},
+            {"attn_norm.weight", 0, d, &l->attn_norm, NULL},   {"attn_q.weight", d, d, NULL, &l->wq},
+            {"attn_k.weight", d, dkv, NULL, &l->wk},           {"attn_v.weight", d, dkv, NULL, &l->wv},
+            {"attn_output.weight", d, d, NULL, &l->wo},        {"ffn_norm.weight", 0, d, &l->ffn_norm, NULL},
+            {"ffn_gate.weight", d, hp->n_ff, NULL, &l->w_gate}, {"ffn_up.weight", d, hp->n_ff, NULL, &l->w_up},
+            {"ffn_down.weight", hp->n_ff, d, NULL, &l->w_down},
         };
         for (size_t p = 0; st == SLIMKV_OK && p < sizeof parts / sizeof parts[0]; p++) {
             char name[64];
             snprintf(name, sizeof name, "blk.%d.%s", i, parts[p].suffix);
-            st = load_tensor(f, name, parts[p].cols, parts[p].rows, parts[p].dst);
+            st = parts[p].vector ? load_floats(f, name, parts[p].cols, parts[p].rows, parts[p].vector)
+                                 : load_matrix(f, name, parts[p].cols, parts[p].rows, f32w, parts[p].matrix);
+            if (st == SLIMKV_OK && parts[p].matrix)
+                m->any_quantized |= parts[p].matrix->quantized;
         }
-        if (st == SLIMKV_OK) {
-            l->w_qkv = stack_rows(l->wq, d, l->wk, dkv, l->wv, dkv, d);
-            l->w_gate_up = stack_rows(l->w_gate, hp->n_ff, l->w_up, hp->n_ff, NULL, 0, d);
-            if (!l->w_qkv || !l->w_gate_up)
-                st = SLIMKV_ERR_NOMEM;
-        }
-        /* Only the stacked copies are used from here on. */
-        free(l->wq);
-        free(l->wk);
-        free(l->wv);
-        free(l->w_gate);
-        free(l->w_up);
-        l->wq = l->wk = l->wv = l->w_gate = l->w_up = NULL;
     }
+    m->any_quantized |= m->output.quantized;
     if (st != SLIMKV_OK) {
         llama_free(m);
         return st;
@@ -374,6 +445,28 @@ slimkv_status llama_load(const gguf_file *f, llama_model **out)
     return SLIMKV_OK;
 }
 
+const char *llama_weights_isa(const llama_model *m)
+{
+    return m->any_quantized ? m->qmm->name : "f32";
+}
+
+size_t llama_weight_bytes(const llama_model *m)
+{
+    const llama_matrix *all[2] = {&m->tok_embd, &m->output};
+    size_t total = 0;
+    for (int i = 0; i < (m->output_tied ? 1 : 2); i++)
+        total += (size_t)all[i]->rows * all[i]->cols / QMM_BLOCK *
+                 (all[i]->quantized ? qmm_block_bytes(all[i]->type) : QMM_BLOCK * sizeof(float));
+    for (int i = 0; i < m->hp.n_layer; i++) {
+        const llama_layer *l = &m->layers[i];
+        const llama_matrix *w[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
+        for (size_t j = 0; j < sizeof w / sizeof w[0]; j++)
+            total += (size_t)w[j]->rows * w[j]->cols / QMM_BLOCK *
+                     (w[j]->quantized ? qmm_block_bytes(w[j]->type) : QMM_BLOCK * sizeof(float));
+    }
+    return total;
+}
+
 const llama_hparams *llama_get_hparams(const llama_model *m)
 {
     return &m->hp;
@@ -381,7 +474,7 @@ const llama_hparams *llama_get_hparams(const llama_model *m)
 
 int llama_output_tied(const llama_model *m)
 {
-    return m->output == m->tok_embd;
+    return m->output_tied;
 }
 
 /* ---- sessions ------------------------------------------------------ */
@@ -414,6 +507,7 @@ void llama_session_free(llama_session *s)
     float *buffers[] = {s->x, s->xn, s->qkv, s->q, s->k, s->v, s->attn, s->proj, s->gate_up, s->rope_cos, s->rope_sin};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         free(buffers[i]);
+    qmm_acts_free(&s->acts);
     free(s);
 }
 
@@ -449,6 +543,10 @@ slimkv_status llama_session_create(const llama_model *m, const llama_cache_optio
     if (!s->caches || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->attn || !s->proj || !s->gate_up || !s->qkv ||
         !s->rope_cos || !s->rope_sin)
         st = SLIMKV_ERR_NOMEM;
+    /* the widest matmul input is the MLP's [n_ff] */
+    int widest = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
+    if (st == SLIMKV_OK && m->any_quantized)
+        st = qmm_acts_alloc(&s->acts, b * (size_t)(widest / QMM_BLOCK));
     for (int i = 0; st == SLIMKV_OK && i < hp->n_layer; i++) {
         slimkv_config cfg;
         slimkv_config_init(&cfg);
@@ -533,7 +631,8 @@ static slimkv_status attention_layer(llama_session *s, int il, int n, llama_atte
     int d = hp->n_embd, dkv = hp->n_kv_head * hp->head_dim;
     rms_norm(s->x, l->attn_norm, n, d, hp->rms_eps, s->xn);
     int dqkv = d + 2 * dkv;
-    matmul(s->xn, n, l->w_qkv, d, dqkv, s->qkv);
+    const llama_matrix *qkv[] = {&l->wq, &l->wk, &l->wv};
+    matmul_set(s, s->xn, n, qkv, 3, s->qkv, dqkv);
     for (int t = 0; t < n; t++) {
         const float *row = s->qkv + (size_t)t * dqkv;
         memcpy(s->q + (size_t)t * d, row, (size_t)d * sizeof(float));
@@ -554,7 +653,7 @@ static slimkv_status attention_layer(llama_session *s, int il, int n, llama_atte
     }
     if (st != SLIMKV_OK)
         return st;
-    matmul(s->attn, n, l->wo, d, d, s->proj);
+    matmul(s, s->attn, n, &l->wo, s->proj);
     add_into(s->x, s->proj, (size_t)n * d);
     return SLIMKV_OK;
 }
@@ -565,7 +664,8 @@ static void mlp_layer(llama_session *s, int il, int n)
     const llama_layer *l = &s->model->layers[il];
     int d = hp->n_embd, ff = hp->n_ff;
     rms_norm(s->x, l->ffn_norm, n, d, hp->rms_eps, s->xn);
-    matmul(s->xn, n, l->w_gate_up, d, 2 * ff, s->gate_up);
+    const llama_matrix *gate_up[] = {&l->w_gate, &l->w_up};
+    matmul_set(s, s->xn, n, gate_up, 2, s->gate_up, 2 * ff);
     /* SiLU(gate) * up, packed into [n][ff] in place (row t only reads row t
      * of the [n][2ff] input, at or after where it writes). */
     for (int t = 0; t < n; t++) {
@@ -574,7 +674,7 @@ static void mlp_layer(llama_session *s, int il, int n)
         for (int i = 0; i < ff; i++)
             h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
     }
-    matmul(s->gate_up, n, l->w_down, ff, d, s->proj);
+    matmul(s, s->gate_up, n, &l->w_down, s->proj);
     add_into(s->x, s->proj, (size_t)n * d);
 }
 
@@ -593,7 +693,7 @@ slimkv_status llama_forward(llama_session *s, const int32_t *tokens, int n, llam
     for (int t = 0; t < n; t++) {
         if (tokens[t] < 0 || tokens[t] >= hp->n_vocab)
             return SLIMKV_ERR_INVALID_ARG;
-        memcpy(s->x + (size_t)t * d, m->tok_embd + (size_t)tokens[t] * d, (size_t)d * sizeof(float));
+        matrix_row(&m->tok_embd, tokens[t], s->x + (size_t)t * d);
         for (int i = 0; i < half; i++) {
             double angle = (double)(s->n_past + t) * m->rope_inv_freq[i];
             s->rope_cos[(size_t)t * half + i] = (float)cos(angle);
@@ -610,7 +710,7 @@ slimkv_status llama_forward(llama_session *s, const int32_t *tokens, int n, llam
     if (logits) {
         int rows = n - logits_from;
         rms_norm(s->x + (size_t)logits_from * d, m->output_norm, rows, d, hp->rms_eps, s->xn);
-        matmul(s->xn, rows, m->output, d, hp->n_vocab, logits);
+        matmul(s, s->xn, rows, &m->output, logits);
     }
     return SLIMKV_OK;
 }

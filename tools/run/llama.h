@@ -1,8 +1,9 @@
 /* A Llama-architecture transformer (RMSNorm, RoPE, GQA attention, SwiGLU
  * MLP, tied or separate output head) whose KV cache is SlimKV: one
- * slimkv_cache per layer. Weights come from a GGUF file and are
- * dequantized to float32 at load (simple and exact; this is a bench of the
- * KV cache, not of weight kernels). */
+ * slimkv_cache per layer. Weights come from a GGUF file: Q4_0, Q4_1 and
+ * Q8_0 matrices stay in the file's blocks and multiply int8-quantized
+ * activations (qmm.h); other types, and every matrix when f32 weights are
+ * asked for, are dequantized to float32 at load. */
 #ifndef SLIMKV_MODEL_LLAMA_H
 #define SLIMKV_MODEL_LLAMA_H
 
@@ -19,15 +20,28 @@ typedef struct llama_hparams {
 
 typedef struct llama_model llama_model;
 
+typedef struct llama_load_options {
+    int f32_weights; /* 1: every matrix dequantized to float32 (the exact reference path) */
+    const char *isa; /* weight kernels: NULL or "auto" (SLIMKV_ISA, else the best here), or a name */
+} llama_load_options;
+void llama_load_options_init(llama_load_options *opts);
+
 /* Reads llama.* hyperparameters and the tensors (token_embd, output_norm,
  * optional output, blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,
  * ffn_norm,ffn_gate,ffn_up,ffn_down}); shapes are checked against the
- * hyperparameters (SLIMKV_ERR_FORMAT when they disagree). */
-slimkv_status llama_load(const gguf_file *file, llama_model **out);
+ * hyperparameters (SLIMKV_ERR_FORMAT when they disagree). opts NULL: the
+ * defaults. Quantized matrices point into the file's bytes: the file must
+ * stay open until llama_free. SLIMKV_ERR_UNSUPPORTED for a weight ISA not
+ * supported here. */
+slimkv_status llama_load(const gguf_file *file, const llama_load_options *opts, llama_model **out);
 void llama_free(llama_model *model);
 const llama_hparams *llama_get_hparams(const llama_model *model);
 /* 1 when the output head shares the token embedding. */
 int llama_output_tied(const llama_model *model);
+/* The weight kernels' ISA ("f32" when no matrix is quantized). */
+const char *llama_weights_isa(const llama_model *model);
+/* Bytes of the weight matrices as used (blocks, or float copies). */
+size_t llama_weight_bytes(const llama_model *model);
 
 /* How each layer's cache is configured. */
 typedef struct llama_cache_options {

@@ -33,10 +33,9 @@ void qmm_dequantize_row(qmm_type type, const uint8_t *blocks, int n_blocks, floa
     }
 }
 
-slimkv_status qmm_acts_alloc(qmm_acts *a, int max_tok, int n_blocks)
+slimkv_status qmm_acts_alloc(qmm_acts *a, size_t blocks)
 {
     memset(a, 0, sizeof *a);
-    size_t blocks = (size_t)max_tok * n_blocks;
     /* 64-byte aligned rows of codes: whole-vector loads never split lines */
     a->q = aligned_alloc(64, (blocks * QMM_BLOCK + 63) / 64 * 64);
     a->d = malloc(blocks * sizeof *a->d);
@@ -45,7 +44,7 @@ slimkv_status qmm_acts_alloc(qmm_acts *a, int max_tok, int n_blocks)
         qmm_acts_free(a);
         return SLIMKV_ERR_NOMEM;
     }
-    a->n_blocks = n_blocks;
+    a->capacity = blocks;
     return SLIMKV_OK;
 }
 
@@ -59,11 +58,13 @@ void qmm_acts_free(qmm_acts *a)
 
 /* Per block: d = max |x| / 127, q = round(x / d); an all-zero block has
  * d = 0 and q = 0. */
-void qmm_quantize(const float *x, int n_tok, qmm_acts *a)
+void qmm_quantize(const float *x, int n_tok, int n_blocks, qmm_acts *a)
 {
-    int nb = a->n_blocks;
     a->n_tok = n_tok;
-    for (size_t b = 0; b < (size_t)n_tok * nb; b++) {
+    a->n_blocks = n_blocks;
+    long total = (long)n_tok * n_blocks;
+#pragma omp parallel for schedule(static) if (total > 4096)
+    for (long b = 0; b < total; b++) {
         const float *xb = x + b * QMM_BLOCK;
         int8_t *q = a->q + b * QMM_BLOCK;
         float amax = 0.0f;

@@ -56,17 +56,19 @@ void qmm_dequantize_row(qmm_type type, const uint8_t *blocks, int n_blocks, floa
  * sum[t][b] = d[t][b] * (sum of the block's q) for the weights' offsets. */
 typedef struct qmm_acts {
     int n_tok, n_blocks;
+    size_t capacity; /* blocks allocated */
     int8_t *q;  /* [n_tok][n_blocks * 32] */
     float *d;   /* [n_tok][n_blocks] */
     float *sum; /* [n_tok][n_blocks] */
 } qmm_acts;
 
-/* Room for max_tok tokens of n_blocks blocks; SLIMKV_ERR_NOMEM. */
-slimkv_status qmm_acts_alloc(qmm_acts *a, int max_tok, int n_blocks);
+/* Room for max_blocks blocks (tokens x blocks per token); SLIMKV_ERR_NOMEM. */
+slimkv_status qmm_acts_alloc(qmm_acts *a, size_t max_blocks);
 void qmm_acts_free(qmm_acts *a);
-/* Quantizes x [n_tok][n_blocks * 32] into a (one body for every ISA: it is
- * O(n_in) per token against the product's O(n_in * n_out)). */
-void qmm_quantize(const float *x, int n_tok, qmm_acts *a);
+/* Quantizes x [n_tok][n_blocks * 32] into a, which must have room for
+ * n_tok * n_blocks blocks (one body for every ISA: it is O(n_in) per token
+ * against the product's O(n_in * n_out)). */
+void qmm_quantize(const float *x, int n_tok, int n_blocks, qmm_acts *a);
 
 /* y[t * y_stride + r] = sum over blocks b of row r . x[t] for r < n_rows,
  * t < x->n_tok. w: n_rows rows of x->n_blocks blocks each, contiguous. */

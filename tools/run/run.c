@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +53,9 @@ typedef struct run_options {
     double streaming; /* fraction of KV heads made streaming heads */
     int residual, group, sinks, align;
     int threads;
+    int f32_weights;           /* every weight matrix dequantized to float32 */
+    const char *weights_isa;   /* weight kernels (NULL: as the library chooses) */
+    int batch;                 /* prompt tokens per forward call */
     const char *prompt;
     int n_gen, chat, ignore_eos;
     const char *ppl_file, *eval_file, *calib_file;
@@ -72,6 +76,35 @@ static double now_seconds(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The process's peak resident set so far (Linux VmHWM; else getrusage). */
+static double peak_rss_mib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    if (kib < 0) {
+        struct rusage ru;
+        kib = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+    }
+    return (double)kib / 1024.0;
+}
+
+/* Starts a new peak for peak_rss_mib (Linux: "5" to clear_refs resets
+ * VmHWM); 0 when the kernel does not allow it. */
+static int reset_peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f)
+        return 0;
+    int ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok;
 }
 
 /* Prints the failing call and its status; returns 0 so callers can chain. */
@@ -105,6 +138,12 @@ static void usage(FILE *to)
             "  --sinks N           first tokens kept in f16 (default 0)\n"
             "  --align N           kept-channel alignment (default 8)\n"
             "  --threads N         OpenMP threads (default: all)\n"
+            "  --f32-weights       dequantize every weight matrix to float32 (the exact reference;\n"
+            "                      default: Q4_0/Q4_1/Q8_0 matrices stay in the file's blocks)\n"
+            "  --weights-isa NAME  weight kernels: auto (default, SLIMKV_ISA or the best here), scalar,\n"
+            "                      avx2, avx512, neon, neon-dotprod\n"
+            "  --batch N           prompt tokens per prefill call (default 512; ThinK/SparK choose\n"
+            "                      their channels from the first call's last --window queries)\n"
             "generation:\n"
             "  --prompt TEXT       greedy generation from TEXT\n"
             "  --n N               tokens to generate (default 64; --eval: steps compared)\n"
@@ -156,7 +195,7 @@ static int parse_options(int argc, char **argv, run_options *o)
                        .keep_k = 1.0, .residual = defaults.residual, .group = defaults.group_size,
                        .sinks = defaults.n_sink, .align = defaults.channel_align, .n_gen = 64, .ctx = 512,
                        .stride = 0, .max_tokens = 3072, .offset = 1024, .chunk = 32, .calib_tokens = 512,
-                       .prune_ratio = defaults.prune_ratio, .window = defaults.window};
+                       .batch = 512, .prune_ratio = defaults.prune_ratio, .window = defaults.window};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -168,6 +207,8 @@ static int parse_options(int argc, char **argv, run_options *o)
             o->chat = 1, takes_value = 0;
         } else if (!strcmp(a, "--ignore-eos")) {
             o->ignore_eos = 1, takes_value = 0;
+        } else if (!strcmp(a, "--f32-weights")) {
+            o->f32_weights = 1, takes_value = 0;
         } else if (!v) {
             ok = 0;
         } else if (!strcmp(a, "--model")) {
@@ -205,6 +246,10 @@ static int parse_options(int argc, char **argv, run_options *o)
             ok = parse_int(v, 1, 1 << 10, &o->align);
         } else if (!strcmp(a, "--threads")) {
             ok = parse_int(v, 1, 4096, &o->threads);
+        } else if (!strcmp(a, "--weights-isa")) {
+            o->weights_isa = v;
+        } else if (!strcmp(a, "--batch")) {
+            ok = parse_int(v, 1, 1 << 20, &o->batch);
         } else if (!strcmp(a, "--prompt")) {
             o->prompt = v;
         } else if (!strcmp(a, "--n")) {
@@ -591,12 +636,26 @@ typedef struct gen_result {
     /* The median decode step: a rate that bursts of other load on the
      * machine do not drag down (the mean is decode_seconds / steps). */
     double median_step_seconds;
+    size_t kv_bytes; /* the caches' bytes at the end */
 } gen_result;
 
 static int by_value(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+/* The prompt in forward calls of at most `batch` tokens; logits: the last
+ * token's. */
+static slimkv_status prefill_in_batches(llama_session *s, const int32_t *prompt, int n_prompt, int batch,
+                                        float *logits)
+{
+    slimkv_status st = SLIMKV_OK;
+    for (int pos = 0; pos < n_prompt && st == SLIMKV_OK; pos += batch) {
+        int n = n_prompt - pos < batch ? n_prompt - pos : batch;
+        st = llama_forward(s, prompt + pos, n, LLAMA_PREFILL, pos + n == n_prompt ? logits : NULL, n - 1);
+    }
+    return st;
 }
 
 /* Greedy generation: prefill the prompt, then one decode step per token.
@@ -613,15 +672,16 @@ static slimkv_status generate(const runtime *rt, const llama_cache_options *opts
     int steps = 0;
     llama_session *s = NULL;
     slimkv_status st = res->tokens && logits && step_seconds ? SLIMKV_OK : SLIMKV_ERR_NOMEM;
+    int batch = n_prompt < rt->opt->batch ? n_prompt : rt->opt->batch;
     if (st == SLIMKV_OK)
-        st = llama_session_create(rt->model, opts, n_prompt + n_gen, n_prompt, &s);
+        st = llama_session_create(rt->model, opts, n_prompt + n_gen, batch, &s);
     if (st != SLIMKV_OK) {
         free(logits);
         free(step_seconds);
         return report("session", st), st;
     }
     double t0 = now_seconds();
-    st = llama_forward(s, prompt, n_prompt, LLAMA_PREFILL, logits, n_prompt - 1);
+    st = prefill_in_batches(s, prompt, n_prompt, batch, logits);
     if (st != SLIMKV_OK)
         report("prefill", st);
     double t1 = now_seconds();
@@ -642,6 +702,8 @@ static slimkv_status generate(const runtime *rt, const llama_cache_options *opts
             report("decode", st);
     }
     res->decode_seconds = now_seconds() - t1;
+    if (st == SLIMKV_OK)
+        st = llama_session_bytes(s, &res->kv_bytes);
     if (steps > 0) {
         qsort(step_seconds, (size_t)steps, sizeof *step_seconds, by_value);
         res->median_step_seconds = step_seconds[steps / 2];
@@ -865,9 +927,11 @@ static int run_generation(const runtime *rt)
     if (show_progress() && g.n > 1)
         fputc('\n', stderr);
     if (st == SLIMKV_OK)
-        fprintf(stderr, "[gen] prompt %zu tokens in %.2f s (%.1f tok/s); generated %d tokens, decode %.1f tok/s\n", n,
-                g.prefill_seconds, (double)n / g.prefill_seconds, g.n,
-                g.n > 1 ? (g.n - 1) / g.decode_seconds : 0.0);
+        fprintf(stderr,
+                "[gen] prompt %zu tokens in %.2f s (%.1f tok/s); generated %d tokens, decode %.1f tok/s; "
+                "KV cache %.1f MiB; peak RSS %.0f MiB\n",
+                n, g.prefill_seconds, (double)n / g.prefill_seconds, g.n, g.n > 1 ? (g.n - 1) / g.decode_seconds : 0.0,
+                (double)g.kv_bytes / 1048576.0, peak_rss_mib());
     free(g.tokens);
     free(ids);
     free_masks(masks, rt->hp->n_layer);
@@ -1074,10 +1138,16 @@ int main(int argc, char **argv)
         gguf_close(file);
         return report("tokenizer", st), 1;
     }
-    st = llama_load(file, &rt.model);
-    gguf_close(file); /* weights are dequantized copies; the tokenizer copied its strings */
+    llama_load_options load;
+    llama_load_options_init(&load);
+    load.f32_weights = o.f32_weights;
+    load.isa = o.weights_isa;
+    st = llama_load(file, &load, &rt.model); /* quantized weights point into file: closed at the end */
     if (st != SLIMKV_OK) {
         tokenizer_destroy(rt.tok);
+        gguf_close(file);
+        if (st == SLIMKV_ERR_UNSUPPORTED && o.weights_isa)
+            fprintf(stderr, "slimkv-run: --weights-isa %s: not supported here\n", o.weights_isa);
         return report("model", st), 1;
     }
     rt.hp = llama_get_hparams(rt.model);
@@ -1085,15 +1155,17 @@ int main(int argc, char **argv)
     slimkv_isa_auto(&isa);
     fprintf(stderr,
             "[model] %s: %d layers, d=%d, %d heads / %d KV heads x %d, ff %d, vocab %d, rope base %g, %s output; "
-            "loaded in %.2f s; %d threads; SlimKV %s kernels\n",
+            "loaded in %.2f s; %d threads; SlimKV %s kernels; weights %.1f MiB, %s kernels\n",
             o.model_path, rt.hp->n_layer, rt.hp->n_embd, rt.hp->n_head, rt.hp->n_kv_head, rt.hp->head_dim,
             rt.hp->n_ff, rt.hp->n_vocab, rt.hp->rope_base, llama_output_tied(rt.model) ? "tied" : "separate",
-            now_seconds() - t0, omp_get_max_threads(), isa);
+            now_seconds() - t0, omp_get_max_threads(), isa, (double)llama_weight_bytes(rt.model) / 1048576.0,
+            llama_weights_isa(rt.model));
     if (o.plan_file) {
         st = slimkv_plan_load(o.plan_file, &rt.plan);
         if (st != SLIMKV_OK) {
             llama_free(rt.model);
             tokenizer_destroy(rt.tok);
+            gguf_close(file);
             fprintf(stderr, "slimkv-run: %s: %s\n", o.plan_file, slimkv_status_str(st));
             return 1;
         }
@@ -1105,5 +1177,6 @@ int main(int argc, char **argv)
     slimkv_plan_destroy(rt.plan);
     llama_free(rt.model);
     tokenizer_destroy(rt.tok);
+    gguf_close(file);
     return rc;
 }
