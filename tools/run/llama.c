@@ -746,17 +746,49 @@ long llama_ppl_scored(int n, int ctx, int stride)
     return (long)((n - ctx) / stride + 1) * stride;
 }
 
-/* Scores one prediction: its NLL and, when asked, its argmax. */
-static void score(const llama_ppl_params *p, const float *logits, int vocab, int target, llama_ppl_result *res)
+/* log softmax(logits), in double accumulation. */
+static void log_softmax(const float *logits, int n, float *out)
+{
+    float max = logits[0];
+    for (int i = 1; i < n; i++)
+        max = logits[i] > max ? logits[i] : max;
+    double sum = 0.0;
+    for (int i = 0; i < n; i++)
+        sum += exp((double)(logits[i] - max));
+    double lse = (double)max + log(sum);
+    for (int i = 0; i < n; i++)
+        out[i] = (float)((double)logits[i] - lse);
+}
+
+/* KL(p || q) = sum p (log p - log q), from log-probabilities. */
+static double kl_divergence(const float *log_p, const float *log_q, int n)
+{
+    double kl = 0.0;
+    for (int i = 0; i < n; i++)
+        kl += exp((double)log_p[i]) * ((double)log_p[i] - (double)log_q[i]);
+    return kl > 0.0 ? kl : 0.0; /* rounding can leave -1e-12 for equal inputs */
+}
+
+/* Scores one prediction: its NLL and, when asked, its argmax, its
+ * log-softmax and its KL divergence from the reference's. scratch: n_vocab floats. */
+static void score(const llama_ppl_params *p, const float *logits, int vocab, int target, float *scratch,
+                  llama_ppl_result *res)
 {
     res->nll_sum += token_nll(logits, vocab, target);
     if (p->argmax)
         p->argmax[res->scored] = argmax_of(logits, vocab);
+    if (p->logprobs || p->kl) {
+        float *lp = p->logprobs ? p->logprobs + (size_t)res->scored * vocab : scratch;
+        log_softmax(logits, vocab, lp);
+        if (p->kl && p->reference_logprobs)
+            p->kl[res->scored] = kl_divergence(p->reference_logprobs + (size_t)res->scored * vocab, lp, vocab);
+    }
     res->scored++;
 }
 
 static slimkv_status perplexity_window(const llama_model *m, const llama_cache_options *opts, const int32_t *win,
-                                       const llama_ppl_params *p, float *logits, llama_ppl_result *res)
+                                       const llama_ppl_params *p, float *logits, float *scratch,
+                                       llama_ppl_result *res)
 {
     int ctx = p->ctx, prompt = p->ctx - p->stride, vocab = m->hp.n_vocab;
     llama_session *s;
@@ -766,13 +798,13 @@ static slimkv_status perplexity_window(const llama_model *m, const llama_cache_o
     /* The prompt; its last logits predict the first scored token. */
     st = llama_forward(s, win, prompt, LLAMA_PREFILL, logits, prompt - 1);
     if (st == SLIMKV_OK)
-        score(p, logits, vocab, win[prompt], res);
+        score(p, logits, vocab, win[prompt], scratch, res);
     /* The scored tokens; the window's last token is only a target. */
     for (int pos = prompt; pos < ctx - 1 && st == SLIMKV_OK; pos += p->chunk) {
         int len = ctx - 1 - pos < p->chunk ? ctx - 1 - pos : p->chunk;
         st = llama_forward(s, win + pos, len, LLAMA_DECODE, logits, 0);
         for (int i = 0; i < len && st == SLIMKV_OK; i++)
-            score(p, logits + (size_t)i * vocab, vocab, win[pos + i + 1], res);
+            score(p, logits + (size_t)i * vocab, vocab, win[pos + i + 1], scratch, res);
     }
     if (st == SLIMKV_OK) {
         st = llama_session_bytes(s, &res->bytes);
@@ -791,12 +823,14 @@ slimkv_status llama_perplexity(const llama_model *m, const llama_cache_options *
     if (p->ctx < 2 || p->stride < 1 || p->stride >= p->ctx || p->chunk < 1 || n < p->ctx)
         return SLIMKV_ERR_INVALID_ARG;
     int n_windows = (n - p->ctx) / p->stride + 1;
-    float *logits = malloc((size_t)p->chunk * m->hp.n_vocab * sizeof(float));
+    /* chunk rows of logits, then one row of scratch */
+    float *logits = malloc(((size_t)p->chunk + 1) * m->hp.n_vocab * sizeof(float));
     if (!logits)
         return SLIMKV_ERR_NOMEM;
+    float *scratch = logits + (size_t)p->chunk * m->hp.n_vocab;
     slimkv_status st = SLIMKV_OK;
     for (int w = 0; w < n_windows && st == SLIMKV_OK; w++) {
-        st = perplexity_window(m, opts, tokens + (size_t)w * p->stride, p, logits, res);
+        st = perplexity_window(m, opts, tokens + (size_t)w * p->stride, p, logits, scratch, res);
         if (st == SLIMKV_OK && p->progress)
             p->progress(p->progress_ctx, w + 1, n_windows, res->nll_sum, res->scored);
     }

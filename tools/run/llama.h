@@ -117,6 +117,13 @@ typedef struct llama_ppl_params {
     /* NULL, or room for one id per scored token (see llama_ppl_scored):
      * the argmax of each scored prediction, in order. */
     int32_t *argmax;
+    /* NULL, or room for [scored][n_vocab] floats: each scored prediction's
+     * log-softmax, in order (a reference run for kl below). */
+    float *logprobs;
+    /* With kl: the reference run's logprobs; kl[i] gets the KL divergence
+     * KL(reference || this run) of scored prediction i, in nats. */
+    const float *reference_logprobs;
+    double *kl;
 } llama_ppl_params;
 
 /* Scored tokens of n tokens in windows of ctx every stride (0 when n < ctx). */

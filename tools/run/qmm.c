@@ -56,8 +56,8 @@ void qmm_acts_free(qmm_acts *a)
     memset(a, 0, sizeof *a);
 }
 
-/* Per block: d = max |x| / 127, q = round(x / d); an all-zero block has
- * d = 0 and q = 0. */
+/* Per block: d = max |x| / 127, q = x / d rounded half away from zero; an
+ * all-zero block has d = 0 and q = 0. */
 void qmm_quantize(const float *x, int n_tok, int n_blocks, qmm_acts *a)
 {
     a->n_tok = n_tok;
@@ -68,15 +68,17 @@ void qmm_quantize(const float *x, int n_tok, int n_blocks, qmm_acts *a)
         const float *xb = x + b * QMM_BLOCK;
         int8_t *q = a->q + b * QMM_BLOCK;
         float amax = 0.0f;
-        for (int j = 0; j < QMM_BLOCK; j++)
-            amax = fmaxf(amax, fabsf(xb[j]));
+        for (int j = 0; j < QMM_BLOCK; j++) {
+            float a = fabsf(xb[j]);
+            amax = a > amax ? a : amax; /* plain compares: no libm call, and they vectorize */
+        }
         float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int j = 0; j < QMM_BLOCK; j++) {
-            int v = (int)lrintf(xb[j] * inv);
-            v = v > 127 ? 127 : v < -127 ? -127 : v;
-            q[j] = (int8_t)v;
-            sum += v;
+            float v = xb[j] * inv; /* within [-127, 127] */
+            int code = (int)(v + (v < 0.0f ? -0.5f : 0.5f)); /* half away from zero */
+            q[j] = (int8_t)code;
+            sum += code;
         }
         a->d[b] = d;
         a->sum[b] = d * (float)sum;

@@ -58,7 +58,10 @@ typedef struct run_options {
     int batch;                 /* prompt tokens per forward call */
     const char *prompt;
     int n_gen, chat, ignore_eos;
-    const char *ppl_file, *eval_file, *calib_file;
+    const char *ppl_file, *eval_file, *calib_file, *depth_file;
+    int depths[16], n_depths; /* --depth-bench: prompt depths */
+    const char *configs;      /* --configs: "default" or "all" (NULL: the mode's own choice) */
+    const char *json_file;
     int ctx, stride, max_tokens, offset, chunk, calib_tokens;
 } run_options;
 
@@ -117,7 +120,8 @@ static int report(const char *what, slimkv_status st)
 static void usage(FILE *to)
 {
     fprintf(to,
-            "usage: slimkv-run [options] (--prompt TEXT | --ppl FILE | --eval FILE | --write-calib FILE)\n"
+            "usage: slimkv-run [options] (--prompt TEXT | --ppl FILE | --eval FILE | --depth-bench FILE |\n"
+            "                  --write-calib FILE)\n"
             "  --model PATH        GGUF model (default %s)\n"
             "  --k-format F        K storage: f32, f16, bf16, q8, q4, q2 (default f16)\n"
             "  --v-format F        V storage (default f16)\n"
@@ -149,6 +153,12 @@ static void usage(FILE *to)
             "  --n N               tokens to generate (default 64; --eval: steps compared)\n"
             "  --chat              wrap the prompt in the model's chat template\n"
             "  --ignore-eos        keep generating after the end-of-sequence token\n"
+            "depth benchmark (--depth-bench FILE), as llama-bench -d: per KV config and depth D,\n"
+            "prefill D tokens of FILE (from --offset), then time --n decode steps:\n"
+            "  --depths LIST       comma-separated depths (default 0,2048,4096,8192)\n"
+            "  --configs SET       default (f16, q8, q4, q4 with K pruning) or all (the eval's rows);\n"
+            "                      --eval takes all unless told default\n"
+            "  --json FILE         also write the rows as JSON\n"
             "perplexity (--ppl FILE) and evaluation (--eval FILE):\n"
             "  --ctx N             tokens per window (default 512)\n"
             "  --stride N          scored tokens per window (default ctx/2)\n"
@@ -163,6 +173,25 @@ static void usage(FILE *to)
 static int parse_format(const char *s, slimkv_format *f)
 {
     return slimkv_format_from_name(s, strlen(s), f) == SLIMKV_OK;
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out);
+
+/* "0,2048,4096": at most 16 depths, each in [0, 2^20]. */
+static int parse_depths(const char *s, run_options *o)
+{
+    char buf[256];
+    if (strlen(s) >= sizeof buf)
+        return 0;
+    strcpy(buf, s);
+    o->n_depths = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (o->n_depths == (int)(sizeof o->depths / sizeof o->depths[0]) ||
+            !parse_int(tok, 0, 1 << 20, &o->depths[o->n_depths]))
+            return 0;
+        o->n_depths++;
+    }
+    return o->n_depths > 0;
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -195,7 +224,8 @@ static int parse_options(int argc, char **argv, run_options *o)
                        .keep_k = 1.0, .residual = defaults.residual, .group = defaults.group_size,
                        .sinks = defaults.n_sink, .align = defaults.channel_align, .n_gen = 64, .ctx = 512,
                        .stride = 0, .max_tokens = 3072, .offset = 1024, .chunk = 32, .calib_tokens = 512,
-                       .batch = 512, .prune_ratio = defaults.prune_ratio, .window = defaults.window};
+                       .batch = 512, .prune_ratio = defaults.prune_ratio, .window = defaults.window,
+                       .depths = {0, 2048, 4096, 8192}, .n_depths = 4};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -258,6 +288,15 @@ static int parse_options(int argc, char **argv, run_options *o)
             o->ppl_file = v;
         } else if (!strcmp(a, "--eval")) {
             o->eval_file = v;
+        } else if (!strcmp(a, "--depth-bench")) {
+            o->depth_file = v;
+        } else if (!strcmp(a, "--depths")) {
+            ok = parse_depths(v, o);
+        } else if (!strcmp(a, "--configs")) {
+            ok = !strcmp(v, "default") || !strcmp(v, "all");
+            o->configs = v;
+        } else if (!strcmp(a, "--json")) {
+            o->json_file = v;
         } else if (!strcmp(a, "--calib")) {
             o->calib_file = v;
         } else if (!strcmp(a, "--ctx")) {
@@ -286,7 +325,7 @@ static int parse_options(int argc, char **argv, run_options *o)
     /* every file it reads: checked before any work, so a directory or a
      * device is a clear message and not a size taken from it */
     const char *inputs[][2] = {{"--model", o->model_path}, {"--ppl", o->ppl_file}, {"--eval", o->eval_file},
-                               {"--calib", o->calib_file}, {"--plan", o->plan_file}};
+                               {"--calib", o->calib_file}, {"--plan", o->plan_file}, {"--depth-bench", o->depth_file}};
     for (size_t f = 0; f < sizeof inputs / sizeof *inputs; f++) {
         struct stat sb;
         if (!inputs[f][1])
@@ -298,8 +337,9 @@ static int parse_options(int argc, char **argv, run_options *o)
             return -1;
         }
     }
-    if (!!o->prompt + !!o->ppl_file + !!o->eval_file + (o->write_calib && !o->ppl_file && !o->eval_file) != 1) {
-        fprintf(stderr, "slimkv-run: give exactly one of --prompt, --ppl, --eval, --write-calib\n");
+    if (!!o->prompt + !!o->ppl_file + !!o->eval_file + !!o->depth_file +
+            (o->write_calib && !o->ppl_file && !o->eval_file) != 1) {
+        fprintf(stderr, "slimkv-run: give exactly one of --prompt, --ppl, --eval, --depth-bench, --write-calib\n");
         usage(stderr);
         return -1;
     }
@@ -611,13 +651,15 @@ typedef struct ppl_run {
     double seconds;
 } ppl_run;
 
+/* argmax, logprobs, reference and kl: NULL or as llama_ppl_params says. */
 static slimkv_status perplexity(const runtime *rt, const llama_cache_options *opts, const int32_t *tokens, int n,
-                                int32_t *argmax, ppl_run *run)
+                                int32_t *argmax, float *logprobs, const float *reference, double *kl, ppl_run *run)
 {
     const run_options *o = rt->opt;
     ppl_progress pp = {now_seconds()};
     llama_ppl_params p = {.ctx = o->ctx, .stride = o->stride, .chunk = o->chunk, .progress = show_ppl_progress,
-                          .progress_ctx = &pp, .argmax = argmax};
+                          .progress_ctx = &pp, .argmax = argmax, .logprobs = logprobs,
+                          .reference_logprobs = reference, .kl = kl};
     if (n < o->ctx) {
         fprintf(stderr, "slimkv-run: %d tokens, fewer than one window of --ctx %d\n", n, o->ctx);
         return SLIMKV_ERR_INVALID_ARG;
@@ -968,7 +1010,7 @@ static int run_perplexity(const runtime *rt)
     llama_cache_options opts;
     cache_options(o, &kc, masks, &opts);
     ppl_run run;
-    slimkv_status st = perplexity(rt, &opts, ids + begin, count, NULL, &run);
+    slimkv_status st = perplexity(rt, &opts, ids + begin, count, NULL, NULL, NULL, NULL, &run);
     if (st == SLIMKV_OK)
         printf("perplexity %.4f over %ld tokens (ctx %d, stride %d, chunk %d, from token %d of %zu); "
                "KV bytes per token %.1f; %.1f s\n",
@@ -985,27 +1027,40 @@ typedef struct eval_row {
     double decode_tps;
     double agreement; /* free-running greedy tokens equal to dense, % */
     double top1;      /* teacher-forced: scored predictions whose argmax equals dense's, % */
+    double kl_mean, kl_p99; /* KL(dense || this) of the scored predictions, nats */
 } eval_row;
 
-static int run_eval(const runtime *rt)
+static int by_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The mean and the 99th percentile (nearest rank) of n KL values; sorts them. */
+static void kl_summary(double *kl, long n, double *mean, double *p99)
+{
+    double sum = 0.0;
+    for (long i = 0; i < n; i++)
+        sum += kl[i];
+    qsort(kl, (size_t)n, sizeof *kl, by_double);
+    long rank = (long)ceil(0.99 * (double)n);
+    *mean = n > 0 ? sum / (double)n : 0.0;
+    *p99 = n > 0 ? kl[(rank > 0 ? rank : 1) - 1] : 0.0;
+}
+
+/* The configurations the eval table and the depth bench compare, dense f16
+ * first (the baseline), --plan's last when given; returns how many. */
+#define N_STANDARD_CONFIGS 16
+static int standard_configs(const runtime *rt, kv_config *rows)
 {
     const run_options *o = rt->opt;
-    int32_t *ids;
-    size_t n;
-    if (tokenize_file(rt, o->eval_file, &ids, &n) != SLIMKV_OK)
-        return 1;
-    int begin, count;
-    if (!slice_of(o, n, &begin, &count)) {
-        free(ids);
-        return 1;
-    }
     int stream_sinks = o->sinks > STREAMING_MIN_SINKS ? o->sinks : STREAMING_MIN_SINKS;
     /* Dense f16 first: the baseline the others are compared with. */
 #define ROW(label, kf, vf, keep, by_q, stream, s, pol, ratio)                                                      \
     {.name = label, .k_format = kf, .v_format = vf, .keep_k = keep, .score_with_q = by_q, .streaming = stream,     \
      .sinks = s, .policy = pol, .prune_ratio = ratio}
     const slimkv_policy none = SLIMKV_POLICY_NONE, think = SLIMKV_POLICY_THINK, spark = SLIMKV_POLICY_SPARK;
-    kv_config rows_spec[] = {
+    const kv_config all[] = {
         ROW("f16 (dense)", SLIMKV_F16, SLIMKV_F16, 1.0, 0, 0.0, o->sinks, none, 0),
         ROW("q8", SLIMKV_Q8, SLIMKV_Q8, 1.0, 0, 0.0, o->sinks, none, 0),
         ROW("q4", SLIMKV_Q4, SLIMKV_Q4, 1.0, 0, 0.0, o->sinks, none, 0),
@@ -1025,14 +1080,50 @@ static int run_eval(const runtime *rt)
         ROW("plan", SLIMKV_F16, SLIMKV_F16, 1.0, 0, 0.0, o->sinks, none, 0),
     };
 #undef ROW
-    int n_rows = (int)(sizeof rows_spec / sizeof rows_spec[0]) - (rt->plan ? 0 : 1);
+    int n_rows = (int)(sizeof all / sizeof all[0]) - (rt->plan ? 0 : 1);
+    memcpy(rows, all, (size_t)n_rows * sizeof *rows);
     if (rt->plan) {
-        kv_config *plan_row = &rows_spec[n_rows - 1];
+        kv_config *plan_row = &rows[n_rows - 1];
         const char *base = strrchr(o->plan_file, '/');
         snprintf(plan_row->name, sizeof plan_row->name, "plan %s", base ? base + 1 : o->plan_file);
         plan_row->plan = rt->plan;
     }
-    eval_row rows[sizeof rows_spec / sizeof rows_spec[0]];
+    return n_rows;
+}
+
+/* The standard configs, or only the default few (dense, q8, q4, and q4
+ * with each way of pruning K; --plan's always); returns how many. */
+static int chosen_configs(const runtime *rt, int all, kv_config *out)
+{
+    static const char *const defaults[] = {"f16 (dense)", "q8", "q4", "q4, K 75% kept by q·k", "q4, ThinK 0.4",
+                                           "q4, SparK 0.5"};
+    kv_config every[N_STANDARD_CONFIGS];
+    int n_every = standard_configs(rt, every), n = 0;
+    for (int i = 0; i < n_every; i++) {
+        int chosen = all || every[i].plan;
+        for (size_t j = 0; j < sizeof defaults / sizeof defaults[0] && !chosen; j++)
+            chosen = !strcmp(every[i].name, defaults[j]);
+        if (chosen)
+            out[n++] = every[i];
+    }
+    return n;
+}
+
+static int run_eval(const runtime *rt)
+{
+    const run_options *o = rt->opt;
+    int32_t *ids;
+    size_t n;
+    if (tokenize_file(rt, o->eval_file, &ids, &n) != SLIMKV_OK)
+        return 1;
+    int begin, count;
+    if (!slice_of(o, n, &begin, &count)) {
+        free(ids);
+        return 1;
+    }
+    kv_config rows_spec[N_STANDARD_CONFIGS];
+    int n_rows = chosen_configs(rt, !o->configs || !strcmp(o->configs, "all"), rows_spec);
+    eval_row rows[N_STANDARD_CONFIGS];
     int n_prompt = o->ctx - o->n_gen;
     if (n_prompt < 1 || n_prompt > count) {
         fprintf(stderr, "slimkv-run: --n %d leaves no prompt in a --ctx %d window\n", o->n_gen, o->ctx);
@@ -1046,7 +1137,14 @@ static int run_eval(const runtime *rt)
     long n_scored = llama_ppl_scored(count, o->ctx, o->stride);
     int32_t *dense_argmax = malloc((size_t)(n_scored > 0 ? n_scored : 1) * sizeof(int32_t));
     int32_t *argmax = malloc((size_t)(n_scored > 0 ? n_scored : 1) * sizeof(int32_t));
-    int status = dense_argmax && argmax ? 0 : 1;
+    /* dense's log-probabilities of every scored prediction, for the KL
+     * divergence of the others: n_scored x n_vocab floats */
+    size_t logprob_floats = (size_t)(n_scored > 0 ? n_scored : 1) * (size_t)rt->hp->n_vocab;
+    float *dense_logprobs = malloc(logprob_floats * sizeof(float));
+    double *kl = malloc((size_t)(n_scored > 0 ? n_scored : 1) * sizeof(double));
+    fprintf(stderr, "[eval] dense log-probabilities for the KL divergence: %.0f MiB\n",
+            (double)logprob_floats * sizeof(float) / 1048576.0);
+    int status = dense_argmax && argmax && dense_logprobs && kl ? 0 : 1;
     if (status)
         report("eval", SLIMKV_ERR_NOMEM);
     for (int r = 0; r < n_rows && status == 0; r++) {
@@ -1061,7 +1159,10 @@ static int run_eval(const runtime *rt)
         cache_options(o, &row->kc, masks, &opts);
         fprintf(stderr, "[eval] %s\n", row->kc.name);
         gen_result g = {0};
-        slimkv_status st = perplexity(rt, &opts, ids + begin, count, r == 0 ? dense_argmax : argmax, &row->ppl);
+        slimkv_status st = perplexity(rt, &opts, ids + begin, count, r == 0 ? dense_argmax : argmax,
+                                      r == 0 ? dense_logprobs : NULL, r == 0 ? NULL : dense_logprobs, kl, &row->ppl);
+        if (st == SLIMKV_OK && r > 0)
+            kl_summary(kl, row->ppl.r.scored, &row->kl_mean, &row->kl_p99);
         if (st == SLIMKV_OK) {
             long same = 0;
             for (long i = 0; i < row->ppl.r.scored; i++)
@@ -1089,29 +1190,163 @@ static int run_eval(const runtime *rt)
     if (status == 0) {
         double dense_ppl = rows[0].ppl.r.perplexity;
         double dense_bytes = (double)rows[0].ppl.r.bytes / rows[0].ppl.r.tokens_held;
-        printf("\nSmolLM2-135M-Instruct (Q4_1 weights), %s tokens %d..%d, ctx %d, stride %d: %ld scored tokens; "
+        printf("\nSmolLM2-135M-Instruct (Q4_1 weights, %s kernels), %s tokens %d..%d, ctx %d, stride %d: %ld scored "
+               "tokens; "
                "R=%d, G=%d; top-1: teacher-forced argmax equal to dense over the scored tokens; greedy: "
                "free-running tokens equal to dense over %d steps after a %d-token prompt; decode tok/s: 1 / median step "
-               "time of those steps; K kept by k: channels of largest mean |k|, by q·k: of largest mean |q| * mean |k|\n\n",
-               o->eval_file, begin, begin + count, o->ctx, o->stride, rows[0].ppl.r.scored, o->residual, o->group,
+               "time of those steps; KL: KL(dense || config) of the scored next-token distributions, nats, mean and 99th "
+               "percentile; K kept by k: channels of largest mean |k|, by q·k: of largest mean |q| * mean |k|\n\n",
+               llama_weights_isa(rt->model), o->eval_file, begin, begin + count, o->ctx, o->stride, rows[0].ppl.r.scored, o->residual, o->group,
                o->n_gen, n_prompt);
-        printf("| config | KV bytes/token | vs dense | decode tok/s | perplexity | vs dense | top-1 = dense | "
-               "greedy = dense |\n");
-        printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        printf("| config | KV bytes/token | vs dense | decode tok/s | perplexity | vs dense | KL mean | KL p99 | "
+               "top-1 = dense | greedy = dense |\n");
+        printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (int r = 0; r < n_rows; r++) {
             double ppl = rows[r].ppl.r.perplexity;
             double bytes = (double)rows[r].ppl.r.bytes / rows[r].ppl.r.tokens_held;
             char sinks[32] = "";
             if (rows[r].kc.sinks != o->sinks)
                 snprintf(sinks, sizeof sinks, " (S=%d)", rows[r].kc.sinks);
-            printf("| %s%s | %.0f | %.1f%% | %.1f | %.3f | %+.2f%% | %.1f%% | %.1f%% |\n", rows[r].kc.name, sinks,
-                   bytes, 100.0 * bytes / dense_bytes, rows[r].decode_tps, ppl, 100.0 * (ppl / dense_ppl - 1.0),
-                   rows[r].top1, rows[r].agreement);
+            printf("| %s%s | %.0f | %.1f%% | %.1f | %.3f | %+.2f%% | %.4f | %.4f | %.1f%% | %.1f%% |\n",
+                   rows[r].kc.name, sinks, bytes, 100.0 * bytes / dense_bytes, rows[r].decode_tps, ppl,
+                   100.0 * (ppl / dense_ppl - 1.0), rows[r].kl_mean, rows[r].kl_p99, rows[r].top1, rows[r].agreement);
         }
     }
     free(reference);
     free(dense_argmax);
     free(argmax);
+    free(dense_logprobs);
+    free(kl);
+    free(ids);
+    return status;
+}
+
+/* ---- depth benchmark --------------------------------------------------- */
+
+typedef struct depth_row {
+    const char *config;
+    int depth;
+    double prompt_tps, decode_tps; /* decode: steps / their total time */
+    size_t kv_bytes;
+    double peak_rss_mib;
+} depth_row;
+
+/* One (config, depth): a fresh session, `depth` prompt tokens in batches
+ * (depth 0: one token, the decode's start), then n timed decode steps. */
+static slimkv_status depth_run(const runtime *rt, const llama_cache_options *opts, const int32_t *text, int depth,
+                               depth_row *row)
+{
+    const run_options *o = rt->opt;
+    int n_prompt = depth > 0 ? depth : 1, batch = n_prompt < o->batch ? n_prompt : o->batch;
+    float *logits = malloc((size_t)rt->hp->n_vocab * sizeof(float));
+    llama_session *s = NULL;
+    slimkv_status st = logits ? SLIMKV_OK : SLIMKV_ERR_NOMEM;
+    reset_peak_rss();
+    if (st == SLIMKV_OK)
+        st = llama_session_create(rt->model, opts, n_prompt + o->n_gen, batch, &s);
+    double t0 = now_seconds();
+    if (st == SLIMKV_OK)
+        st = prefill_in_batches(s, text, n_prompt, batch, logits);
+    double t1 = now_seconds();
+    for (int i = 0; i < o->n_gen && st == SLIMKV_OK; i++) {
+        int32_t next = argmax(logits, rt->hp->n_vocab);
+        st = llama_forward(s, &next, 1, LLAMA_DECODE, logits, 0);
+    }
+    double t2 = now_seconds();
+    if (st == SLIMKV_OK)
+        st = llama_session_bytes(s, &row->kv_bytes);
+    row->depth = depth;
+    row->prompt_tps = depth > 0 ? depth / (t1 - t0) : 0.0;
+    row->decode_tps = o->n_gen / (t2 - t1);
+    row->peak_rss_mib = peak_rss_mib();
+    llama_session_free(s);
+    free(logits);
+    return st;
+}
+
+static int write_depth_json(const char *path, const run_options *o, const runtime *rt, const depth_row *rows, int n)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "slimkv-run: --json %s: cannot write\n", path);
+        return 1;
+    }
+    fprintf(f, "{\n  \"model\": \"%s\",\n  \"threads\": %d,\n  \"weights\": \"%s\",\n  \"decode_steps\": %d,\n",
+            o->model_path, omp_get_max_threads(), llama_weights_isa(rt->model), o->n_gen);
+    fprintf(f, "  \"batch\": %d,\n  \"rows\": [\n", o->batch);
+    for (int i = 0; i < n; i++)
+        fprintf(f,
+                "    {\"config\": \"%s\", \"depth\": %d, \"prompt_tok_s\": %.2f, \"decode_tok_s\": %.2f, "
+                "\"kv_bytes\": %zu, \"peak_rss_mib\": %.1f}%s\n",
+                rows[i].config, rows[i].depth, rows[i].prompt_tps, rows[i].decode_tps, rows[i].kv_bytes,
+                rows[i].peak_rss_mib, i + 1 < n ? "," : "");
+    fprintf(f, "  ]\n}\n");
+    return fclose(f) == 0 ? 0 : 1;
+}
+
+static int run_depth_bench(const runtime *rt)
+{
+    const run_options *o = rt->opt;
+    int32_t *ids;
+    size_t n;
+    if (tokenize_file(rt, o->depth_file, &ids, &n) != SLIMKV_OK)
+        return 1;
+    int deepest = 1;
+    for (int d = 0; d < o->n_depths; d++)
+        deepest = o->depths[d] > deepest ? o->depths[d] : deepest;
+    if ((size_t)o->offset + (size_t)deepest > n) {
+        fprintf(stderr, "slimkv-run: %s has %zu tokens, fewer than --offset %d + depth %d\n", o->depth_file, n,
+                o->offset, deepest);
+        free(ids);
+        return 1;
+    }
+    kv_config configs[N_STANDARD_CONFIGS];
+    int n_configs = chosen_configs(rt, o->configs && !strcmp(o->configs, "all"), configs);
+    depth_row *rows = calloc((size_t)n_configs * o->n_depths, sizeof *rows);
+    int status = rows ? 0 : 1, n_rows = 0;
+    fprintf(stderr, "[depth] %s from token %d; %d decode steps; batch %d; %d threads\n", o->depth_file, o->offset,
+            o->n_gen, o->batch, omp_get_max_threads());
+    for (int c = 0; c < n_configs && status == 0; c++) {
+        uint8_t **masks = NULL;
+        if (masks_for(rt, &configs[c], ids, n, &masks) != SLIMKV_OK) {
+            status = 1;
+            break;
+        }
+        llama_cache_options opts;
+        cache_options(o, &configs[c], masks, &opts);
+        for (int d = 0; d < o->n_depths && status == 0; d++) {
+            depth_row *row = &rows[n_rows];
+            row->config = configs[c].name;
+            slimkv_status st = depth_run(rt, &opts, ids + o->offset, o->depths[d], row);
+            if (st != SLIMKV_OK) {
+                report("depth bench", st);
+                status = 1;
+                break;
+            }
+            n_rows++;
+            fprintf(stderr, "[depth] %s, depth %d: prompt %.1f tok/s, decode %.1f tok/s\n", row->config, row->depth,
+                    row->prompt_tps, row->decode_tps);
+        }
+        free_masks(masks, rt->hp->n_layer);
+    }
+    if (status == 0) {
+        printf("\nSmolLM2-135M-Instruct, weights %s (%.1f MiB), %d threads: prefill D tokens of %s from token %d "
+               "in batches of %d, then %d decode steps (greedy); peak RSS of the whole process for that run\n\n",
+               llama_weights_isa(rt->model), (double)llama_weight_bytes(rt->model) / 1048576.0, omp_get_max_threads(),
+               o->depth_file, o->offset, o->batch, o->n_gen);
+        printf("| config | depth | prompt tok/s | decode tok/s | KV MiB | peak RSS MiB |\n");
+        printf("|---|---:|---:|---:|---:|---:|\n");
+        for (int i = 0; i < n_rows; i++) {
+            char prompt[32] = "-";
+            if (rows[i].depth > 0)
+                snprintf(prompt, sizeof prompt, "%.1f", rows[i].prompt_tps);
+            printf("| %s | %d | %s | %.1f | %.1f | %.0f |\n", rows[i].config, rows[i].depth, prompt,
+                   rows[i].decode_tps, (double)rows[i].kv_bytes / 1048576.0, rows[i].peak_rss_mib);
+        }
+        if (o->json_file)
+            status = write_depth_json(o->json_file, o, rt, rows, n_rows);
+    }
+    free(rows);
     free(ids);
     return status;
 }
@@ -1170,10 +1405,11 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    int rc = o.prompt      ? run_generation(&rt)
-             : o.ppl_file  ? run_perplexity(&rt)
-             : o.eval_file ? run_eval(&rt)
-                           : run_write_calibration(&rt);
+    int rc = o.prompt       ? run_generation(&rt)
+             : o.ppl_file   ? run_perplexity(&rt)
+             : o.eval_file  ? run_eval(&rt)
+             : o.depth_file ? run_depth_bench(&rt)
+                            : run_write_calibration(&rt);
     slimkv_plan_destroy(rt.plan);
     llama_free(rt.model);
     tokenizer_destroy(rt.tok);
