@@ -1193,11 +1193,12 @@ static int run_eval(const runtime *rt)
         printf("\nSmolLM2-135M-Instruct (Q4_1 weights, %s kernels), %s tokens %d..%d, ctx %d, stride %d: %ld scored "
                "tokens; "
                "R=%d, G=%d; top-1: teacher-forced argmax equal to dense over the scored tokens; greedy: "
-               "free-running tokens equal to dense over %d steps after a %d-token prompt; decode tok/s: 1 / median step "
-               "time of those steps; KL: KL(dense || config) of the scored next-token distributions, nats, mean and 99th "
-               "percentile; K kept by k: channels of largest mean |k|, by q·k: of largest mean |q| * mean |k|\n\n",
-               llama_weights_isa(rt->model), o->eval_file, begin, begin + count, o->ctx, o->stride, rows[0].ppl.r.scored, o->residual, o->group,
-               o->n_gen, n_prompt);
+               "free-running tokens equal to dense over %d steps after a %d-token prompt; decode tok/s: 1 / median "
+               "step time of those steps; KL: KL(dense || config) of the scored next-token distributions, nats, mean "
+               "and 99th percentile; K kept by k: channels of largest mean |k|, by q·k: of largest mean |q| * mean "
+               "|k|\n\n",
+               llama_weights_isa(rt->model), o->eval_file, begin, begin + count, o->ctx, o->stride,
+               rows[0].ppl.r.scored, o->residual, o->group, o->n_gen, n_prompt);
         printf("| config | KV bytes/token | vs dense | decode tok/s | perplexity | vs dense | KL mean | KL p99 | "
                "top-1 = dense | greedy = dense |\n");
         printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
