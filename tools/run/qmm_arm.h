@@ -31,6 +31,7 @@ static inline __attribute__((always_inline)) void qmm_tile_arm(qmm_type type, co
         const uint8_t *row = w + (size_t)r * nb * bb;
         float32x4_t acc[QMM_TILE];
         float offset[QMM_TILE];
+        #pragma GCC unroll 8
         for (int j = 0; j < nt; j++) {
             acc[j] = vdupq_n_f32(0.0f);
             offset[j] = 0.0f;
@@ -48,6 +49,7 @@ static inline __attribute__((always_inline)) void qmm_tile_arm(qmm_type type, co
                 hi = vreinterpretq_s8_u8(vshrq_n_u8(codes, 4));
                 off = type == QMM_Q4_0 ? -8.0f * dw : qmm_f16(blk + 2);
             }
+            #pragma GCC unroll 8
             for (int j = 0; j < nt; j++) {
                 size_t xb = (size_t)j * nb + b;
                 const int8_t *xc = xq + xb * QMM_BLOCK;
@@ -56,6 +58,7 @@ static inline __attribute__((always_inline)) void qmm_tile_arm(qmm_type type, co
                 offset[j] += off * xs[xb];
             }
         }
+        #pragma GCC unroll 8
         for (int j = 0; j < nt; j++)
             y[(size_t)(t0 + j) * y_stride + r] = qmm_hsum4(acc[j]) + offset[j];
     }

@@ -28,8 +28,15 @@ static inline __attribute__((always_inline)) float block_offset(qmm_type type, c
     return type == QMM_Q4_0 ? -8.0f * dw : type == QMM_Q4_1 ? qmm_f16_x86(blk + 2) : 0.0f;
 }
 
+/* Tokens per prefill tile: eight accumulators of 16 floats share each
+ * pair of unpacked weight blocks. */
+#define ZMM_TILE 8
+
+/* Rows r of w against tokens t0 .. t0 + nt - 1 (nt <= ZMM_TILE, a constant
+ * where this is inlined). */
 static inline __attribute__((always_inline)) void tile_zmm(qmm_type type, const uint8_t *w, int n_rows,
-                                                            const qmm_acts *x, int t0, float *y, size_t y_stride)
+                                                            const qmm_acts *x, int t0, int nt, float *y,
+                                                            size_t y_stride)
 {
     size_t bb = qmm_block_bytes(type), nb = (size_t)x->n_blocks, pairs = nb / 2;
     const int8_t *xq = x->q + (size_t)t0 * nb * QMM_BLOCK;
@@ -38,9 +45,10 @@ static inline __attribute__((always_inline)) void tile_zmm(qmm_type type, const 
     const __m512i pair_lanes = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int r = 0; r < n_rows; r++) {
         const uint8_t *row = w + (size_t)r * nb * bb;
-        __m512 acc[QMM_TILE];
-        float offset[QMM_TILE];
-        for (int j = 0; j < QMM_TILE; j++) {
+        __m512 acc[ZMM_TILE];
+        float offset[ZMM_TILE];
+        #pragma GCC unroll 8
+        for (int j = 0; j < nt; j++) {
             acc[j] = _mm512_setzero_ps();
             offset[j] = 0.0f;
         }
@@ -57,7 +65,8 @@ static inline __attribute__((always_inline)) void tile_zmm(qmm_type type, const 
                 negative = _mm512_movepi8_mask(codes);
             }
             __m512 wscale = _mm512_permutexvar_ps(pair_lanes, _mm512_castps128_ps512(_mm_setr_ps(dw0, dw1, 0, 0)));
-            for (int j = 0; j < QMM_TILE; j++) {
+            #pragma GCC unroll 8
+            for (int j = 0; j < nt; j++) {
                 size_t xb = (size_t)j * nb + 2 * p;
                 __m512i xv = _mm512_loadu_si512((const void *)(xq + xb * QMM_BLOCK));
                 if (type == QMM_Q8_0) /* x * sign(w); w = 0 meets |w| = 0 anyway */
@@ -74,7 +83,8 @@ static inline __attribute__((always_inline)) void tile_zmm(qmm_type type, const 
             float dw = qmm_f16_x86(blk), off = block_offset(type, blk, dw);
             __m256i wv = block_codes(type, blk);
             __m256i wu = type == QMM_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
-            for (int j = 0; j < QMM_TILE; j++) {
+            #pragma GCC unroll 8
+            for (int j = 0; j < nt; j++) {
                 size_t xb = (size_t)j * nb + nb - 1;
                 __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + xb * QMM_BLOCK));
                 if (type == QMM_Q8_0)
@@ -84,7 +94,8 @@ static inline __attribute__((always_inline)) void tile_zmm(qmm_type type, const 
                 offset[j] += off * xs[xb];
             }
         }
-        for (int j = 0; j < QMM_TILE; j++)
+        #pragma GCC unroll 8
+        for (int j = 0; j < nt; j++)
             y[(size_t)(t0 + j) * y_stride + r] = _mm512_reduce_add_ps(acc[j]) + offset[j];
     }
 }
@@ -93,8 +104,10 @@ static inline __attribute__((always_inline)) void rows_avx512(qmm_type type, con
                                                                const qmm_acts *x, float *y, size_t y_stride)
 {
     int t = 0;
-    for (; t + QMM_TILE <= x->n_tok; t += QMM_TILE)
-        tile_zmm(type, w, n_rows, x, t, y, y_stride);
+    for (; t + ZMM_TILE <= x->n_tok; t += ZMM_TILE)
+        tile_zmm(type, w, n_rows, x, t, ZMM_TILE, y, y_stride);
+    for (; t + 4 <= x->n_tok; t += 4)
+        tile_zmm(type, w, n_rows, x, t, 4, y, y_stride);
     for (; t < x->n_tok; t++)
         qmm_tile_x86(type, w, n_rows, x, t, 1, y, y_stride, dot_u8s8_avx512);
 }

@@ -47,6 +47,7 @@ static inline __attribute__((always_inline)) void qmm_tile_x86(qmm_type type, co
         const uint8_t *row = w + (size_t)r * nb * bb;
         __m256 acc[QMM_TILE];
         float offset[QMM_TILE];
+        #pragma GCC unroll 8
         for (int j = 0; j < nt; j++) {
             acc[j] = _mm256_setzero_ps();
             offset[j] = 0.0f;
@@ -65,6 +66,7 @@ static inline __attribute__((always_inline)) void qmm_tile_x86(qmm_type type, co
                 wv = _mm256_loadu_si256((const __m256i *)(blk + 2));
             }
             __m256i wu = type == QMM_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
+            #pragma GCC unroll 8
             for (int j = 0; j < nt; j++) {
                 size_t xb = (size_t)j * nb + b;
                 __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + xb * QMM_BLOCK));
@@ -74,6 +76,7 @@ static inline __attribute__((always_inline)) void qmm_tile_x86(qmm_type type, co
                 offset[j] += off * xs[xb];
             }
         }
+        #pragma GCC unroll 8
         for (int j = 0; j < nt; j++)
             y[(size_t)(t0 + j) * y_stride + r] = qmm_hsum8(acc[j]) + offset[j];
     }
