@@ -156,8 +156,9 @@ static void usage(FILE *to)
             "depth benchmark (--depth-bench FILE), as llama-bench -d: per KV config and depth D,\n"
             "prefill D tokens of FILE (from --offset), then time --n decode steps:\n"
             "  --depths LIST       comma-separated depths (default 0,2048,4096,8192)\n"
-            "  --configs SET       default (f16, q8, q4, q4 with K pruning) or all (the eval's rows);\n"
-            "                      --eval takes all unless told default\n"
+            "  --configs SET       default (f16, q8, q4, q4 with K pruning), all (the eval's rows), or\n"
+            "                      options (the one that --k-format, --policy, ... describe);\n"
+            "                      --eval takes all unless told otherwise\n"
             "  --json FILE         also write the rows as JSON\n"
             "perplexity (--ppl FILE) and evaluation (--eval FILE):\n"
             "  --ctx N             tokens per window (default 512)\n"
@@ -293,7 +294,7 @@ static int parse_options(int argc, char **argv, run_options *o)
         } else if (!strcmp(a, "--depths")) {
             ok = parse_depths(v, o);
         } else if (!strcmp(a, "--configs")) {
-            ok = !strcmp(v, "default") || !strcmp(v, "all");
+            ok = !strcmp(v, "default") || !strcmp(v, "all") || !strcmp(v, "options");
             o->configs = v;
         } else if (!strcmp(a, "--json")) {
             o->json_file = v;
@@ -1093,8 +1094,14 @@ static int standard_configs(const runtime *rt, kv_config *rows)
 
 /* The standard configs, or only the default few (dense, q8, q4, and q4
  * with each way of pruning K; --plan's always); returns how many. */
+static kv_config config_from_options(const runtime *rt);
+
 static int chosen_configs(const runtime *rt, int all, kv_config *out)
 {
+    if (rt->opt->configs && !strcmp(rt->opt->configs, "options")) {
+        out[0] = config_from_options(rt);
+        return 1;
+    }
     static const char *const defaults[] = {"f16 (dense)", "q8", "q4", "q4, K 75% kept by q·k", "q4, ThinK 0.4",
                                            "q4, SparK 0.5"};
     kv_config every[N_STANDARD_CONFIGS];

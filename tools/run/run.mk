@@ -15,6 +15,7 @@ QMM_SRC := $(MODEL_DIR)/qmm.c $(MODEL_DIR)/qmm_scalar.c
 ifeq ($(SIMD),1)
 QMM_SRC += $(if $(filter x86_64,$(ARCH)),$(MODEL_DIR)/qmm_avx2.c $(MODEL_DIR)/qmm_avx512.c)
 QMM_SRC += $(if $(filter aarch64,$(ARCH)),$(MODEL_DIR)/qmm_neon.c $(MODEL_DIR)/qmm_dotprod_neon.c)
+QMM_SRC += $(if $(filter arm,$(ARCH)),$(MODEL_DIR)/qmm_neon.c)
 endif
 MODEL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(MODEL_DIR)/gguf.c $(MODEL_DIR)/tokenizer.c $(MODEL_DIR)/llama.c $(QMM_SRC))
 MODEL_LIB := $(BUILD)/libslimkv_model.a
