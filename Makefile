@@ -64,6 +64,10 @@ endif
 ifeq ($(ARCH),aarch64)
 SIMD_SRC := $(wildcard simd/arm/*.c)
 endif
+ifeq ($(ARCH),arm)
+# 32-bit ARM: the NEON files, no dot-product variant (an AArch64 table only).
+SIMD_SRC := $(filter-out %_dotprod_neon.c,$(wildcard simd/arm/*.c))
+endif
 else
 ALL_CPPFLAGS += -DSLIMKV_SCALAR_ONLY
 endif
@@ -73,6 +77,11 @@ LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(CORE_SRC) $(SIMD_SRC))
 AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
 NEON_FLAGS :=
+# 32-bit ARM: NEON + VFPv4 (FMA) for the NEON files only; the rest stays at
+# the compiler's baseline, so the scalar kernels run on a CPU without NEON.
+ifeq ($(ARCH),arm)
+NEON_FLAGS := -mfpu=neon-vfpv4 -mfloat-abi=hard
+endif
 $(BUILD)/%_avx2.o: ISA_FLAGS := $(AVX2_FLAGS)
 $(BUILD)/%_avx512.o: ISA_FLAGS := $(AVX512_FLAGS)
 $(BUILD)/%_neon.o: ISA_FLAGS := $(NEON_FLAGS)
