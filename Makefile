@@ -50,7 +50,9 @@ Q := @
 endif
 
 # Project flags come after the user's so that the essentials stay on.
-ALL_CPPFLAGS := -Iinclude -Isimd -D_GNU_SOURCE $(CPPFLAGS)
+# _FILE_OFFSET_BITS=64: 64-bit off_t, stat and readdir on 32-bit targets too
+# (files past 2 GiB, 64-bit inode numbers and directory offsets).
+ALL_CPPFLAGS := -Iinclude -Isimd -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 $(CPPFLAGS)
 ALL_CFLAGS := -std=c11 -Wall -Wextra -fPIC -fvisibility=hidden -fopenmp $(CFLAGS)
 LIBS := -lsleef -lcjson -lm -lpthread -ldl
 
