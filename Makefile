@@ -3,6 +3,7 @@
 #   make demo       run the demo (installs missing Debian packages first)
 #   make test       run the test suite (same)
 #   make cross-test build for aarch64 and run the tests under qemu-aarch64
+#   make cross-test-armhf  the same for 32-bit ARM (armhf) under qemu-arm
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make V=1        show the commands
 # A toolchain file sets CROSS_COMPILE and the runner: make TOOLCHAIN=aarch64-linux-gnu
@@ -106,7 +107,7 @@ TOOLS := $(patsubst bench/tools/%.c,$(BUILD)/slimkv-%,$(TOOL_MAIN))
 TOOL_COMMON := $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(TOOL_MAIN),$(wildcard bench/tools/*.c)))
 
 .SECONDARY:
-.PHONY: all lib tests demo test bench cross-test sanitize-test valgrind-test stress fuzz fuzz-seeds deps install uninstall clean
+.PHONY: all lib tests demo test bench cross-test cross-test-armhf arm-dispatch-checks sanitize-test valgrind-test stress fuzz fuzz-seeds deps install uninstall clean
 all: lib tests $(DEMO) $(BENCH) $(TOOLS)
 lib: $(STATIC_LIB) $(SHARED_LIB) $(PC_FILE)
 tests: $(TEST_BIN) $(TOOLS)
@@ -176,6 +177,22 @@ bench: $(BENCH)
 # tests that need threads skip (SLIMKV_TEST_NO_THREADS).
 cross-test:
 	$(Q)OMP_NUM_THREADS=1 SLIMKV_TEST_NO_THREADS=1 $(MAKE) --no-print-directory TOOLCHAIN=aarch64-linux-gnu test
+
+# 32-bit ARM (armhf) the same way under qemu-arm, then its dispatch checks.
+cross-test-armhf:
+	$(Q)OMP_NUM_THREADS=1 SLIMKV_TEST_NO_THREADS=1 $(MAKE) --no-print-directory TOOLCHAIN=arm-linux-gnueabihf test
+	$(Q)$(MAKE) --no-print-directory TOOLCHAIN=arm-linux-gnueabihf arm-dispatch-checks
+
+# 32-bit ARM: SLIMKV_ISA=neon, and =neon-dotprod (no such table there: refused
+# as an unknown name is), then "auto" on qemu CPU models with NEON + VFPv4,
+# with NEON but no VFPv4, and without NEON (the last two: scalar).
+ARM_CPU_CHECKS := cortex-a7:neon cortex-a9:scalar cortex-r5f:scalar
+arm-dispatch-checks: $(BUILD)/tests/test_dispatch
+	$(Q)failed=0; for isa in neon neon-dotprod; do echo "== SLIMKV_ISA=$$isa $<"; \
+	    SLIMKV_ISA=$$isa $(RUNNER) $< || failed=$$((failed + 1)); done; \
+	  for c in $(ARM_CPU_CHECKS); do echo "== -cpu $${c%%:*} $<: auto must be $${c#*:}"; \
+	    SLIMKV_TEST_EXPECT_ISA=$${c#*:} $(RUNNER) -cpu $${c%%:*} $< || failed=$$((failed + 1)); done; \
+	  echo "dispatch checks failed: $$failed"; [ $$failed -eq 0 ]
 
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer (own build dir).
 SANITIZE_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
