@@ -3,6 +3,7 @@
 #   make demo       run the demo (installs missing Debian packages first)
 #   make test       run the test suite (same)
 #   make cross-test build for aarch64 and run the tests under qemu-aarch64
+#   make cross-test-armhf  the same for 32-bit ARM (armhf) under qemu-arm
 #   make install    PREFIX=/usr/local DESTDIR= (the library, its header and
 #                   pkg-config file; slimkv-run, -plan and -prune in BINDIR)
 #   make V=1        show the commands
@@ -52,7 +53,9 @@ Q := @
 endif
 
 # Project flags come after the user's so that the essentials stay on.
-ALL_CPPFLAGS := -Iinclude -Isimd -D_GNU_SOURCE $(CPPFLAGS)
+# _FILE_OFFSET_BITS=64: 64-bit off_t, stat and readdir on 32-bit targets too
+# (files past 2 GiB, 64-bit inode numbers and directory offsets).
+ALL_CPPFLAGS := -Iinclude -Isimd -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 $(CPPFLAGS)
 ALL_CFLAGS := -std=c11 -Wall -Wextra -fPIC -fvisibility=hidden -fopenmp $(CFLAGS)
 LIBS := -lsleef -lcjson -lm -lpthread -ldl
 
@@ -66,6 +69,10 @@ endif
 ifeq ($(ARCH),aarch64)
 SIMD_SRC := $(wildcard simd/arm/*.c)
 endif
+ifeq ($(ARCH),arm)
+# 32-bit ARM: the NEON files, no dot-product variant (an AArch64 table only).
+SIMD_SRC := $(filter-out %_dotprod_neon.c,$(wildcard simd/arm/*.c))
+endif
 else
 ALL_CPPFLAGS += -DSLIMKV_SCALAR_ONLY
 endif
@@ -75,6 +82,11 @@ LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(CORE_SRC) $(SIMD_SRC))
 AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
 NEON_FLAGS :=
+# 32-bit ARM: NEON + VFPv4 (FMA) for the NEON files only; the rest stays at
+# the compiler's baseline, so the scalar kernels run on a CPU without NEON.
+ifeq ($(ARCH),arm)
+NEON_FLAGS := -mfpu=neon-vfpv4 -mfloat-abi=hard
+endif
 $(BUILD)/%_avx2.o: ISA_FLAGS := $(AVX2_FLAGS)
 $(BUILD)/%_avx512.o: ISA_FLAGS := $(AVX512_FLAGS)
 $(BUILD)/%_neon.o: ISA_FLAGS := $(NEON_FLAGS)
@@ -112,7 +124,8 @@ PRUNE_LIB_OBJ := $(BUILD)/tools/prune/weights.o
 CLI_OBJ := $(BUILD)/tools/common/cli.o
 
 .SECONDARY:
-.PHONY: all lib tests demo test bench cross-test sanitize-test valgrind-test stress fuzz fuzz-seeds deps install uninstall clean
+.PHONY: all lib tests demo test bench cross-test cross-test-armhf arm-dispatch-checks sanitize-test valgrind-test \
+  stress fuzz fuzz-seeds deps install uninstall clean
 all: lib tests $(DEMO) $(BENCH) $(PROGRAMS)
 lib: $(STATIC_LIB) $(ST_LIB) $(SHARED_LIB) $(PC_FILE)
 tests: $(TEST_BIN) $(PROGRAMS)
@@ -216,6 +229,22 @@ bench: $(BENCH)
 # tests that need threads skip (SLIMKV_TEST_NO_THREADS).
 cross-test:
 	$(Q)OMP_NUM_THREADS=1 SLIMKV_TEST_NO_THREADS=1 $(MAKE) --no-print-directory TOOLCHAIN=aarch64-linux-gnu test
+
+# 32-bit ARM (armhf) the same way under qemu-arm, then its dispatch checks.
+cross-test-armhf:
+	$(Q)OMP_NUM_THREADS=1 SLIMKV_TEST_NO_THREADS=1 $(MAKE) --no-print-directory TOOLCHAIN=arm-linux-gnueabihf test
+	$(Q)$(MAKE) --no-print-directory TOOLCHAIN=arm-linux-gnueabihf arm-dispatch-checks
+
+# 32-bit ARM: SLIMKV_ISA=neon, and =neon-dotprod (no such table there: refused
+# as an unknown name is), then "auto" on qemu CPU models with NEON + VFPv4,
+# with NEON but no VFPv4, and without NEON (the last two: scalar).
+ARM_CPU_CHECKS := cortex-a7:neon cortex-a9:scalar cortex-r5f:scalar
+arm-dispatch-checks: $(BUILD)/tests/test_dispatch
+	$(Q)failed=0; for isa in neon neon-dotprod; do echo "== SLIMKV_ISA=$$isa $<"; \
+	    SLIMKV_ISA=$$isa $(RUNNER) $< || failed=$$((failed + 1)); done; \
+	  for c in $(ARM_CPU_CHECKS); do echo "== -cpu $${c%%:*} $<: auto must be $${c#*:}"; \
+	    SLIMKV_TEST_EXPECT_ISA=$${c#*:} $(RUNNER) -cpu $${c%%:*} $< || failed=$$((failed + 1)); done; \
+	  echo "dispatch checks failed: $$failed"; [ $$failed -eq 0 ]
 
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer (own build dir).
 SANITIZE_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all

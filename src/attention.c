@@ -409,6 +409,16 @@ static void merge_splits(const run *r, int head_qblock, float *acc)
     }
 }
 
+/* a * b floats in bytes, or 0 when that does not fit a size_t: with 32-bit
+ * size_t the scratch of the widest configs (many query heads per KV head,
+ * head_dim 1024) times the thread count, or the split partials, can exceed
+ * it, and a wrapped size would be a small buffer overrun. */
+static size_t float_bytes(size_t a, size_t b)
+{
+    size_t n;
+    return __builtin_mul_overflow(a, b, &n) || __builtin_mul_overflow(n, sizeof(float), &n) ? 0 : n;
+}
+
 slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_queries, int qpos0,
                                    const float *chunk_k, const float *chunk_v, int n_chunk, float *out)
 {
@@ -437,9 +447,11 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
 #endif
     size_t rows = (size_t)max_rows(&r), dim = (size_t)cfg->head_dim;
     size_t per_thread = rows * cfg->group_size + 6 * rows * dim + 4 * rows;
-    float *work = slimkv_malloc((size_t)threads * per_thread * sizeof(float));
+    size_t work_bytes = float_bytes((size_t)threads, per_thread);
+    float *work = work_bytes ? slimkv_malloc(work_bytes) : NULL;
     if (r.n_split > 1) {
-        r.partials = slimkv_malloc((size_t)items * rows * (dim + 2) * sizeof(float));
+        size_t partial_bytes = float_bytes((size_t)items, rows * (dim + 2));
+        r.partials = partial_bytes ? slimkv_malloc(partial_bytes) : NULL;
         r.splits_done = slimkv_malloc((size_t)head_qblocks * sizeof *r.splits_done);
     }
     if (!work || (r.n_split > 1 && (!r.partials || !r.splits_done))) {
@@ -453,8 +465,9 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
 
     /* Small calls run on the calling thread: waking a team costs more than
      * it saves, and a busy machine makes the wait for it unbounded. */
-    long flops = (long)tokens * cfg->n_kv_heads * n_queries * cfg->head_dim;
-#pragma omp parallel if (flops >= (1L << 20))
+    /* double: the product overflows a 32-bit long (and can a 64-bit one) */
+    double flops = (double)tokens * cfg->n_kv_heads * n_queries * cfg->head_dim;
+#pragma omp parallel if (flops >= 1048576.0)
     {
         int tid = 0;
 #ifdef _OPENMP

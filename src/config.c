@@ -36,13 +36,19 @@ static int valid_mask(const uint8_t *mask, size_t n)
 
 /* Bytes of the largest storage this config could ever hold (every format
  * at its widest), computed with overflow checks: a capacity that cannot be
- * addressed is refused at create, not discovered at append. */
+ * addressed is refused at create, not discovered at append. Sinks and the
+ * window never hold more than the capacity (cache.c sizes them so): a huge
+ * n_sink or residual costs nothing more, and must not be refused where
+ * size_t is 32 bits. The sum fits a size_t: capacity + n_sink <= INT_MAX
+ * and residual <= INT_MAX / 4 (check()). */
 static int worst_case_bytes_fit(const slimkv_config *cfg)
 {
     size_t per_token, total;
     size_t heads = (size_t)cfg->n_kv_heads, dim = (size_t)cfg->head_dim;
-    size_t tokens = (size_t)cfg->capacity + (size_t)cfg->group_size * (SLIMKV_PAGE_GROUPS + 1) +
-                    (size_t)cfg->residual + (size_t)cfg->n_sink;
+    size_t capacity = (size_t)cfg->capacity, g = (size_t)cfg->group_size;
+    size_t window = (size_t)cfg->residual + g, sinks = (size_t)cfg->n_sink;
+    size_t tokens = capacity + g * (SLIMKV_PAGE_GROUPS + 1) + (window < capacity + g ? window : capacity + g) +
+                    (sinks < capacity ? sinks : capacity);
     if (__builtin_mul_overflow(heads, dim, &per_token) || __builtin_mul_overflow(per_token, (size_t)8, &per_token) ||
         __builtin_mul_overflow(per_token, tokens, &total))
         return 0;

@@ -15,6 +15,9 @@
 #elif defined(__aarch64__)
 #include <sys/auxv.h>
 #define SLIMKV_ARM64 1
+#elif defined(__arm__)
+#include <sys/auxv.h>
+#define SLIMKV_ARM32 1 /* NEON only: no dot-product table on 32-bit ARM */
 #endif
 
 enum isa_id { ISA_AVX512, ISA_AVX2, ISA_NEON_DOTPROD, ISA_NEON, ISA_SCALAR, ISA_COUNT };
@@ -35,6 +38,9 @@ static const isa_entry isa_table[ISA_COUNT] = {
 #endif
 #ifdef SLIMKV_ARM64
     [ISA_NEON_DOTPROD] = {"neon-dotprod", slimkv_kernels_init_neon_dotprod},
+    [ISA_NEON] = {"neon", slimkv_kernels_init_neon},
+#elif defined(SLIMKV_ARM32)
+    [ISA_NEON_DOTPROD] = {"neon-dotprod", NULL},
     [ISA_NEON] = {"neon", slimkv_kernels_init_neon},
 #else
     [ISA_NEON_DOTPROD] = {"neon-dotprod", NULL},
@@ -90,6 +96,23 @@ static void detect_arm(void)
 }
 #endif
 
+#ifdef SLIMKV_ARM32
+/* The NEON kernels are built with -mfpu=neon-vfpv4: they need NEON and the
+ * VFPv4 fused multiply-add (Cortex-A7/A15/A17 and ARMv8 cores in AArch32;
+ * Cortex-A8/A9 have NEON without VFPv4 and get the scalar kernels). */
+#ifndef HWCAP_ARM_NEON
+#define HWCAP_ARM_NEON (1 << 12)
+#endif
+#ifndef HWCAP_ARM_VFPv4
+#define HWCAP_ARM_VFPv4 (1 << 16)
+#endif
+static void detect_arm(void)
+{
+    unsigned long hwcap = getauxval(AT_HWCAP);
+    supported[ISA_NEON] = (hwcap & HWCAP_ARM_NEON) && (hwcap & HWCAP_ARM_VFPv4);
+}
+#endif
+
 static int find_isa(const char *name)
 {
     for (int i = 0; i < ISA_COUNT; i++)
@@ -119,7 +142,7 @@ static void init_tables(void)
 #ifdef SLIMKV_X86
     detect_x86();
 #endif
-#ifdef SLIMKV_ARM64
+#if defined(SLIMKV_ARM64) || defined(SLIMKV_ARM32)
     detect_arm();
 #endif
     for (int i = 0; i < ISA_COUNT; i++) {

@@ -78,7 +78,9 @@ slimkv_status slimkv_plan_create(const slimkv_config *settings, int layers, cons
     if (!settings || !k_mask || !out)
         return SLIMKV_ERR_NULL_ARG;
     int heads = settings->n_kv_heads, dim = settings->head_dim;
-    if (layers < 1 || heads < 1 || dim < 1 || (size_t)layers > SIZE_MAX / ((size_t)heads * (size_t)dim))
+    size_t cells; /* layers x heads x dim must fit a size_t (heads x dim alone may not on 32-bit) */
+    if (layers < 1 || heads < 1 || dim < 1 || __builtin_mul_overflow((size_t)layers, (size_t)heads, &cells) ||
+        __builtin_mul_overflow(cells, (size_t)dim, &cells))
         return SLIMKV_ERR_INVALID_CONFIG;
     slimkv_plan *p = plan_with_settings(settings);
     if (!p)

@@ -563,6 +563,12 @@ static void test_plan_round_trip(void **state)
     k[3] = 7;
     assert_int_equal(slimkv_plan_create(&s, L, k, v, &none), SLIMKV_ERR_INVALID_CONFIG);
     assert_int_equal(slimkv_plan_create(&s, 0, k, v, &none), SLIMKV_ERR_INVALID_CONFIG);
+    /* layers x heads x head_dim past any size_t, refused before the masks
+     * are read (with a 32-bit size_t, heads x head_dim = 2^60 wrapped to 0,
+     * and the old check divided by it) */
+    s.n_q_heads = s.n_kv_heads = 1 << 30;
+    s.head_dim = 1 << 30;
+    assert_int_equal(slimkv_plan_create(&s, 16, k, v, &none), SLIMKV_ERR_INVALID_CONFIG);
     assert_ptr_equal(none, SENTINEL);
     free(kk);
     free(vv);

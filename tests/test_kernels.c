@@ -11,6 +11,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#if defined(__arm__) && !defined(__aarch64__)
+#include <sys/auxv.h> /* AT_HWCAP: which tables test_isa_selection expects */
+#endif
 
 #include "internal.h"
 #include "oracle.h"
@@ -772,6 +775,14 @@ static void test_isa_selection(void **state)
 #elif defined(__aarch64__)
     assert_int_equal(slimkv_isa_supported("avx2"), 0);
     assert_int_equal(slimkv_isa_supported("neon"), 1);
+#elif defined(__arm__)
+    assert_int_equal(slimkv_isa_supported("avx2"), 0);
+    /* no dot-product table on 32-bit ARM: a known name, never supported */
+    assert_int_equal(slimkv_isa_supported("neon-dotprod"), 0);
+    assert_int_equal(slimkv_select_kernels("neon-dotprod", &k), SLIMKV_ERR_UNSUPPORTED);
+    /* NEON kernels where the kernel reports NEON and VFPv4 (FMA) */
+    unsigned long hwcap = getauxval(AT_HWCAP);
+    assert_int_equal(slimkv_isa_supported("neon"), (hwcap & (1ul << 12)) && (hwcap & (1ul << 16)));
 #endif
     const char *name;
     assert_int_equal(slimkv_isa_auto(&name), SLIMKV_OK);

@@ -1,4 +1,6 @@
-/* NEON kernel bodies, ARMv8.0-A AdvSIMD baseline (every aarch64 CPU).
+/* NEON kernel bodies, ARMv8.0-A AdvSIMD baseline (every aarch64 CPU); the
+ * same source builds for 32-bit ARM (ARMv7-A NEON + VFPv4) through the
+ * neon_* helpers of neon_common.h.
  *
  * Packing and conversions repeat the oracle's operations in the oracle's
  * order, so their bytes match simd/scalar.c exactly. Scores and V sums are
@@ -16,15 +18,13 @@
 
 /* ---- fp16 / bf16 conversions ---- */
 
-/* FCVTN/FCVTL round to nearest even, keep subnormals (FPCR.FZ is clear on
- * Linux) and quieten NaNs keeping their payload: the oracle's rules. */
+/* The oracle's rules (round to nearest even, subnormals kept, NaNs quiet
+ * with their payload): see neon_f32_to_f16x4. */
 static void f32_to_f16_neon(const float *src, uint16_t *dst, size_t n)
 {
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        float16x8_t h = vcvt_high_f16_f32(vcvt_f16_f32(vld1q_f32(src + i)), vld1q_f32(src + i + 4));
-        vst1q_u16(dst + i, vreinterpretq_u16_f16(h));
-    }
+    for (; i + 8 <= n; i += 8)
+        vst1q_u16(dst + i, neon_f32x8_to_f16(vld1q_f32(src + i), vld1q_f32(src + i + 4)));
     for (; i < n; i++)
         dst[i] = slimkv_f32_to_f16(src[i]);
 }
@@ -33,9 +33,9 @@ static void f16_to_f32_neon(const uint16_t *src, float *dst, size_t n)
 {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(src + i));
-        vst1q_f32(dst + i, vcvt_f32_f16(vget_low_f16(h)));
-        vst1q_f32(dst + i + 4, vcvt_high_f32_f16(h));
+        uint16x8_t h = vld1q_u16(src + i);
+        vst1q_f32(dst + i, neon_f16x8_to_f32_lo(h));
+        vst1q_f32(dst + i + 4, neon_f16x8_to_f32_hi(h));
     }
     for (; i < n; i++)
         dst[i] = slimkv_f16_to_f32(src[i]);
@@ -69,7 +69,7 @@ NEON_INLINE float32x4_t load_elems4(slimkv_format fmt, const void *base, size_t 
         return vld1q_f32((const float *)base + i);
     uint16x4_t h = vld1_u16((const uint16_t *)base + i);
     if (fmt == SLIMKV_F16)
-        return vcvt_f32_f16(vreinterpret_f16_u16(h));
+        return neon_f16x4_to_f32(h);
     return vreinterpretq_f32_u32(vshll_n_u16(h, 16)); /* bf16: the high half of a float */
 }
 
@@ -136,7 +136,7 @@ NEON_INLINE void score_dense_block(slimkv_format fmt, const void *rows, size_t s
 #pragma GCC unroll 4
         for (int i = 0; i < nq; i++) {
             float32x4_t sums[1] = {
-                vpaddq_f32(vpaddq_f32(acc[i][0], acc[i][1]), vpaddq_f32(acc[i][2], acc[i][3]))};
+                neon_paddq_f32(neon_paddq_f32(acc[i][0], acc[i][1]), neon_paddq_f32(acc[i][2], acc[i][3]))};
             store_f32_vecs(s + (size_t)i * lds + t0, nt, 1, sums);
         }
     }
@@ -182,7 +182,7 @@ NEON_INLINE void accum_dense_cols(slimkv_format fmt, const void *rows, size_t st
         for (int i = 0; i < nq; i++)
 #pragma GCC unroll 4
             for (int v = 0; v < 4; v++)
-                a[i][v] = vfmaq_n_f32(a[i][v], x[v], w[(size_t)i * ldw + t]);
+                a[i][v] = neon_fma_n_f32(a[i][v], x[v], w[(size_t)i * ldw + t]);
     }
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++)
@@ -324,12 +324,11 @@ static void slimkv_accum_v_bf16_neon(const uint8_t *block, int dv, int g, int n,
 
 /* ---- quantization (bit-exact with the oracle) ---- */
 
-/* clamp(rint((x - m) * inv), 0, top): FCVTNU rounds to nearest even like
- * rintf and saturates negatives to 0, the low clamp. Subtract, then multiply:
- * never fused. */
+/* clamp(rint((x - m) * inv), 0, top) (neon_round_clamp_u32). Subtract,
+ * then multiply: never fused. */
 NEON_INLINE uint32x4_t quant_codes(float32x4_t x, float32x4_t m, float32x4_t inv, uint32x4_t top)
 {
-    return vminq_u32(vcvtnq_u32_f32(vmulq_f32(vsubq_f32(x, m), inv)), top);
+    return neon_round_clamp_u32(vmulq_f32(vsubq_f32(x, m), inv), top);
 }
 
 /* The same for one value (tails). */
@@ -350,16 +349,16 @@ NEON_INLINE void k_quad_params(const float *src, int dk, int g, int bits, uint8_
     float32x4_t lo = vld1q_f32(src), hi = lo;
     for (int t = 1; t < g; t++) {
         float32x4_t v = vld1q_f32(src + (size_t)t * dk);
-        lo = vbslq_f32(vcltq_f32(v, lo), v, lo);
-        hi = vbslq_f32(vcgtq_f32(v, hi), v, hi);
+        lo = vbslq_f32(neon_clt_f32(v, lo), v, lo);
+        hi = vbslq_f32(neon_cgt_f32(v, hi), v, hi);
     }
-    float16x4_t sh = vcvt_f16_f32(vdivq_f32(vsubq_f32(hi, lo), vdupq_n_f32((float)((1 << bits) - 1))));
-    float16x4_t mh = vcvt_f16_f32(lo);
-    vst1_u8(scale_out, vreinterpret_u8_f16(sh));
-    vst1_u8(min_out, vreinterpret_u8_f16(mh));
-    float32x4_t s = vcvt_f32_f16(sh);
-    *m = vcvt_f32_f16(mh);
-    *inv = vbslq_f32(vceqzq_f32(s), vdupq_n_f32(0.0f), vdivq_f32(vdupq_n_f32(1.0f), s));
+    uint16x4_t sh = neon_f32_to_f16x4(neon_div_f32(vsubq_f32(hi, lo), vdupq_n_f32((float)((1 << bits) - 1))));
+    uint16x4_t mh = neon_f32_to_f16x4(lo);
+    vst1_u8(scale_out, vreinterpret_u8_u16(sh));
+    vst1_u8(min_out, vreinterpret_u8_u16(mh));
+    float32x4_t s = neon_f16x4_to_f32(sh);
+    *m = neon_f16x4_to_f32(mh);
+    *inv = vbslq_f32(neon_ceqz_f32(s), vdupq_n_f32(0.0f), neon_div_f32(vdupq_n_f32(1.0f), s));
 }
 
 /* Codes of one quad for 4 tokens as 16 bytes [t][c%4], the K lane order. */
@@ -368,9 +367,9 @@ NEON_INLINE uint8x16_t k_quad_codes4(const float *src, int dk, float32x4_t m, fl
     uint32x4_t c[4];
     for (int k = 0; k < 4; k++)
         c[k] = quant_codes(vld1q_f32(src + (size_t)k * dk), m, inv, top);
-    uint16x8_t c01 = vuzp1q_u16(vreinterpretq_u16_u32(c[0]), vreinterpretq_u16_u32(c[1]));
-    uint16x8_t c23 = vuzp1q_u16(vreinterpretq_u16_u32(c[2]), vreinterpretq_u16_u32(c[3]));
-    return vuzp1q_u8(vreinterpretq_u8_u16(c01), vreinterpretq_u8_u16(c23));
+    uint16x8_t c01 = neon_uzp1_u16(vreinterpretq_u16_u32(c[0]), vreinterpretq_u16_u32(c[1]));
+    uint16x8_t c23 = neon_uzp1_u16(vreinterpretq_u16_u32(c[2]), vreinterpretq_u16_u32(c[3]));
+    return neon_uzp1_u8(vreinterpretq_u8_u16(c01), vreinterpretq_u8_u16(c23));
 }
 
 /* One byte plane at a time: the parameters of its 8/bits quads, then each
@@ -423,10 +422,10 @@ static void min_max_exact(const float *x, int n, float *lo_out, float *hi_out)
     int i = 0;
     for (; i + 4 <= n; i += 4) {
         float32x4_t v = vld1q_f32(x + i);
-        lo4 = vminq_f32(lo4, v);
-        hi4 = vmaxq_f32(hi4, v);
+        lo4 = neon_min_f32(lo4, v);
+        hi4 = neon_max_f32(hi4, v);
     }
-    float lo = vminvq_f32(lo4), hi = vmaxvq_f32(hi4);
+    float lo = neon_minv_f32(lo4), hi = neon_maxv_f32(hi4);
     for (; i < n; i++) {
         lo = x[i] < lo ? x[i] : lo;
         hi = x[i] > hi ? x[i] : hi;
@@ -489,7 +488,7 @@ NEON_INLINE void score_k_quant_block(int bits, slimkv_format fmt, const uint8_t 
         float32x4_t b = vdupq_n_f32(0.0f);
         for (int c = 0; c < dk; c += 4)
             b = vfmaq_f32(b, vld1q_f32(q + (size_t)i * dk + c), load_f16x4(min_p + 2 * (size_t)c));
-        bias[i] = vaddvq_f32(b);
+        bias[i] = neon_addv_f32(b);
     }
     for (int t0 = 0; t0 < n; t0 += 16) {
         float32x4_t acc[NEON_QUERY_BLOCK][4];
@@ -680,25 +679,26 @@ static void slimkv_accum_v_q2_neon(const uint8_t *block, int dv, int g, int n, c
 
 /* ---- softmax exponentials ---- */
 
-/* SLEEF's 1-ulp expf, 4 lanes; the tail is padded with -inf (exp = 0). */
+/* SLEEF's 1-ulp expf, 4 lanes (AArch32: exp results below the smallest
+ * normal float are flushed to 0 there, far below the sum); the tail is padded with -inf (exp = 0). */
 float slimkv_exp_sum_neon(float *x, int n, float max)
 {
     float32x4_t vmax = vdupq_n_f32(max), sum = vdupq_n_f32(0.0f);
     int i = 0;
     for (; i + 4 <= n; i += 4) {
-        float32x4_t e = Sleef_expf4_u10advsimd(vsubq_f32(vld1q_f32(x + i), vmax));
+        float32x4_t e = neon_sleef_expf4(vsubq_f32(vld1q_f32(x + i), vmax));
         vst1q_f32(x + i, e);
         sum = vaddq_f32(sum, e);
     }
     if (i < n) {
         float tmp[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
         memcpy(tmp, x + i, (size_t)(n - i) * sizeof(float));
-        float32x4_t e = Sleef_expf4_u10advsimd(vsubq_f32(vld1q_f32(tmp), vmax));
+        float32x4_t e = neon_sleef_expf4(vsubq_f32(vld1q_f32(tmp), vmax));
         vst1q_f32(tmp, e);
         memcpy(x + i, tmp, (size_t)(n - i) * sizeof(float));
         sum = vaddq_f32(sum, e);
     }
-    return vaddvq_f32(sum);
+    return neon_addv_f32(sum);
 }
 
 float slimkv_max_f32_neon(const float *x, int n)
@@ -707,7 +707,7 @@ float slimkv_max_f32_neon(const float *x, int n)
     int i = 0;
     for (; i + 4 <= n; i += 4)
         m = vmaxq_f32(m, vld1q_f32(x + i));
-    float r = vmaxvq_f32(m);
+    float r = neon_maxv_f32(m);
     for (; i < n; i++)
         r = x[i] > r ? x[i] : r;
     return r;
@@ -808,12 +808,15 @@ void slimkv_kernels_init_neon(slimkv_kernels *k)
     slimkv_arm_spark_init_neon(k); /* SparK scores: spark_neon.c */
 }
 
+#ifdef NEON_A64
 /* A table of its own, so that SLIMKV_ISA can force either and the tests
  * run the plain NEON quantized kernels on CPUs (and qemu) that have the
- * dot product too. dispatch.c offers it where HWCAP_ASIMDDP is set. */
+ * dot product too. dispatch.c offers it where HWCAP_ASIMDDP is set. On
+ * 32-bit ARM there is none (kernels_dotprod_neon.c is not built there). */
 void slimkv_kernels_init_neon_dotprod(slimkv_kernels *k)
 {
     slimkv_kernels_init_neon(k);
     k->name = "neon-dotprod";
     slimkv_kernels_use_dotprod_neon(k);
 }
+#endif

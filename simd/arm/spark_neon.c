@@ -1,5 +1,6 @@
-/* NEON bodies of the SparK scores (every format), ARMv8.0-A AdvSIMD baseline;
- * packing stays scalar (see slimkv_arm_spark_init_neon).
+/* NEON bodies of the SparK scores (every format), ARMv8.0-A AdvSIMD baseline
+ * (and 32-bit ARM NEON, through neon_common.h's helpers); packing stays
+ * scalar (see slimkv_arm_spark_init_neon).
  *
  * Same decomposition as the oracle (score_spark_body in simd/scalar.c): each
  * token record is decoded once into two dense float rows over all D
@@ -16,7 +17,8 @@
  * Expansion: per block of 4 channels, the 4-bit keep mask (a nibble of a
  * mask byte; D is a multiple of 4) selects a row of expand_table, byte
  * indices for vqtbl1q_u8 that move the next popcount(mask) compact values
- * of `vals` to the kept lanes and zero the pruned lanes (index 0xff). The
+ * of `vals` to the kept lanes and zero the pruned lanes (index 0xff;
+ * neon_tbl_u8). The
  * mask and sign nibbles become lane masks by one VTST each; a restored lane
  * is sqrt(a_t) with its sign bit flipped when the sign bit is set (the
  * oracle multiplies by -1.0f: the same bits).
@@ -31,6 +33,7 @@
 #include <arm_neon.h>
 #include <string.h>
 
+#include "neon_common.h"
 #include "spark_neon.h"
 
 #define SPARK_INLINE static inline __attribute__((always_inline))
@@ -78,7 +81,7 @@ SPARK_INLINE float32x4_t spark_half_dup(const uint8_t *p)
 {
     uint16_t h;
     memcpy(&h, p, sizeof h);
-    return vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h)));
+    return neon_f16x4_to_f32(vdup_n_u16(h));
 }
 
 /* The 16 b-bit codes of values j .. j+15 (count of them present, the rest
@@ -96,25 +99,27 @@ SPARK_INLINE uint8x16_t spark_codes16(const int b, const uint8_t *src, int count
     if (b == 4) { /* value l: byte l/2, low nibble for even l */
         const uint8x8_t x = vld1_u8(src);
         const uint8x8_t lo = vand_u8(x, vdup_n_u8(0x0f)), hi = vshr_n_u8(x, 4);
-        return vcombine_u8(vzip1_u8(lo, hi), vzip2_u8(lo, hi));
+        const uint8x8x2_t z = neon_zip_u8x8(lo, hi);
+        return vcombine_u8(z.val[0], z.val[1]);
     }
     /* b == 2, value l: byte l/4, bits 2*(l%4) */
     static const uint8_t rep[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
     static const int8_t shift[16] = {0, -2, -4, -6, 0, -2, -4, -6, 0, -2, -4, -6, 0, -2, -4, -6};
     uint32_t w;
     memcpy(&w, src, sizeof w);
-    const uint8x16_t x = vqtbl1q_u8(vreinterpretq_u8_u32(vdupq_n_u32(w)), vld1q_u8(rep));
+    const uint8x16_t x = neon_tbl_u8(vreinterpretq_u8_u32(vdupq_n_u32(w)), vld1q_u8(rep));
     return vandq_u8(vshlq_u8(x, vld1q_s8(shift)), vdupq_n_u8(3));
 }
 
 /* 16 codes -> 16 floats code * s + m at dst. */
 SPARK_INLINE void spark_dequant16(uint8x16_t codes, float32x4_t s, float32x4_t m, float *dst)
 {
-    const uint8x16_t z8 = vdupq_n_u8(0);
     const uint16x8_t z16 = vdupq_n_u16(0);
-    const uint16x8_t lo = vreinterpretq_u16_u8(vzip1q_u8(codes, z8)), hi = vreinterpretq_u16_u8(vzip2q_u8(codes, z8));
-    const uint32x4_t c0 = vreinterpretq_u32_u16(vzip1q_u16(lo, z16)), c1 = vreinterpretq_u32_u16(vzip2q_u16(lo, z16));
-    const uint32x4_t c2 = vreinterpretq_u32_u16(vzip1q_u16(hi, z16)), c3 = vreinterpretq_u32_u16(vzip2q_u16(hi, z16));
+    const uint8x16x2_t b = neon_zip_u8(codes, vdupq_n_u8(0));
+    const uint16x8x2_t lo = neon_zip_u16(vreinterpretq_u16_u8(b.val[0]), z16);
+    const uint16x8x2_t hi = neon_zip_u16(vreinterpretq_u16_u8(b.val[1]), z16);
+    const uint32x4_t c0 = vreinterpretq_u32_u16(lo.val[0]), c1 = vreinterpretq_u32_u16(lo.val[1]);
+    const uint32x4_t c2 = vreinterpretq_u32_u16(hi.val[0]), c3 = vreinterpretq_u32_u16(hi.val[1]);
     vst1q_f32(dst, vfmaq_f32(m, vcvtq_f32_u32(c0), s));
     vst1q_f32(dst + 4, vfmaq_f32(m, vcvtq_f32_u32(c1), s));
     vst1q_f32(dst + 8, vfmaq_f32(m, vcvtq_f32_u32(c2), s));
@@ -141,14 +146,13 @@ SPARK_INLINE void spark_decode_values(const slimkv_format fmt, const uint8_t *re
                 h = vreinterpretq_u16_u8(vld1q_u8(tmp));
             }
             float32x4_t lo, hi;
-            if (fmt == SLIMKV_F16) { /* FCVTL: the oracle's rounding, subnormals and NaNs */
-                const float16x8_t hf = vreinterpretq_f16_u16(h);
-                lo = vcvt_f32_f16(vget_low_f16(hf));
-                hi = vcvt_high_f32_f16(hf);
+            if (fmt == SLIMKV_F16) { /* the oracle's rounding, subnormals and NaNs */
+                lo = neon_f16x8_to_f32_lo(h);
+                hi = neon_f16x8_to_f32_hi(h);
             } else { /* bf16: the 16 bits on top of a zero low half */
-                const uint16x8_t z = vdupq_n_u16(0);
-                lo = vreinterpretq_f32_u16(vzip1q_u16(z, h));
-                hi = vreinterpretq_f32_u16(vzip2q_u16(z, h));
+                const uint16x8x2_t z = neon_zip_u16(vdupq_n_u16(0), h);
+                lo = vreinterpretq_f32_u16(z.val[0]);
+                hi = vreinterpretq_f32_u16(z.val[1]);
             }
             vst1q_f32(vals + j, lo);
             vst1q_f32(vals + j + 4, hi);
@@ -178,8 +182,8 @@ static void spark_expand(const uint8_t *rec, const slimkv_spark_geometry *geo, i
     const uint8_t *mask = rec, *sign = rec + geo->bits;
     float a_t;
     memcpy(&a_t, rec + 2 * geo->bits, sizeof a_t);
-    const float32x2_t root2 = vsqrt_f32(vdup_n_f32(a_t)); /* IEEE sqrt: sqrtf's result, no errno path */
-    const uint32x4_t root = vreinterpretq_u32_f32(vdupq_lane_f32(root2, 0));
+    /* IEEE sqrt: sqrtf's result (AArch64 without the errno path) */
+    const uint32x4_t root = vreinterpretq_u32_f32(vdupq_n_f32(neon_sqrt1_f32(a_t)));
     const uint32x4_t sign_bit = vdupq_n_u32(0x80000000u);
     static const uint32_t kept_lane_bits[4] = {1, 2, 4, 8}, sign_lane_bits[4] = {16, 32, 64, 128};
     const uint32x4_t kept_bits = vld1q_u32(kept_lane_bits), sgn_bits = vld1q_u32(sign_lane_bits);
@@ -188,7 +192,7 @@ static void spark_expand(const uint8_t *rec, const slimkv_spark_geometry *geo, i
         const int shift = c & 4;
         const unsigned m = (unsigned)(mask[c >> 3] >> shift) & 15u, sg = (unsigned)(sign[c >> 3] >> shift) & 15u;
         const uint8x16_t compact = vreinterpretq_u8_f32(vld1q_f32(vals + j));
-        const float32x4_t kept_vals = vreinterpretq_f32_u8(vqtbl1q_u8(compact, vld1q_u8(expand_table[m])));
+        const float32x4_t kept_vals = vreinterpretq_f32_u8(neon_tbl_u8(compact, vld1q_u8(expand_table[m])));
         const uint32x4_t word = vdupq_n_u32(m | sg << 4);
         const uint32x4_t kept = vtstq_u32(word, kept_bits), neg = vtstq_u32(word, sgn_bits);
         const uint32x4_t restored = vbicq_u32(veorq_u32(root, vandq_u32(neg, sign_bit)), kept);
@@ -233,7 +237,7 @@ SPARK_INLINE void spark_dot(const int TN, const int QN, const float (*yk)[SPARK_
     for (int i = 0; i < QN; i++)
 #pragma GCC unroll 2
         for (int r = 0; r < TN; r++)
-            s[(size_t)i * lds + r] = vaddvq_f32(vaddq_f32(ak[r][i], ar[r][i]));
+            s[(size_t)i * lds + r] = neon_addv_f32(vaddq_f32(ak[r][i], ar[r][i]));
 }
 
 #define SPARK_DOT_FN(TN, QN)                                                                                 \
