@@ -396,17 +396,22 @@ X86_INLINE void score_k_quant(const int bits, slimkv_format fmt, const uint8_t *
     const uint8_t *params = group + slimkv_k_params_offset(fmt, dk, g);
     k_fold f;
     for (int i0 = 0; i0 < nq;) {
-        const int qn = nq - i0 >= X86_QUERY_CHUNK ? X86_QUERY_CHUNK : 1;
+        /* whole chunks, then the last 1-3 queries in one pass (GQA groups of 3, 6, 7 ...) */
+        const int qn = x86_min(X86_QUERY_CHUNK, nq - i0);
         int k0 = 0;
         do { /* at least once: dk == 0 scores 0, as the oracle */
             const int kn = x86_min(K_FOLD_QUADS, nquad - k0);
             fold_k_queries(params, dk, 4 * k0, 4 * kn, q + (size_t)i0 * dk, qn, bits == 8, &f);
             for (int t0 = 0; t0 < n; t0 += 8) {
+                float *si = s + (size_t)i0 * lds;
                 if (qn == X86_QUERY_CHUNK)
-                    score_k_block(bits, X86_QUERY_CHUNK, group, g, k0 / per, kn, t0, n, &f, s + (size_t)i0 * lds,
-                                  lds, k0 > 0);
+                    score_k_block(bits, X86_QUERY_CHUNK, group, g, k0 / per, kn, t0, n, &f, si, lds, k0 > 0);
+                else if (qn == 3)
+                    score_k_block(bits, 3, group, g, k0 / per, kn, t0, n, &f, si, lds, k0 > 0);
+                else if (qn == 2)
+                    score_k_block(bits, 2, group, g, k0 / per, kn, t0, n, &f, si, lds, k0 > 0);
                 else
-                    score_k_block(bits, 1, group, g, k0 / per, kn, t0, n, &f, s + (size_t)i0 * lds, lds, k0 > 0);
+                    score_k_block(bits, 1, group, g, k0 / per, kn, t0, n, &f, si, lds, k0 > 0);
             }
             k0 += K_FOLD_QUADS;
         } while (k0 < nquad);
@@ -620,8 +625,15 @@ X86_INLINE void accum_v_quant(const int bits, slimkv_format fmt, const uint8_t *
     for (; i + X86_QUERY_CHUNK <= nq; i += X86_QUERY_CHUNK)
         accum_v_queries(bits, X86_QUERY_CHUNK, block, scale_h, min_h, dv, g, n, w + (size_t)i * ldw, ldw,
                         acc + (size_t)i * dv);
-    for (; i < nq; i++)
-        accum_v_queries(bits, 1, block, scale_h, min_h, dv, g, n, w + (size_t)i * ldw, ldw, acc + (size_t)i * dv);
+    /* the last 1-3 queries in one pass over the codes (GQA groups of 3, 6, 7 ...) */
+    const float *wi = w + (size_t)i * ldw;
+    float *ai = acc + (size_t)i * dv;
+    if (nq - i == 3)
+        accum_v_queries(bits, 3, block, scale_h, min_h, dv, g, n, wi, ldw, ai);
+    else if (nq - i == 2)
+        accum_v_queries(bits, 2, block, scale_h, min_h, dv, g, n, wi, ldw, ai);
+    else if (nq - i == 1)
+        accum_v_queries(bits, 1, block, scale_h, min_h, dv, g, n, wi, ldw, ai);
 }
 
 static void slimkv_pack_k_q8_avx2(const float *src, int dk, int g, uint8_t *group)

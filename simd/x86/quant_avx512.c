@@ -116,8 +116,16 @@ X86_INLINE void store_int8_words(const int QN, int32_t *dst, const __m512 x[4])
         __m512i r01 = _mm512_packs_epi32(_mm512_cvtps_epi32(x[0]), _mm512_cvtps_epi32(x[1]));
         __m512i r23 = _mm512_packs_epi32(_mm512_cvtps_epi32(x[2]), _mm512_cvtps_epi32(x[3]));
         _mm512_storeu_si512(dst, _mm512_packs_epi16(r01, r23));
-    } else {
+    } else if (QN == 1) {
         _mm_storeu_si128((__m128i *)dst, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(x[0])));
+    } else { /* 2 or 3 rows: each row's 4 words to their places */
+        X86_UNROLL
+        for (int i = 0; i < QN; i++) {
+            int32_t words[4];
+            _mm_storeu_si128((__m128i *)words, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(x[i])));
+            for (int k = 0; k < 4; k++)
+                dst[k * QN + i] = words[k];
+        }
     }
 }
 
@@ -385,8 +393,15 @@ X86_INLINE void score_k_quant(const int bits, slimkv_format fmt, const uint8_t *
     int i = 0;
     for (; i + X86_QUERY_CHUNK <= nq; i += X86_QUERY_CHUNK)
         score_k_queries(bits, X86_QUERY_CHUNK, group, params, dk, g, n, q + (size_t)i * dk, s + (size_t)i * lds, lds);
-    for (; i < nq; i++)
-        score_k_queries(bits, 1, group, params, dk, g, n, q + (size_t)i * dk, s + (size_t)i * lds, lds);
+    /* the last 1-3 queries in one pass over the codes (GQA groups of 3, 6, 7 ...) */
+    const float *qi = q + (size_t)i * dk;
+    float *si = s + (size_t)i * lds;
+    if (nq - i == 3)
+        score_k_queries(bits, 3, group, params, dk, g, n, qi, si, lds);
+    else if (nq - i == 2)
+        score_k_queries(bits, 2, group, params, dk, g, n, qi, si, lds);
+    else if (nq - i == 1)
+        score_k_queries(bits, 1, group, params, dk, g, n, qi, si, lds);
 }
 
 /* ---- V accumulation ---- */
@@ -677,8 +692,15 @@ X86_INLINE void accum_v_quant(const int bits, slimkv_format fmt, const uint8_t *
     for (; i + X86_QUERY_CHUNK <= nq; i += X86_QUERY_CHUNK)
         accum_v_queries(bits, X86_QUERY_CHUNK, block, scale_h, min_h, dv, g, n, w + (size_t)i * ldw, ldw,
                         acc + (size_t)i * dv);
-    for (; i < nq; i++)
-        accum_v_queries(bits, 1, block, scale_h, min_h, dv, g, n, w + (size_t)i * ldw, ldw, acc + (size_t)i * dv);
+    /* the last 1-3 queries in one pass over the codes (GQA groups of 3, 6, 7 ...) */
+    const float *wi = w + (size_t)i * ldw;
+    float *ai = acc + (size_t)i * dv;
+    if (nq - i == 3)
+        accum_v_queries(bits, 3, block, scale_h, min_h, dv, g, n, wi, ldw, ai);
+    else if (nq - i == 2)
+        accum_v_queries(bits, 2, block, scale_h, min_h, dv, g, n, wi, ldw, ai);
+    else if (nq - i == 1)
+        accum_v_queries(bits, 1, block, scale_h, min_h, dv, g, n, wi, ldw, ai);
 }
 
 static void slimkv_pack_k_q8_avx512(const float *src, int dk, int g, uint8_t *group)
