@@ -1,16 +1,10 @@
-/* What every body shares: block sizes, the activations' quantization, and
- * the choice of a table. */
+/* What the bodies share at run time: the activations' quantization and a
+ * row's dequantization (the choice of a table: qmm_select.c). */
 #include "qmm.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-size_t qmm_block_bytes(qmm_type type)
-{
-    static const size_t bytes[QMM_TYPE_COUNT] = {[QMM_Q4_0] = 18, [QMM_Q4_1] = 20, [QMM_Q8_0] = 34};
-    return (unsigned)type < QMM_TYPE_COUNT ? bytes[type] : 0;
-}
 
 void qmm_dequantize_row(qmm_type type, const uint8_t *blocks, int n_blocks, float *out)
 {
@@ -83,50 +77,4 @@ void qmm_quantize(const float *x, int n_tok, int n_blocks, qmm_acts *a)
         a->d[b] = d;
         a->sum[b] = d * (float)sum;
     }
-}
-
-typedef struct qmm_isa {
-    const char *name;
-    void (*init)(qmm_kernels *k);
-} qmm_isa;
-
-/* Best first; an entry is there only where its body is compiled in. */
-static const qmm_isa isas[] = {
-#if defined(__x86_64__) && !defined(SLIMKV_SCALAR_ONLY)
-    {"avx512", qmm_init_avx512},
-    {"avx2", qmm_init_avx2},
-#endif
-#if defined(__aarch64__) && !defined(SLIMKV_SCALAR_ONLY)
-    {"neon-dotprod", qmm_init_neon_dotprod},
-#endif
-#if (defined(__aarch64__) || defined(__arm__)) && !defined(SLIMKV_SCALAR_ONLY)
-    {"neon", qmm_init_neon},
-#endif
-    {"scalar", qmm_init_scalar},
-};
-#define N_ISAS (int)(sizeof isas / sizeof isas[0])
-
-slimkv_status qmm_select(const char *isa, const qmm_kernels **out)
-{
-    static qmm_kernels tables[N_ISAS];
-    static int ready[N_ISAS];
-    if (!isa || !strcmp(isa, "auto")) {
-        const char *env = getenv("SLIMKV_ISA");
-        isa = env && *env ? env : "auto";
-    }
-    int automatic = !strcmp(isa, "auto");
-    for (int i = 0; i < N_ISAS; i++) {
-        /* the library's verdict on name and CPU, so both agree */
-        if (!(automatic || !strcmp(isa, isas[i].name)) || !slimkv_isa_supported(isas[i].name))
-            continue;
-        if (!ready[i]) {
-            qmm_init_scalar(&tables[i]); /* an ISA without a body for a type keeps the scalar one */
-            isas[i].init(&tables[i]);
-            tables[i].name = isas[i].name;
-            ready[i] = 1;
-        }
-        *out = &tables[i];
-        return SLIMKV_OK;
-    }
-    return SLIMKV_ERR_UNSUPPORTED;
 }

@@ -24,8 +24,12 @@ typedef enum qmm_type {
     QMM_TYPE_COUNT
 } qmm_type;
 
-/* Bytes of one block of the type (18, 20, 34). */
-size_t qmm_block_bytes(qmm_type type);
+/* Bytes of one block of the type (18, 20, 34; 0 for another value). In
+ * the header: every body sizes its rows with it. */
+static inline size_t qmm_block_bytes(qmm_type type)
+{
+    return type == QMM_Q4_0 ? 18 : type == QMM_Q4_1 ? 20 : type == QMM_Q8_0 ? 34 : 0;
+}
 
 /* IEEE half at p (little-endian) as float, in portable C: the scalar and
  * NEON bodies read block scales with it. */

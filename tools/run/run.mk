@@ -11,7 +11,7 @@
 MODEL_DIR := tools/run
 # The weight kernels (qmm.h): the shared part and the scalar body everywhere,
 # the ISA bodies where the library builds its own (ISA flags by file name).
-QMM_SRC := $(MODEL_DIR)/qmm.c $(MODEL_DIR)/qmm_scalar.c
+QMM_SRC := $(MODEL_DIR)/qmm.c $(MODEL_DIR)/qmm_select.c $(MODEL_DIR)/qmm_scalar.c
 ifeq ($(SIMD),1)
 QMM_SRC += $(if $(filter x86_64,$(ARCH)),$(MODEL_DIR)/qmm_avx2.c $(MODEL_DIR)/qmm_avx512.c)
 QMM_SRC += $(if $(filter aarch64,$(ARCH)),$(MODEL_DIR)/qmm_neon.c $(MODEL_DIR)/qmm_dotprod_neon.c)
