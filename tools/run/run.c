@@ -5,7 +5,10 @@
  *   --ppl FILE            perplexity of a text slice (context length, stride)
  *   --eval FILE           the table: KV formats and channel policies ->
  *                         bytes held per token, decode tokens/s, held-out
- *                         perplexity, agreement of greedy tokens with dense f16
+ *                         perplexity, KL divergence from dense, agreement of
+ *                         greedy tokens with dense f16
+ *   --depth-bench FILE    as llama-bench -d: per KV config and depth, prompt and
+ *                         decode tokens/s, KV bytes and peak RSS
  *   --write-calib FILE    q/k/v of a calibration text, for slimkv-plan
  *
  * Policies: static masks (--keep-k, --streaming), ThinK / SparK (--policy,
@@ -63,7 +66,7 @@ typedef struct run_options {
     int n_gen, chat, ignore_eos;
     const char *ppl_file, *eval_file, *calib_file, *depth_file;
     int depths[16], n_depths; /* --depth-bench: prompt depths */
-    const char *configs;      /* --configs: "default" or "all" (NULL: the mode's own choice) */
+    const char *configs;      /* --configs: "default", "all" or "options" (NULL: the mode's own choice) */
     const char *json_file;
     int ctx, stride, max_tokens, offset, chunk, calib_tokens;
 } run_options;
