@@ -19,6 +19,18 @@ typedef struct llama_matrix {
     float *f32;            /* otherwise: [rows][cols], owned */
 } llama_matrix;
 
+/* Bytes of one row of a quantized matrix's blocks. */
+static size_t block_row_bytes(const llama_matrix *m)
+{
+    return (size_t)m->cols / QMM_BLOCK * qmm_block_bytes(m->type);
+}
+
+/* Bytes of a matrix as used: its blocks, or its float copy. */
+static size_t matrix_bytes(const llama_matrix *m)
+{
+    return (size_t)m->rows * (m->quantized ? block_row_bytes(m) : (size_t)m->cols * sizeof(float));
+}
+
 typedef struct llama_layer {
     float *attn_norm, *ffn_norm;
     llama_matrix wq, wk, wv, wo, w_gate, w_up, w_down;
@@ -175,8 +187,8 @@ static void matmul_set(llama_session *s, const float *x, int n_tok, const llama_
         int o1 = o0 + MATMUL_ROW_BLOCK < m->rows ? o0 + MATMUL_ROW_BLOCK : m->rows;
         float *yp = y + row_offset[p];
         if (m->quantized) {
-            size_t row_bytes = (size_t)m->cols / QMM_BLOCK * qmm_block_bytes(m->type);
-            k->rows[m->type](m->blocks + (size_t)o0 * row_bytes, o1 - o0, &s->acts, yp + o0, (size_t)y_stride);
+            k->rows[m->type](m->blocks + (size_t)o0 * block_row_bytes(m), o1 - o0, &s->acts, yp + o0,
+                             (size_t)y_stride);
         } else {
             matmul_rows(x, n_tok, m->f32, n_in, o0, o1, yp, y_stride);
         }
@@ -322,8 +334,7 @@ static slimkv_status load_matrix(const gguf_file *f, const char *name, int cols,
 static void matrix_row(const llama_matrix *m, int row, float *out)
 {
     if (m->quantized) {
-        size_t row_bytes = (size_t)m->cols / QMM_BLOCK * qmm_block_bytes(m->type);
-        qmm_dequantize_row(m->type, m->blocks + (size_t)row * row_bytes, m->cols / QMM_BLOCK, out);
+        qmm_dequantize_row(m->type, m->blocks + (size_t)row * block_row_bytes(m), m->cols / QMM_BLOCK, out);
     } else {
         memcpy(out, m->f32 + (size_t)row * m->cols, (size_t)m->cols * sizeof(float));
     }
@@ -452,17 +463,12 @@ const char *llama_weights_isa(const llama_model *m)
 
 size_t llama_weight_bytes(const llama_model *m)
 {
-    const llama_matrix *all[2] = {&m->tok_embd, &m->output};
-    size_t total = 0;
-    for (int i = 0; i < (m->output_tied ? 1 : 2); i++)
-        total += (size_t)all[i]->rows * all[i]->cols / QMM_BLOCK *
-                 (all[i]->quantized ? qmm_block_bytes(all[i]->type) : QMM_BLOCK * sizeof(float));
+    size_t total = matrix_bytes(&m->tok_embd) + (m->output_tied ? 0 : matrix_bytes(&m->output));
     for (int i = 0; i < m->hp.n_layer; i++) {
         const llama_layer *l = &m->layers[i];
         const llama_matrix *w[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
         for (size_t j = 0; j < sizeof w / sizeof w[0]; j++)
-            total += (size_t)w[j]->rows * w[j]->cols / QMM_BLOCK *
-                     (w[j]->quantized ? qmm_block_bytes(w[j]->type) : QMM_BLOCK * sizeof(float));
+            total += matrix_bytes(w[j]);
     }
     return total;
 }
@@ -717,17 +723,19 @@ slimkv_status llama_forward(llama_session *s, const int32_t *tokens, int n, llam
 
 /* ---- perplexity ---------------------------------------------------- */
 
-/* -log softmax(logits)[target], in double. */
-static double token_nll(const float *logits, int n, int target)
+/* log(sum_i exp(x_i - max)) in double, and max = the largest x_i: the
+ * shifted log-sum-exp that the NLL and the log-softmax share. */
+static double log_sum_exp_shifted(const float *x, int n, float *max)
 {
-    float max = logits[0];
+    float top = x[0];
     for (int i = 1; i < n; i++)
-        if (logits[i] > max)
-            max = logits[i];
+        if (x[i] > top)
+            top = x[i];
     double sum = 0.0;
     for (int i = 0; i < n; i++)
-        sum += exp((double)(logits[i] - max));
-    return log(sum) - (double)(logits[target] - max);
+        sum += exp((double)(x[i] - top));
+    *max = top;
+    return log(sum);
 }
 
 static int32_t argmax_of(const float *logits, int n)
@@ -746,20 +754,6 @@ long llama_ppl_scored(int n, int ctx, int stride)
     return (long)((n - ctx) / stride + 1) * stride;
 }
 
-/* log softmax(logits), in double accumulation. */
-static void log_softmax(const float *logits, int n, float *out)
-{
-    float max = logits[0];
-    for (int i = 1; i < n; i++)
-        max = logits[i] > max ? logits[i] : max;
-    double sum = 0.0;
-    for (int i = 0; i < n; i++)
-        sum += exp((double)(logits[i] - max));
-    double lse = (double)max + log(sum);
-    for (int i = 0; i < n; i++)
-        out[i] = (float)((double)logits[i] - lse);
-}
-
 /* KL(p || q) = sum p (log p - log q), from log-probabilities. */
 static double kl_divergence(const float *log_p, const float *log_q, int n)
 {
@@ -770,16 +764,21 @@ static double kl_divergence(const float *log_p, const float *log_q, int n)
 }
 
 /* Scores one prediction: its NLL and, when asked, its argmax, its
- * log-softmax and its KL divergence from the reference's. scratch: n_vocab floats. */
+ * log-softmax and its KL divergence from the reference's (one log-sum-exp
+ * serves the NLL and the log-softmax). scratch: n_vocab floats. */
 static void score(const llama_ppl_params *p, const float *logits, int vocab, int target, float *scratch,
                   llama_ppl_result *res)
 {
-    res->nll_sum += token_nll(logits, vocab, target);
+    float max;
+    double shifted = log_sum_exp_shifted(logits, vocab, &max);
+    res->nll_sum += shifted - (double)(logits[target] - max);
     if (p->argmax)
         p->argmax[res->scored] = argmax_of(logits, vocab);
     if (p->logprobs || p->kl) {
         float *lp = p->logprobs ? p->logprobs + (size_t)res->scored * vocab : scratch;
-        log_softmax(logits, vocab, lp);
+        double lse = (double)max + shifted;
+        for (int i = 0; i < vocab; i++)
+            lp[i] = (float)((double)logits[i] - lse);
         if (p->kl && p->reference_logprobs)
             p->kl[res->scored] = kl_divergence(p->reference_logprobs + (size_t)res->scored * vocab, lp, vocab);
     }

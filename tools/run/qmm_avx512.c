@@ -12,22 +12,6 @@ static inline __m256 dot_u8s8_avx512(__m256i w, __m256i x)
     return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x));
 }
 
-/* The 32 codes of one block as unsigned bytes (Q8_0: |w|, its signs go onto x). */
-static inline __attribute__((always_inline)) __m256i block_codes(qmm_type type, const uint8_t *blk)
-{
-    if (type == QMM_Q4_0)
-        return qmm_unpack_nibbles(blk + 2);
-    if (type == QMM_Q4_1)
-        return qmm_unpack_nibbles(blk + 4);
-    return _mm256_loadu_si256((const __m256i *)(blk + 2));
-}
-
-/* Weight per unit of the block's activation sum (Q4_0: -8 d, Q4_1: m). */
-static inline __attribute__((always_inline)) float block_offset(qmm_type type, const uint8_t *blk, float dw)
-{
-    return type == QMM_Q4_0 ? -8.0f * dw : type == QMM_Q4_1 ? qmm_f16_x86(blk + 2) : 0.0f;
-}
-
 /* Tokens per prefill tile: eight accumulators of 16 floats share each
  * pair of unpacked weight blocks. */
 #define ZMM_TILE 8
@@ -55,8 +39,8 @@ static inline __attribute__((always_inline)) void tile_zmm(qmm_type type, const 
         for (size_t p = 0; p < pairs; p++) {
             const uint8_t *b0 = row + 2 * p * bb, *b1 = b0 + bb;
             float dw0 = qmm_f16_x86(b0), dw1 = qmm_f16_x86(b1);
-            float off0 = block_offset(type, b0, dw0), off1 = block_offset(type, b1, dw1);
-            __m256i c0 = block_codes(type, b0), c1 = block_codes(type, b1);
+            float off0 = qmm_block_offset(type, b0, dw0), off1 = qmm_block_offset(type, b1, dw1);
+            __m256i c0 = qmm_block_codes(type, b0), c1 = qmm_block_codes(type, b1);
             __m512i codes = _mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1);
             __m512i wu = codes;
             __mmask64 negative = 0;
@@ -80,8 +64,8 @@ static inline __attribute__((always_inline)) void tile_zmm(qmm_type type, const 
         }
         if (nb % 2) { /* the odd last block, 256 bits wide */
             const uint8_t *blk = row + (nb - 1) * bb;
-            float dw = qmm_f16_x86(blk), off = block_offset(type, blk, dw);
-            __m256i wv = block_codes(type, blk);
+            float dw = qmm_f16_x86(blk), off = qmm_block_offset(type, blk, dw);
+            __m256i wv = qmm_block_codes(type, blk);
             __m256i wu = type == QMM_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
             #pragma GCC unroll 8
             for (int j = 0; j < nt; j++) {

@@ -33,6 +33,23 @@ static inline __m256i qmm_unpack_nibbles(const uint8_t *qs)
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m4), _mm_and_si128(b, m4));
 }
 
+/* The 32 codes of one block in element order (Q8_0: signed; the tiles put
+ * |w| on the unsigned side and w's sign onto x). */
+static inline __attribute__((always_inline)) __m256i qmm_block_codes(qmm_type type, const uint8_t *blk)
+{
+    if (type == QMM_Q4_0)
+        return qmm_unpack_nibbles(blk + 2);
+    if (type == QMM_Q4_1)
+        return qmm_unpack_nibbles(blk + 4);
+    return _mm256_loadu_si256((const __m256i *)(blk + 2));
+}
+
+/* Weight per unit of the block's activation sum (Q4_0: -8 d, Q4_1: m, Q8_0: 0). */
+static inline __attribute__((always_inline)) float qmm_block_offset(qmm_type type, const uint8_t *blk, float dw)
+{
+    return type == QMM_Q4_0 ? -8.0f * dw : type == QMM_Q4_1 ? qmm_f16_x86(blk + 2) : 0.0f;
+}
+
 /* Rows r of w against tokens t0 .. t0 + nt - 1 (nt <= TILE, a constant
  * where this is inlined). Q8_0 codes are signed: |w| goes to the unsigned
  * side and w's sign onto x. */
@@ -54,17 +71,8 @@ static inline __attribute__((always_inline)) void qmm_tile_x86(qmm_type type, co
         }
         for (size_t b = 0; b < nb; b++) {
             const uint8_t *blk = row + b * bb;
-            float dw = qmm_f16_x86(blk), off = 0.0f; /* weight per unit of the block's activation sum */
-            __m256i wv;
-            if (type == QMM_Q4_0) {
-                wv = qmm_unpack_nibbles(blk + 2);
-                off = -8.0f * dw;
-            } else if (type == QMM_Q4_1) {
-                wv = qmm_unpack_nibbles(blk + 4);
-                off = qmm_f16_x86(blk + 2);
-            } else {
-                wv = _mm256_loadu_si256((const __m256i *)(blk + 2));
-            }
+            float dw = qmm_f16_x86(blk), off = qmm_block_offset(type, blk, dw);
+            __m256i wv = qmm_block_codes(type, blk);
             __m256i wu = type == QMM_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
             #pragma GCC unroll 8
             for (int j = 0; j < nt; j++) {

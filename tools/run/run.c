@@ -1041,19 +1041,13 @@ typedef struct eval_row {
     double kl_mean, kl_p99; /* KL(dense || this) of the scored predictions, nats */
 } eval_row;
 
-static int by_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* The mean and the 99th percentile (nearest rank) of n KL values; sorts them. */
 static void kl_summary(double *kl, long n, double *mean, double *p99)
 {
     double sum = 0.0;
     for (long i = 0; i < n; i++)
         sum += kl[i];
-    qsort(kl, (size_t)n, sizeof *kl, by_double);
+    qsort(kl, (size_t)n, sizeof *kl, by_value);
     long rank = (long)ceil(0.99 * (double)n);
     *mean = n > 0 ? sum / (double)n : 0.0;
     *p99 = n > 0 ? kl[(rank > 0 ? rank : 1) - 1] : 0.0;
