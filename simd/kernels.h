@@ -224,17 +224,25 @@ typedef struct slimkv_group_span {
     int first, count;
     int dk, dv, g;
     slimkv_format k_format, v_format; /* the pair (read by the scalar body, which serves all) */
+    /* SparK K groups only (attend_spark_groups): D channels per record, T
+     * kept per token, u [rows][D] the query over sqrt(qnorm) for the
+     * restored channels (see score_spark). */
+    int dim, t_keep;
+    const float *u;
 } slimkv_group_span;
 
-/* q [rows][dk]: the scaled query on the kept K channels. */
+/* q [rows][dk]: the scaled query on the kept K channels; for SparK
+ * groups [rows][D], the scaled query on all channels. */
 typedef void (*slimkv_attend_groups_fn)(const slimkv_group_span *span, const float *q, int rows, float *m,
                                         float *l, float *acc);
 
 typedef struct slimkv_kernels {
     const char *name;
-    /* [K format][V format]; NULL where the ISA has no fused body for the
-     * pair (the driver then composes score_k / accum_v per group). */
+    /* [K format][V format]: every table serves every pair (the driver
+     * composes score_k / accum_v per group only where an entry is NULL). */
     slimkv_attend_groups_fn attend_groups[SLIMKV_FORMAT_COUNT][SLIMKV_FORMAT_COUNT];
+    /* The same over SparK K groups (records of the K format) and V blocks. */
+    slimkv_attend_groups_fn attend_spark_groups[SLIMKV_FORMAT_COUNT][SLIMKV_FORMAT_COUNT];
     slimkv_score_k_fn score_k[SLIMKV_FORMAT_COUNT];
     slimkv_accum_v_fn accum_v[SLIMKV_FORMAT_COUNT];
     slimkv_pack_k_fn pack_k[SLIMKV_FORMAT_COUNT];

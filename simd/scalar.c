@@ -612,7 +612,20 @@ static void slimkv_attend_groups_scalar(const slimkv_group_span *span, const flo
                                         float *acc)
 {
     const slimkv_tile_ops ops = {score_k_scalar[span->k_format], accum_v_scalar[span->v_format], exp_sum_scalar,
-                                 max_scalar, scale_scalar};
+                                 max_scalar, scale_scalar, NULL};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
+}
+
+static const slimkv_score_spark_fn score_spark_scalar[SLIMKV_FORMAT_COUNT] = {
+    [SLIMKV_F32] = slimkv_score_spark_f32_scalar, [SLIMKV_F16] = slimkv_score_spark_f16_scalar,
+    [SLIMKV_BF16] = slimkv_score_spark_bf16_scalar, [SLIMKV_Q8] = slimkv_score_spark_q8_scalar,
+    [SLIMKV_Q4] = slimkv_score_spark_q4_scalar,     [SLIMKV_Q2] = slimkv_score_spark_q2_scalar};
+
+static void slimkv_attend_spark_groups_scalar(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                              float *l, float *acc)
+{
+    const slimkv_tile_ops ops = {NULL, accum_v_scalar[span->v_format], exp_sum_scalar, max_scalar, scale_scalar,
+                                 score_spark_scalar[span->k_format]};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
@@ -663,6 +676,9 @@ void slimkv_kernels_init_scalar(slimkv_kernels *k)
     for (int kf = 0; kf < SLIMKV_FORMAT_COUNT; kf++)
         for (int vf = 0; vf < SLIMKV_FORMAT_COUNT; vf++)
             k->attend_groups[kf][vf] = slimkv_attend_groups_scalar;
+    for (int kf = 0; kf < SLIMKV_FORMAT_COUNT; kf++)
+        for (int vf = 0; vf < SLIMKV_FORMAT_COUNT; vf++)
+            k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_scalar;
     k->f32_to_f16 = f32_to_f16_scalar;
     k->f16_to_f32 = f16_to_f32_scalar;
 }

@@ -28,6 +28,7 @@ typedef struct slimkv_tile_ops {
     float (*exp_sum)(float *x, int n, float max);
     float (*max)(const float *x, int n);
     void (*scale)(float *x, int n, float a);
+    slimkv_score_spark_fn score_spark; /* instead of score: SparK K groups (span dim, t_keep, u) */
 } slimkv_tile_ops;
 
 static inline const uint8_t *slimkv_span_group(uint8_t *const *pages, int page_groups, size_t bytes, int i)
@@ -73,6 +74,7 @@ static inline __attribute__((always_inline)) void slimkv_tile_loop(const slimkv_
     const int k_ahead = slimkv_prefetch_distance(sp->k_group_bytes);
     const int v_ahead = slimkv_prefetch_distance(sp->v_block_bytes);
     const int end = sp->first + sp->count;
+    const size_t q_stride = ops->score_spark ? (size_t)sp->dim : (size_t)sp->dk; /* floats per query row */
     float s[SLIMKV_TILE_ROWS * SLIMKV_TILE_MAX_TOKENS];
     for (int t0 = sp->first; t0 < end; t0 += per_tile) {
         const int ng = end - t0 < per_tile ? end - t0 : per_tile, n = ng * g;
@@ -83,8 +85,12 @@ static inline __attribute__((always_inline)) void slimkv_tile_loop(const slimkv_
                     slimkv_prefetch_bytes(slimkv_span_group(sp->k_pages, sp->page_groups, sp->k_group_bytes,
                                                             t0 + j + k_ahead),
                                           sp->k_group_bytes);
-                ops->score(slimkv_span_group(sp->k_pages, sp->page_groups, sp->k_group_bytes, t0 + j), sp->dk, g,
-                           g, q + (size_t)r0 * sp->dk, nr, s + (size_t)j * g, n);
+                const uint8_t *group = slimkv_span_group(sp->k_pages, sp->page_groups, sp->k_group_bytes, t0 + j);
+                if (ops->score_spark)
+                    ops->score_spark(group, sp->dim, sp->t_keep, g, g, q + r0 * q_stride, sp->u + r0 * q_stride, nr,
+                                     s + (size_t)j * g, n);
+                else
+                    ops->score(group, sp->dk, g, g, q + r0 * q_stride, nr, s + (size_t)j * g, n);
             }
             for (int i = 0; i < nr; i++)
                 slimkv_softmax_step(ops, s + (size_t)i * n, n, &m[r0 + i], &l[r0 + i],

@@ -246,6 +246,14 @@ static void load_queries(const run *r, const slimkv_head *h, int head, int qfirs
         }
 }
 
+/* The fused body of the cache's pair, NULL where the table has none. */
+static slimkv_attend_groups_fn fused_kernel(const slimkv_cache *c)
+{
+    const slimkv_config *cfg = &c->cfg;
+    return slimkv_k_is_spark(c) ? c->kern->attend_spark_groups[cfg->k_format][cfg->v_format]
+                                : c->kern->attend_groups[cfg->k_format][cfg->v_format];
+}
+
 /* Tiles [lo, hi) of the plan that are whole compressed groups, K and V,
  * seen by every row of the block (rows from position first_pos on): the
  * fused kernel serves them. Empty when the pair has no fused body. */
@@ -255,8 +263,7 @@ static void fused_tiles(const run *r, const slimkv_head *h, const tile_plan *p, 
     const slimkv_config *cfg = &c->cfg;
     int g = cfg->group_size;
     *lo = *hi = p->n_sink_tiles;
-    if (h->dk == 0 || h->dv == 0 || slimkv_k_is_spark(c) ||
-        !c->kern->attend_groups[cfg->k_format][cfg->v_format])
+    if (h->dk == 0 || h->dv == 0 || !fused_kernel(c))
         return;
     int k_groups = slimkv_k_body_tokens(cfg, c->n_tokens) / g, v_groups = slimkv_v_body_tokens(cfg, c->n_tokens) / g;
     int visible = first_pos - cfg->n_sink + 1; /* body positions every row sees */
@@ -269,10 +276,11 @@ static void fused_tiles(const run *r, const slimkv_head *h, const tile_plan *p, 
 static void run_fused(const run *r, const slimkv_head *h, int first_span, int count, const scratch *sc, int rows)
 {
     const slimkv_config *cfg = &r->c->cfg;
+    int spark = slimkv_k_is_spark(r->c);
     slimkv_group_span span = {h->k_pages, h->v_pages, h->k_group_bytes, h->v_block_bytes, SLIMKV_PAGE_GROUPS,
-                              first_span, count, h->dk, h->dv, cfg->group_size, cfg->k_format, cfg->v_format};
-    r->c->kern->attend_groups[cfg->k_format][cfg->v_format](&span, sc->q_kept, rows, sc->m_fused, sc->l_fused,
-                                                            sc->acc_fused);
+                              first_span, count, h->dk, h->dv, cfg->group_size, cfg->k_format, cfg->v_format,
+                              cfg->head_dim, r->c->spark_keep, spark ? sc->q_spark : NULL};
+    fused_kernel(r->c)(&span, spark ? sc->q_full : sc->q_kept, rows, sc->m_fused, sc->l_fused, sc->acc_fused);
 }
 
 /* Log-sum-exp merge of the fused kernel's state into the item's. */

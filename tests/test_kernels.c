@@ -487,6 +487,8 @@ static void check_conversions(const slimkv_kernels *k, const slimkv_kernels *ref
 typedef struct fused_case {
     slimkv_format kf, vf;
     int g, dk, dv, count, rows;
+    int t_keep;           /* > 0: SparK K groups of dk = D channels keeping T per token */
+    float *qnorm, *u;     /* SparK: the head's query norms, u = q / sqrt(qnorm) */
     uint8_t **k_pages, **v_pages;
     int n_pages;
     size_t kb, vb;
@@ -496,7 +498,14 @@ typedef struct fused_case {
 
 static void fused_case_make(test_rng *r, const slimkv_kernels *ref, fused_case *fc)
 {
-    fc->kb = slimkv_k_group_bytes(fc->kf, fc->dk, fc->g);
+    fc->kb = fc->t_keep ? slimkv_spark_group_bytes(fc->kf, fc->dk, fc->t_keep, fc->g)
+                        : slimkv_k_group_bytes(fc->kf, fc->dk, fc->g);
+    if (fc->t_keep) {
+        fc->qnorm = malloc((size_t)fc->dk * sizeof(float));
+        assert_non_null(fc->qnorm);
+        for (int c = 0; c < fc->dk; c++)
+            fc->qnorm[c] = 0.1f + fabsf(rng_uniform(r));
+    }
     fc->vb = slimkv_v_block_bytes(fc->vf, fc->dv, fc->g);
     fc->n_pages = (fc->count + FUSED_PAGE_GROUPS - 1) / FUSED_PAGE_GROUPS;
     fc->k_pages = calloc((size_t)fc->n_pages, sizeof *fc->k_pages);
@@ -515,7 +524,10 @@ static void fused_case_make(test_rng *r, const slimkv_kernels *ref, fused_case *
         uint8_t *kg = fc->k_pages[i / FUSED_PAGE_GROUPS] + (size_t)(i % FUSED_PAGE_GROUPS) * fc->kb;
         uint8_t *vb = fc->v_pages[i / FUSED_PAGE_GROUPS] + (size_t)(i % FUSED_PAGE_GROUPS) * fc->vb;
         fill_values(r, x, (size_t)fc->g * fc->dk);
-        ref->pack_k[fc->kf](x, fc->dk, fc->g, kg);
+        if (fc->t_keep)
+            ref->pack_spark[fc->kf](x, fc->qnorm, fc->dk, fc->t_keep, fc->g, kg);
+        else
+            ref->pack_k[fc->kf](x, fc->dk, fc->g, kg);
         for (int t = 0; t < fc->g; t++) {
             fill_values(r, x, (size_t)fc->dv);
             ref->pack_v[fc->vf](x, fc->dv, fc->g, vb, t);
@@ -527,6 +539,12 @@ static void fused_case_make(test_rng *r, const slimkv_kernels *ref, fused_case *
     /* small queries: flat softmax; large ones: the max moves by more than
      * the slack between tiles, so accumulators are rescaled */
     fill_normal(r, fc->q, (size_t)fc->rows * fc->dk, fc->q_scale);
+    if (fc->t_keep) {
+        fc->u = malloc((size_t)fc->rows * fc->dk * sizeof(float));
+        assert_non_null(fc->u);
+        for (size_t i = 0; i < (size_t)fc->rows * fc->dk; i++)
+            fc->u[i] = fc->q[i] / sqrtf(fc->qnorm[i % (size_t)fc->dk]);
+    }
 }
 
 static void fused_case_free(fused_case *fc)
@@ -538,12 +556,14 @@ static void fused_case_free(fused_case *fc)
     free(fc->k_pages);
     free(fc->v_pages);
     free(fc->q);
+    free(fc->qnorm);
+    free(fc->u);
 }
 
 static slimkv_group_span fused_span(const fused_case *fc, int first, int count)
 {
     slimkv_group_span sp = {fc->k_pages, fc->v_pages, fc->kb, fc->vb, FUSED_PAGE_GROUPS, first, count,
-                            fc->dk,      fc->dv,      fc->g,  fc->kf, fc->vf};
+                            fc->dk,      fc->dv,      fc->g,  fc->kf, fc->vf,       fc->dk, fc->t_keep, fc->u};
     return sp;
 }
 
@@ -558,11 +578,12 @@ static void fused_run(const slimkv_kernels *k, const fused_case *fc, int calls, 
         l[i] = 0.0f;
     }
     int first_count = calls == 1 ? fc->count : fc->count / 3 + 1;
+    slimkv_attend_groups_fn fused = fc->t_keep ? k->attend_spark_groups[fc->kf][fc->vf] : k->attend_groups[fc->kf][fc->vf];
     slimkv_group_span a = fused_span(fc, 0, first_count);
-    k->attend_groups[fc->kf][fc->vf](&a, fc->q, fc->rows, m, l, acc);
+    fused(&a, fc->q, fc->rows, m, l, acc);
     if (first_count < fc->count) {
         slimkv_group_span b = fused_span(fc, first_count, fc->count - first_count);
-        k->attend_groups[fc->kf][fc->vf](&b, fc->q, fc->rows, m, l, acc);
+        fused(&b, fc->q, fc->rows, m, l, acc);
     }
     for (int i = 0; i < fc->rows; i++) {
         assert_true(l[i] > 0.0f);
@@ -583,7 +604,11 @@ static void fused_composed(const slimkv_kernels *k, const fused_case *fc, float 
     assert_non_null(s);
     for (int j = 0; j < fc->count; j++) {
         const uint8_t *kg = fc->k_pages[j / FUSED_PAGE_GROUPS] + (size_t)(j % FUSED_PAGE_GROUPS) * fc->kb;
-        k->score_k[fc->kf](kg, fc->dk, fc->g, fc->g, fc->q, fc->rows, s + (size_t)j * fc->g, n);
+        if (fc->t_keep)
+            k->score_spark[fc->kf](kg, fc->dk, fc->t_keep, fc->g, fc->g, fc->q, fc->u, fc->rows, s + (size_t)j * fc->g,
+                                   n);
+        else
+            k->score_k[fc->kf](kg, fc->dk, fc->g, fc->g, fc->q, fc->rows, s + (size_t)j * fc->g, n);
     }
     for (int i = 0; i < fc->rows; i++) {
         float *si = s + (size_t)i * n;
@@ -658,10 +683,9 @@ static void check_attend_groups(const slimkv_kernels *k, const slimkv_kernels *r
     for (size_t ki = 0; ki < 6; ki++)
         for (size_t vi = 0; vi < 6; vi++) {
             slimkv_format kf = all_formats[ki], vf = all_formats[vi];
-            /* the scalar table serves every pair; a SIMD table may leave
-             * mixed dense/quantized pairs to the driver */
-            if (!k->attend_groups[kf][vf])
-                continue;
+            /* every table serves every pair */
+            assert_non_null(k->attend_groups[kf][vf]);
+            assert_non_null(k->attend_spark_groups[kf][vf]);
             for (size_t gi = 0; gi < 2; gi++)
                 for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
                     fused_case fc = {.kf = kf, .vf = vf, .g = group_sizes[gi], .dk = dims[di][0], .dv = dims[di][1],
@@ -702,10 +726,48 @@ static void check_attend_groups(const slimkv_kernels *k, const slimkv_kernels *r
                     ran++;
                 }
         }
-    /* every table has fused bodies for the same-family pairs */
-    assert_non_null(k->attend_groups[SLIMKV_F16][SLIMKV_F16]);
-    assert_non_null(k->attend_groups[SLIMKV_Q4][SLIMKV_Q4]);
     assert_true(ran > 0);
+}
+
+/* The fused SparK bodies the same way: against the table's own score_spark
+ * and accum_v composed, every K x V format pair, T = D, about half, 4. */
+static void check_attend_spark_groups(const slimkv_kernels *k, const slimkv_kernels *ref)
+{
+    static const int dims[][2] = {{16, 17}, {64, 64}, {128, 128}};
+    test_rng r;
+    rng_seed(&r, 23);
+    for (size_t ki = 0; ki < 6; ki++)
+        for (size_t vi = 0; vi < 6; vi++)
+            for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+                slimkv_format kf = all_formats[ki], vf = all_formats[vi];
+                int dim = dims[di][0], t_keep = (ki + vi + di) % 3 == 0 ? dim : (ki + vi + di) % 3 == 1 ? dim / 2 + 1 : 4;
+                fused_case fc = {.kf = kf, .vf = vf, .g = group_sizes[(ki + di) % 2], .dk = dim, .dv = dims[di][1],
+                                 .count = 11 + (int)di, .rows = (int)(1 + (ki + vi) % 5), .t_keep = t_keep,
+                                 .q_scale = di % 2 ? 0.6f : 0.05f};
+                fused_case_make(&r, ref, &fc);
+                size_t n_out = (size_t)fc.rows * fc.dv;
+                float *got = malloc(n_out * sizeof(float)), *split = malloc(n_out * sizeof(float));
+                float *composed = malloc(n_out * sizeof(float));
+                double *vmax = malloc((size_t)fc.dv * sizeof(double));
+                assert_true(got && split && composed && vmax);
+                fused_run(k, &fc, 1, got);
+                fused_run(k, &fc, 2, split);
+                fused_composed(k, &fc, composed, vmax);
+                double frac = slimkv_is_quantized(vf) ? 2e-3 : 1e-4;
+                for (size_t i = 0; i < n_out; i++) {
+                    double tol = frac * vmax[i % (size_t)fc.dv] + 1e-6;
+                    if (fabs((double)got[i] - composed[i]) > tol || fabs((double)split[i] - composed[i]) > tol)
+                        fail_msg("%s attend_spark_groups %s/%s g=%d D=%d T=%d dv=%d rows=%d at %zu: %g (in two calls "
+                                 "%g) vs %g composed (tol %g)",
+                                 k->name, slimkv_format_name(kf), slimkv_format_name(vf), fc.g, dim, t_keep, fc.dv,
+                                 fc.rows, i, got[i], split[i], composed[i], tol);
+                }
+                free(composed);
+                free(got);
+                free(split);
+                free(vmax);
+                fused_case_free(&fc);
+            }
 }
 
 /* One body over every ISA. */
@@ -734,6 +796,7 @@ static void test_rows(void **state) { (void)state; run_on_every_isa(check_rows);
 static void test_spark(void **state) { (void)state; run_on_every_isa(check_spark); }
 static void test_exp_sum(void **state) { (void)state; run_on_every_isa(check_exp_sum); }
 static void test_attend_groups(void **state) { (void)state; run_on_every_isa(check_attend_groups); }
+static void test_attend_spark_groups(void **state) { (void)state; run_on_every_isa(check_attend_spark_groups); }
 static void test_conversions(void **state) { (void)state; run_on_every_isa(check_conversions); }
 
 /* The scalar fp16 conversion itself against known encodings. */
@@ -803,6 +866,7 @@ int main(void)
         cmocka_unit_test(test_spark),
         cmocka_unit_test(test_exp_sum),
         cmocka_unit_test(test_attend_groups),
+        cmocka_unit_test(test_attend_spark_groups),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }

@@ -30,6 +30,34 @@
  * file is built with +dotprod, e.g. in the Makefile
  *   $(BUILD)/simd/arm/kernels_dotprod_neon.o: ISA_FLAGS := -march=armv8.2-a+dotprod
  * Without that flag the baseline NEON kernels stay in place. */
+static slimkv_score_k_fn score_k_of_neondot(slimkv_format fmt)
+{
+    return slimkv_is_quantized(fmt) ? quant_score_neondot[fmt - SLIMKV_Q8] : slimkv_dense_score_k_neon[fmt];
+}
+
+static slimkv_accum_v_fn accum_v_of_neondot(slimkv_format fmt)
+{
+    return slimkv_is_quantized(fmt) ? quant_accum_neondot[fmt - SLIMKV_Q8] : slimkv_dense_accum_v_neon[fmt];
+}
+
+/* Dense K with quantized V, or quantized K with dense V. */
+static void slimkv_attend_groups_mixed_neondot(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                               float *l, float *acc)
+{
+    const slimkv_tile_ops ops = {score_k_of_neondot(span->k_format), accum_v_of_neondot(span->v_format),
+                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
+}
+
+/* SparK K groups of any format (NEON scores), V blocks of any format. */
+static void slimkv_attend_spark_groups_neondot(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                               float *l, float *acc)
+{
+    const slimkv_tile_ops ops = {NULL, accum_v_of_neondot(span->v_format), slimkv_exp_sum_neon,
+                                 slimkv_max_f32_neon, slimkv_scale_f32_neon, slimkv_spark_score_neon[span->k_format]};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
+}
+
 void slimkv_kernels_use_dotprod_neon(slimkv_kernels *k)
 {
     (void)k;
@@ -389,7 +417,35 @@ static void slimkv_attend_groups_quant_neondot(const slimkv_group_span *span, co
 {
     const slimkv_tile_ops ops = {quant_score_neondot[span->k_format - SLIMKV_Q8],
                                  quant_accum_neondot[span->v_format - SLIMKV_Q8],
-                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon};
+                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
+}
+
+static slimkv_score_k_fn score_k_of_neondot(slimkv_format fmt)
+{
+    return slimkv_is_quantized(fmt) ? quant_score_neondot[fmt - SLIMKV_Q8] : slimkv_dense_score_k_neon[fmt];
+}
+
+static slimkv_accum_v_fn accum_v_of_neondot(slimkv_format fmt)
+{
+    return slimkv_is_quantized(fmt) ? quant_accum_neondot[fmt - SLIMKV_Q8] : slimkv_dense_accum_v_neon[fmt];
+}
+
+/* Dense K with quantized V, or quantized K with dense V. */
+static void slimkv_attend_groups_mixed_neondot(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                               float *l, float *acc)
+{
+    const slimkv_tile_ops ops = {score_k_of_neondot(span->k_format), accum_v_of_neondot(span->v_format),
+                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
+}
+
+/* SparK K groups of any format (NEON scores), V blocks of any format. */
+static void slimkv_attend_spark_groups_neondot(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                               float *l, float *acc)
+{
+    const slimkv_tile_ops ops = {NULL, accum_v_of_neondot(span->v_format), slimkv_exp_sum_neon,
+                                 slimkv_max_f32_neon, slimkv_scale_f32_neon, slimkv_spark_score_neon[span->k_format]};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
@@ -398,6 +454,12 @@ void slimkv_kernels_use_dotprod_neon(slimkv_kernels *k)
     for (int kf = SLIMKV_Q8; kf <= SLIMKV_Q2; kf++)
         for (int vf = SLIMKV_Q8; vf <= SLIMKV_Q2; vf++)
             k->attend_groups[kf][vf] = slimkv_attend_groups_quant_neondot;
+    for (int kf = 0; kf < SLIMKV_FORMAT_COUNT; kf++)
+        for (int vf = 0; vf < SLIMKV_FORMAT_COUNT; vf++) {
+            if (slimkv_is_quantized(kf) != slimkv_is_quantized(vf))
+                k->attend_groups[kf][vf] = slimkv_attend_groups_mixed_neondot;
+            k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_neondot;
+        }
     k->score_k[SLIMKV_Q8] = slimkv_score_k_q8_neondot;
     k->score_k[SLIMKV_Q4] = slimkv_score_k_q4_neondot;
     k->score_k[SLIMKV_Q2] = slimkv_score_k_q2_neondot;

@@ -724,12 +724,13 @@ void slimkv_scale_f32_neon(float *x, int n, float a)
 
 /* ---- fused decode over whole groups ---- */
 
-/* Index: format - SLIMKV_F32. */
-static const slimkv_score_k_fn dense_score_neon[3] = {
+/* Index: format - SLIMKV_F32 (kernels_dotprod_neon.c pairs them with its
+ * quantized kernels). */
+const slimkv_score_k_fn slimkv_dense_score_k_neon[3] = {
     slimkv_score_k_f32_neon,
     slimkv_score_k_f16_neon,
     slimkv_score_k_bf16_neon};
-static const slimkv_accum_v_fn dense_accum_neon[3] = {
+const slimkv_accum_v_fn slimkv_dense_accum_v_neon[3] = {
     slimkv_accum_v_f32_neon,
     slimkv_accum_v_f16_neon,
     slimkv_accum_v_bf16_neon};
@@ -748,8 +749,8 @@ static const slimkv_accum_v_fn quant_accum_neon[3] = {
 static void slimkv_attend_groups_dense_neon(const slimkv_group_span *span, const float *q, int rows, float *m,
                                             float *l, float *acc)
 {
-    const slimkv_tile_ops ops = {dense_score_neon[span->k_format], dense_accum_neon[span->v_format],
-                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon};
+    const slimkv_tile_ops ops = {slimkv_dense_score_k_neon[span->k_format], slimkv_dense_accum_v_neon[span->v_format],
+                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
@@ -759,14 +760,46 @@ static void slimkv_attend_groups_quant_neon(const slimkv_group_span *span, const
 {
     const slimkv_tile_ops ops = {quant_score_neon[span->k_format - SLIMKV_Q8],
                                  quant_accum_neon[span->v_format - SLIMKV_Q8],
-                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon};
+                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
+}
+
+/* ---- fused decode: mixed dense / quantized pairs and SparK K groups ---- */
+
+static slimkv_score_k_fn score_k_of_neon(slimkv_format fmt)
+{
+    return slimkv_is_quantized(fmt) ? quant_score_neon[fmt - SLIMKV_Q8] : slimkv_dense_score_k_neon[fmt];
+}
+
+static slimkv_accum_v_fn accum_v_of_neon(slimkv_format fmt)
+{
+    return slimkv_is_quantized(fmt) ? quant_accum_neon[fmt - SLIMKV_Q8] : slimkv_dense_accum_v_neon[fmt];
+}
+
+/* Dense K with quantized V, or quantized K with dense V. */
+static void slimkv_attend_groups_mixed_neon(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                            float *l, float *acc)
+{
+    const slimkv_tile_ops ops = {score_k_of_neon(span->k_format), accum_v_of_neon(span->v_format),
+                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
+}
+
+/* SparK K groups of any format, V blocks of any format. */
+static void slimkv_attend_spark_groups_neon(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                            float *l, float *acc)
+{
+    const slimkv_tile_ops ops = {NULL, accum_v_of_neon(span->v_format), slimkv_exp_sum_neon, slimkv_max_f32_neon,
+                                 slimkv_scale_f32_neon, slimkv_spark_score_neon[span->k_format]};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
 void slimkv_kernels_init_neon(slimkv_kernels *k)
 {
     slimkv_kernels_init_scalar(k);
-    memset(k->attend_groups, 0, sizeof k->attend_groups); /* no scalar fused body behind SIMD kernels */
+    /* no scalar fused body behind SIMD kernels: every entry is set below */
+    memset(k->attend_groups, 0, sizeof k->attend_groups);
+    memset(k->attend_spark_groups, 0, sizeof k->attend_spark_groups);
     k->name = "neon";
     k->pack_k[SLIMKV_F32] = slimkv_pack_k_f32_neon;
     k->pack_v[SLIMKV_F32] = slimkv_pack_v_f32_neon;
@@ -803,6 +836,12 @@ void slimkv_kernels_init_neon(slimkv_kernels *k)
     for (int kf = SLIMKV_Q8; kf <= SLIMKV_Q2; kf++)
         for (int vf = SLIMKV_Q8; vf <= SLIMKV_Q2; vf++)
             k->attend_groups[kf][vf] = slimkv_attend_groups_quant_neon;
+    for (int kf = 0; kf < SLIMKV_FORMAT_COUNT; kf++)
+        for (int vf = 0; vf < SLIMKV_FORMAT_COUNT; vf++) {
+            if (slimkv_is_quantized(kf) != slimkv_is_quantized(vf))
+                k->attend_groups[kf][vf] = slimkv_attend_groups_mixed_neon;
+            k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_neon;
+        }
     k->f32_to_f16 = f32_to_f16_neon;
     k->f16_to_f32 = f16_to_f32_neon;
     slimkv_arm_spark_init_neon(k); /* SparK scores: spark_neon.c */

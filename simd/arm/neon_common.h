@@ -365,6 +365,13 @@ NEON_INLINE float32x4_t neon_f16x8_to_f32_hi(uint16x8_t h)
  * score_k / accum_v and their fused decode replaced. */
 SLIMKV_HIDDEN void slimkv_kernels_use_dotprod_neon(slimkv_kernels *k);
 
+/* Per-format kernels shared by both NEON tables' fused bodies: the dense
+ * formats (index: format - SLIMKV_F32, kernels_neon.c) and SparK's scores
+ * (index: format, spark_neon.c). */
+SLIMKV_HIDDEN extern const slimkv_score_k_fn slimkv_dense_score_k_neon[3];
+SLIMKV_HIDDEN extern const slimkv_accum_v_fn slimkv_dense_accum_v_neon[3];
+SLIMKV_HIDDEN extern const slimkv_score_spark_fn slimkv_spark_score_neon[SLIMKV_FORMAT_COUNT];
+
 /* Softmax helpers of the fused decode loop (simd/tile_loop.h), shared by
  * both NEON files. */
 SLIMKV_HIDDEN float slimkv_exp_sum_neon(float *x, int n, float max);

@@ -323,6 +323,12 @@ static void slimkv_score_spark_q2_neon(const uint8_t *group, int dim, int t_keep
 }
 
 
+/* Indexed by the K format (the fused SparK bodies of both NEON tables). */
+const slimkv_score_spark_fn slimkv_spark_score_neon[SLIMKV_FORMAT_COUNT] = {
+    [SLIMKV_F32] = slimkv_score_spark_f32_neon, [SLIMKV_F16] = slimkv_score_spark_f16_neon,
+    [SLIMKV_BF16] = slimkv_score_spark_bf16_neon, [SLIMKV_Q8] = slimkv_score_spark_q8_neon,
+    [SLIMKV_Q4] = slimkv_score_spark_q4_neon, [SLIMKV_Q2] = slimkv_score_spark_q2_neon};
+
 void slimkv_arm_spark_init_neon(slimkv_kernels *k)
 {
     /* pack_spark stays scalar: its bytes must be bit-exact with scalar.c (a

@@ -417,14 +417,46 @@ static void slimkv_attend_groups_dense_avx2(const slimkv_group_span *span, const
                                             float *l, float *acc)
 {
     const slimkv_tile_ops ops = {dense_score_avx2[span->k_format], dense_accum_avx2[span->v_format],
-                                 slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2};
+                                 slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2, NULL};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
+}
+
+/* ---- fused decode: mixed dense / quantized pairs and SparK K groups ---- */
+
+static slimkv_score_k_fn score_k_of_avx2(slimkv_format fmt)
+{
+    return slimkv_is_quantized(fmt) ? slimkv_quant_score_k_avx2[fmt - SLIMKV_Q8] : dense_score_avx2[fmt];
+}
+
+static slimkv_accum_v_fn accum_v_of_avx2(slimkv_format fmt)
+{
+    return slimkv_is_quantized(fmt) ? slimkv_quant_accum_v_avx2[fmt - SLIMKV_Q8] : dense_accum_avx2[fmt];
+}
+
+/* Dense K with quantized V, or quantized K with dense V. */
+static void slimkv_attend_groups_mixed_avx2(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                             float *l, float *acc)
+{
+    const slimkv_tile_ops ops = {score_k_of_avx2(span->k_format), accum_v_of_avx2(span->v_format),
+                                 slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2, NULL};
+    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
+}
+
+/* SparK K groups of any format, V blocks of any format. */
+static void slimkv_attend_spark_groups_avx2(const slimkv_group_span *span, const float *q, int rows, float *m,
+                                             float *l, float *acc)
+{
+    const slimkv_tile_ops ops = {NULL, accum_v_of_avx2(span->v_format), slimkv_exp_sum_avx2, slimkv_max_f32_avx2,
+                                 slimkv_scale_f32_avx2, slimkv_spark_score_avx2[span->k_format]};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
 void slimkv_kernels_init_avx2(slimkv_kernels *k)
 {
     slimkv_kernels_init_scalar(k);
-    memset(k->attend_groups, 0, sizeof k->attend_groups); /* no scalar fused body behind SIMD kernels */
+    /* no scalar fused body behind SIMD kernels: every entry is set below */
+    memset(k->attend_groups, 0, sizeof k->attend_groups);
+    memset(k->attend_spark_groups, 0, sizeof k->attend_spark_groups);
     k->name = "avx2";
     k->pack_k[SLIMKV_F32] = slimkv_pack_k_f32_avx2;
     k->pack_v[SLIMKV_F32] = slimkv_pack_v_f32_avx2;
@@ -448,6 +480,12 @@ void slimkv_kernels_init_avx2(slimkv_kernels *k)
     for (int kf = SLIMKV_F32; kf <= SLIMKV_BF16; kf++)
         for (int vf = SLIMKV_F32; vf <= SLIMKV_BF16; vf++)
             k->attend_groups[kf][vf] = slimkv_attend_groups_dense_avx2;
+    for (int kf = 0; kf < SLIMKV_FORMAT_COUNT; kf++)
+        for (int vf = 0; vf < SLIMKV_FORMAT_COUNT; vf++) {
+            if (slimkv_is_quantized(kf) != slimkv_is_quantized(vf))
+                k->attend_groups[kf][vf] = slimkv_attend_groups_mixed_avx2;
+            k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_avx2;
+        }
     k->f32_to_f16 = f32_to_f16_avx2;
     k->f16_to_f32 = f16_to_f32_avx2;
 }

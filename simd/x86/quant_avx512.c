@@ -772,12 +772,13 @@ static void slimkv_accum_v_q2_avx512(const uint8_t *block, int dv, int g, int n,
 
 /* ---- fused decode over whole groups, quantized K and V formats ---- */
 
-/* Index: format - SLIMKV_Q8. */
-static const slimkv_score_k_fn quant_score_avx512[3] = {
+/* Index: format - SLIMKV_Q8 (kernels_avx512.c composes them with the dense
+ * formats and SparK's scores). */
+const slimkv_score_k_fn slimkv_quant_score_k_avx512[3] = {
     slimkv_score_k_q8_avx512,
     slimkv_score_k_q4_avx512,
     slimkv_score_k_q2_avx512};
-static const slimkv_accum_v_fn quant_accum_avx512[3] = {
+const slimkv_accum_v_fn slimkv_quant_accum_v_avx512[3] = {
     slimkv_accum_v_q8_avx512,
     slimkv_accum_v_q4_avx512,
     slimkv_accum_v_q2_avx512};
@@ -786,9 +787,9 @@ static const slimkv_accum_v_fn quant_accum_avx512[3] = {
 static void slimkv_attend_groups_quant_avx512(const slimkv_group_span *span, const float *q, int rows, float *m,
                                               float *l, float *acc)
 {
-    const slimkv_tile_ops ops = {quant_score_avx512[span->k_format - SLIMKV_Q8],
-                                 quant_accum_avx512[span->v_format - SLIMKV_Q8],
-                                 slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512};
+    const slimkv_tile_ops ops = {slimkv_quant_score_k_avx512[span->k_format - SLIMKV_Q8],
+                                 slimkv_quant_accum_v_avx512[span->v_format - SLIMKV_Q8],
+                                 slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512, NULL};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 

@@ -306,6 +306,12 @@ static void slimkv_score_spark_q2_avx2(const uint8_t *group, int dim, int t_keep
 }
 
 
+/* Indexed by the K format (kernels_avx2.c builds the fused SparK bodies on them). */
+const slimkv_score_spark_fn slimkv_spark_score_avx2[SLIMKV_FORMAT_COUNT] = {
+    [SLIMKV_F32] = slimkv_score_spark_f32_avx2, [SLIMKV_F16] = slimkv_score_spark_f16_avx2,
+    [SLIMKV_BF16] = slimkv_score_spark_bf16_avx2, [SLIMKV_Q8] = slimkv_score_spark_q8_avx2,
+    [SLIMKV_Q4] = slimkv_score_spark_q4_avx2, [SLIMKV_Q2] = slimkv_score_spark_q2_avx2};
+
 void slimkv_x86_spark_init_avx2(slimkv_kernels *k)
 {
     /* pack_spark stays scalar: it must be bit-exact with scalar.c (a top-T

@@ -325,6 +325,12 @@ static void slimkv_score_spark_q2_avx512(const uint8_t *group, int dim, int t_ke
 }
 
 
+/* Indexed by the K format (kernels_avx512.c builds the fused SparK bodies on them). */
+const slimkv_score_spark_fn slimkv_spark_score_avx512[SLIMKV_FORMAT_COUNT] = {
+    [SLIMKV_F32] = slimkv_score_spark_f32_avx512, [SLIMKV_F16] = slimkv_score_spark_f16_avx512,
+    [SLIMKV_BF16] = slimkv_score_spark_bf16_avx512, [SLIMKV_Q8] = slimkv_score_spark_q8_avx512,
+    [SLIMKV_Q4] = slimkv_score_spark_q4_avx512, [SLIMKV_Q2] = slimkv_score_spark_q2_avx512};
+
 void slimkv_x86_spark_init_avx512(slimkv_kernels *k)
 {
     /* pack_spark stays scalar: it must be bit-exact with scalar.c (a top-T
