@@ -12,6 +12,7 @@ void slimkv_cache_destroy(slimkv_cache *c)
 {
     if (!c)
         return;
+    slimkv_evict_destroy(c);
     if (c->heads) {
         if (c->backend)
             c->backend->destroy(c);
@@ -53,6 +54,8 @@ static slimkv_status create_with(const slimkv_config *config, const slimkv_kerne
         c->backend = backend; /* from here on destroy() asks it to free its part */
         st = backend->create(c);
     }
+    if (st == SLIMKV_OK)
+        st = slimkv_evict_create(c);
     if (st != SLIMKV_OK) {
         slimkv_cache_destroy(c);
         return st;
@@ -128,7 +131,7 @@ slimkv_status slimkv_cache_append(slimkv_cache *c, const float *k, const float *
     slimkv_status st = check_append(c, k, v, n_tokens);
     if (st == SLIMKV_OK && c->channels_pending)
         st = SLIMKV_ERR_STATE; /* ThinK/SparK choose channels from the first prefill's queries */
-    return st != SLIMKV_OK ? st : c->backend->append(c, k, v, n_tokens);
+    return st != SLIMKV_OK ? st : slimkv_evict_append(c, k, v, n_tokens);
 }
 
 /* 1 when [a, a + a_floats) and [b, b + b_floats) share a byte. Compared as
@@ -163,7 +166,7 @@ slimkv_status slimkv_cache_prefill(slimkv_cache *c, const float *q, const float 
     int first_choice = c->channels_pending;
     if (first_choice && (st = c->backend->choose_channels(c, q, k, n_tokens)) != SLIMKV_OK)
         return st;
-    st = c->backend->append(c, k, v, n_tokens);
+    st = slimkv_evict_prefill_store(c, q, k, v, n_tokens); /* the append, and token eviction */
     if (st != SLIMKV_OK && first_choice) {
         /* as before the call: the next prefill chooses again. Undoing fails
          * only when a device does, and then its error is the one to report. */
@@ -206,7 +209,7 @@ slimkv_status slimkv_cache_bytes(const slimkv_cache *c, size_t *bytes)
 {
     if (!c || !bytes)
         return SLIMKV_ERR_NULL_ARG;
-    *bytes = c->backend->bytes(c) + slimkv_policy_state_bytes(c);
+    *bytes = c->backend->bytes(c) + slimkv_policy_state_bytes(c) + slimkv_evict_state_bytes(c);
     return SLIMKV_OK;
 }
 
