@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <omp.h>
 
 #include "oracle.h"
 #include "tmpdir.h"
@@ -1208,6 +1209,47 @@ static void test_h2o_long_run(void **state)
     free_workload(&w);
 }
 
+/* ---- the thread count changes nothing ---- */
+
+static void test_threads_agree(void **state)
+{
+    (void)state;
+    if (!test_threads_allowed()) {
+        print_message("skipped: SLIMKV_TEST_NO_THREADS=1 (qemu-user cannot start threads here)\n");
+        skip();
+    }
+    workload w = make_workload(8, 4, 64, 700, 81);
+    size_t rq = (size_t)w.n_q * w.dim;
+    float *out[2];
+    uint64_t digest[2];
+    for (int e = 1; e <= 2; e++) {
+        for (int run = 0; run < 2; run++) {
+            omp_set_num_threads(run == 0 ? 1 : 2);
+            slimkv_config cfg = base_config(&w, SLIMKV_Q4, SLIMKV_Q4);
+            cfg.eviction = (slimkv_eviction)e;
+            cfg.evict_budget = 128;
+            cfg.policy = SLIMKV_POLICY_THINK;
+            slimkv_cache *c;
+            assert_int_equal(slimkv_cache_create(&cfg, &c), SLIMKV_OK);
+            out[run] = malloc((size_t)w.n * rq * sizeof(float));
+            /* large enough calls that scoring, rebuild and attention go parallel */
+            assert_int_equal(slimkv_cache_prefill(c, w.q, w.k, w.v, 600, out[run]), SLIMKV_OK);
+            for (int t = 600; t + 20 <= w.n; t += 20) {
+                assert_int_equal(slimkv_cache_append(c, k_at(&w, t), v_at(&w, t), 20), SLIMKV_OK);
+                assert_int_equal(slimkv_attend_observe(c, q_at(&w, t), 20, out[run] + (size_t)t * rq), SLIMKV_OK);
+            }
+            digest[run] = evict_digest(c, w.n_kv);
+            slimkv_cache_destroy(c);
+        }
+        assert_true(digest[0] == digest[1]);
+        assert_memory_equal(out[0], out[1], (size_t)w.n * rq * sizeof(float));
+        free(out[0]);
+        free(out[1]);
+    }
+    omp_set_num_threads(omp_get_num_procs());
+    free_workload(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1218,6 +1260,7 @@ int main(void)
         cmocka_unit_test(test_attention_matches_oracle),
         cmocka_unit_test(test_h2o_long_run),
         cmocka_unit_test(test_snapshots),
+        cmocka_unit_test(test_threads_agree),
         cmocka_unit_test_teardown(test_allocation_failures, teardown_allocator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
