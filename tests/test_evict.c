@@ -22,6 +22,7 @@
 #include <omp.h>
 
 #include "oracle.h"
+#include "safetensors.h"
 #include "tmpdir.h"
 
 static const slimkv_format all_formats[] = {SLIMKV_F32, SLIMKV_F16, SLIMKV_BF16, SLIMKV_Q8, SLIMKV_Q4, SLIMKV_Q2};
@@ -1014,6 +1015,181 @@ static void test_snapshots(void **state)
     free_workload(&w);
 }
 
+/* ---- version-3 forgeries with a valid checksum ---- */
+
+typedef struct forged {
+    size_t n, n_meta;
+    st_out out[64];
+    uint8_t *data[64];
+    char names[64][32];
+    char meta_values[6][512];
+    st_meta meta[6];
+} forged;
+
+static const char *const forged_keys[6] = {"slimkv.snapshot", "slimkv.config", "slimkv.tokens", "slimkv.pending",
+                                           "slimkv.seen", "slimkv.checksum"};
+
+static void forge_load(const char *path, forged *fg)
+{
+    st_file *f;
+    assert_int_equal(st_open(path, &f), SLIMKV_OK);
+    assert_true(f->n_tensors <= 64);
+    fg->n = f->n_tensors;
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        const st_tensor *t = &f->tensors[i];
+        fg->data[i] = malloc(t->n_bytes + 1);
+        assert_int_equal(st_read_bytes(f, t, 0, t->n_bytes, fg->data[i]), SLIMKV_OK);
+        snprintf(fg->names[i], sizeof fg->names[i], "%s", t->name);
+        fg->out[i] = (st_out){.name = fg->names[i], .dtype = t->dtype, .n_dims = 1,
+                              .shape = {(int64_t)(t->n_bytes / st_dtype_size(t->dtype))}, .data = fg->data[i]};
+    }
+    fg->n_meta = 0;
+    for (int i = 0; i < 6; i++) {
+        const char *v = st_meta_get(f, forged_keys[i]);
+        snprintf(fg->meta_values[i], sizeof fg->meta_values[i], "%s", v ? v : "");
+        fg->meta[i] = (st_meta){(char *)forged_keys[i], fg->meta_values[i]};
+        fg->n_meta += v != NULL;
+    }
+    st_close(f);
+}
+
+static uint8_t *forge_tensor(forged *fg, const char *name, size_t *count)
+{
+    for (size_t i = 0; i < fg->n; i++)
+        if (strcmp(fg->names[i], name) == 0) {
+            *count = (size_t)fg->out[i].shape[0];
+            return fg->data[i];
+        }
+    fail_msg("no tensor %s", name);
+    return NULL;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* io_snapshot.c's checksum (version, config, tokens, pending, seen for
+ * version 3, then every tensor by name), then the file with 6 keys. */
+static void forge_write(forged *fg, const char *path)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < 5; i++)
+        h = fnv1a(h, fg->meta_values[i], strlen(fg->meta_values[i]) + 1);
+    for (size_t i = 0; i < fg->n; i++) {
+        size_t n_bytes = (size_t)fg->out[i].shape[0] * st_dtype_size(fg->out[i].dtype);
+        uint8_t fields[9];
+        fields[0] = (uint8_t)fg->out[i].dtype;
+        for (int b = 0; b < 8; b++)
+            fields[1 + b] = (uint8_t)((uint64_t)n_bytes >> (8 * b));
+        h = fnv1a(h, fg->names[i], strlen(fg->names[i]) + 1);
+        h = fnv1a(h, fields, sizeof fields);
+        h = fnv1a(h, fg->data[i], n_bytes);
+    }
+    snprintf(fg->meta_values[5], sizeof fg->meta_values[5], "%016llx", (unsigned long long)h);
+    assert_int_equal(st_write(path, fg->out, fg->n, fg->meta, 6), SLIMKV_OK);
+}
+
+static void forge_free(forged *fg)
+{
+    for (size_t i = 0; i < fg->n; i++)
+        free(fg->data[i]);
+}
+
+static void put_i32(uint8_t *p, int32_t x) { memcpy(p, &x, sizeof x); }
+static void put_f32(uint8_t *p, float x) { memcpy(p, &x, sizeof x); }
+
+static void test_forged_snapshots(void **state)
+{
+    (void)state;
+    assert_int_equal(tmpdir_make(&snap_dir), 0);
+    workload w = make_workload(4, 2, 32, 300, 91);
+    float *out = malloc((size_t)w.n * w.n_q * w.dim * sizeof(float));
+    char good[512], bad[512];
+    path_of(good, "good.safetensors");
+    path_of(bad, "forged.safetensors");
+    slimkv_config cfg = base_config(&w, SLIMKV_Q4, SLIMKV_F16);
+    cfg.eviction = SLIMKV_EVICT_H2O;
+    cfg.evict_budget = 30;
+    cfg.n_sink = 2;
+    slimkv_cache *src, *target;
+    assert_int_equal(slimkv_cache_create(&cfg, &src), SLIMKV_OK);
+    assert_int_equal(slimkv_cache_create(&cfg, &target), SLIMKV_OK);
+    assert_int_equal(slimkv_cache_prefill(src, w.q, w.k, w.v, 250, out), SLIMKV_OK);
+    assert_int_equal(slimkv_cache_save(src, good), SLIMKV_OK);
+    uint64_t before = evict_digest(target, 2);
+    enum { CONTROL, UNSORTED, PAST_SEEN, NEGATIVE, SINK_MOVED, SEEN_BELOW, SEEN_TEXT, SCORE_NAN, SCORE_NEG,
+           POS_SHORT, FORGERIES };
+    for (int f = 0; f < FORGERIES; f++) {
+        forged fg;
+        forge_load(good, &fg);
+        assert_int_equal(fg.n_meta, 6);
+        size_t count = 0;
+        uint8_t *pos = forge_tensor(&fg, "h1.pos", &count), *score = forge_tensor(&fg, "h1.score", &count);
+        int32_t last;
+        memcpy(&last, pos + 4 * (count - 1), sizeof last);
+        switch (f) {
+        case UNSORTED: put_i32(pos + 4 * 5, last); break;
+        case PAST_SEEN: put_i32(pos + 4 * (count - 1), 250); break;
+        case NEGATIVE: put_i32(pos + 4 * 3, -7); break;
+        case SINK_MOVED: put_i32(pos + 4, 3); break;
+        case SEEN_BELOW: snprintf(fg.meta_values[4], sizeof fg.meta_values[4], "%zu", count - 1); break;
+        case SEEN_TEXT: snprintf(fg.meta_values[4], sizeof fg.meta_values[4], "0250"); break;
+        case SCORE_NAN: put_f32(score + 8, NAN); break;
+        case SCORE_NEG: put_f32(score + 8, -1.0f); break;
+        case POS_SHORT:
+            for (size_t i = 0; i < fg.n; i++)
+                if (!strcmp(fg.names[i], "h1.pos"))
+                    fg.out[i].shape[0]--;
+            break;
+        default: break;
+        }
+        forge_write(&fg, bad);
+        forge_free(&fg);
+        slimkv_status st = slimkv_cache_restore(target, bad);
+        if (f == CONTROL) {
+            assert_int_equal(st, SLIMKV_OK); /* the forger itself is right */
+            assert_true(evict_digest(target, 2) == evict_digest(src, 2));
+            slimkv_cache_destroy(target);
+            assert_int_equal(slimkv_cache_create(&cfg, &target), SLIMKV_OK);
+            continue;
+        }
+        if (st != SLIMKV_ERR_FORMAT)
+            fail_msg("forgery %d: %s", f, slimkv_status_str(st));
+        assert_true(evict_digest(target, 2) == before);
+    }
+    /* a version-3 file of a cache without eviction (its config string has
+     * no policy, so only the version says it): refused as inconsistent */
+    slimkv_config plain_cfg = cfg;
+    plain_cfg.eviction = SLIMKV_EVICT_NONE;
+    slimkv_cache *plain, *plain_target;
+    assert_int_equal(slimkv_cache_create(&plain_cfg, &plain), SLIMKV_OK);
+    assert_int_equal(slimkv_cache_create(&plain_cfg, &plain_target), SLIMKV_OK);
+    assert_int_equal(slimkv_cache_append(plain, w.k, w.v, 100), SLIMKV_OK);
+    assert_int_equal(slimkv_cache_save(plain, good), SLIMKV_OK);
+    forged fg;
+    forge_load(good, &fg);
+    assert_int_equal(fg.n_meta, 5);
+    snprintf(fg.meta_values[0], sizeof fg.meta_values[0], "3");
+    snprintf(fg.meta_values[4], sizeof fg.meta_values[4], "100");
+    forge_write(&fg, bad);
+    forge_free(&fg);
+    uint64_t plain_before = cache_digest(plain_target);
+    assert_int_equal(slimkv_cache_restore(plain_target, bad), SLIMKV_ERR_FORMAT);
+    assert_true(cache_digest(plain_target) == plain_before);
+    assert_int_equal(slimkv_cache_restore(plain_target, good), SLIMKV_OK);
+    slimkv_cache_destroy(plain);
+    slimkv_cache_destroy(plain_target);
+    slimkv_cache_destroy(src);
+    slimkv_cache_destroy(target);
+    tmpdir_remove(&snap_dir);
+    free(out);
+    free_workload(&w);
+}
+
 /* ---- every allocation failing in turn ---- */
 
 typedef struct fault_state {
@@ -1260,6 +1436,7 @@ int main(void)
         cmocka_unit_test(test_attention_matches_oracle),
         cmocka_unit_test(test_h2o_long_run),
         cmocka_unit_test(test_snapshots),
+        cmocka_unit_test(test_forged_snapshots),
         cmocka_unit_test(test_threads_agree),
         cmocka_unit_test_teardown(test_allocation_failures, teardown_allocator),
     };
