@@ -1082,7 +1082,7 @@ static void kl_summary(double *kl, long n, double *mean, double *p99)
 
 /* The configurations the eval table and the depth bench compare, dense f16
  * first (the baseline), --plan's last when given; returns how many. */
-#define N_STANDARD_CONFIGS 23
+#define N_STANDARD_CONFIGS 26
 static int standard_configs(const runtime *rt, kv_config *rows)
 {
     const run_options *o = rt->opt;
@@ -1116,8 +1116,11 @@ static int standard_configs(const runtime *rt, kv_config *rows)
         EVICT_ROW("f16, SnapKV 1024", SLIMKV_F16, none, 0, SLIMKV_EVICT_SNAPKV, 1024),
         EVICT_ROW("f16, SnapKV 2048", SLIMKV_F16, none, 0, SLIMKV_EVICT_SNAPKV, 2048),
         EVICT_ROW("q4, SnapKV 1024", SLIMKV_Q4, none, 0, SLIMKV_EVICT_SNAPKV, 1024),
+        EVICT_ROW("q4, SnapKV 2048", SLIMKV_Q4, none, 0, SLIMKV_EVICT_SNAPKV, 2048),
         EVICT_ROW("q4, ThinK 0.4, SnapKV 512", SLIMKV_Q4, think, 0.4, SLIMKV_EVICT_SNAPKV, 512),
         EVICT_ROW("q4, ThinK 0.4, SnapKV 1024", SLIMKV_Q4, think, 0.4, SLIMKV_EVICT_SNAPKV, 1024),
+        EVICT_ROW("q4, ThinK 0.4, SnapKV 2048", SLIMKV_Q4, think, 0.4, SLIMKV_EVICT_SNAPKV, 2048),
+        EVICT_ROW("f16, H2O 1024", SLIMKV_F16, none, 0, SLIMKV_EVICT_H2O, 1024),
         EVICT_ROW("q4, H2O 1024", SLIMKV_Q4, none, 0, SLIMKV_EVICT_H2O, 1024),
         /* the last row: --plan's, when given */
         ROW("plan", SLIMKV_F16, SLIMKV_F16, 1.0, 0, 0.0, o->sinks, none, 0),
