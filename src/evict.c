@@ -659,9 +659,8 @@ static void evict_page_free(uint8_t *page)
     slimkv_free(page);
 }
 
-static void free_head_rebuild(const slimkv_cache *c, head_rebuild *r)
+static void free_head_rebuild(head_rebuild *r)
 {
-    (void)c;
     slimkv_free(r->ring_k);
     slimkv_free(r->ring_v);
     if (r->k_pages)
@@ -896,7 +895,7 @@ static slimkv_status rebuild(slimkv_cache *c, const int32_t *keep, int n_new, co
         st = tracking_alloc(c, n_new, &t);
     if (st != SLIMKV_OK) {
         for (int h = 0; r && h < heads; h++)
-            free_head_rebuild(c, &r[h]);
+            free_head_rebuild(&r[h]);
         slimkv_free(r);
         slimkv_free(scratch);
         slimkv_free(packed);
