@@ -1190,7 +1190,7 @@ static int run_eval(const runtime *rt)
     }
     kv_config rows_spec[N_STANDARD_CONFIGS];
     int n_rows = chosen_configs(rt, !o->configs || !strcmp(o->configs, "all"), rows_spec);
-    eval_row rows[N_STANDARD_CONFIGS];
+    eval_row rows[N_STANDARD_CONFIGS] = {0}; /* the dense row is the KL reference: its KL stays 0 */
     int n_prompt = o->ctx - o->n_gen;
     if (n_prompt < 1 || n_prompt > count) {
         fprintf(stderr, "slimkv-run: --n %d leaves no prompt in a --ctx %d window\n", o->n_gen, o->ctx);
