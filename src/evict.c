@@ -179,7 +179,7 @@ slimkv_status slimkv_evict_append(slimkv_cache *c, const float *k, const float *
         slimkv_status st = tracking_alloc(c, n_new, &grown);
         if (st != SLIMKV_OK)
             return st;
-        for (int h = 0; h < c->cfg.n_kv_heads; h++) {
+        for (int h = 0; n_old > 0 && h < c->cfg.n_kv_heads; h++) { /* nothing (and NULL arrays) when empty */
             memcpy(grown.pos + (size_t)h * grown.cap, e->pos + (size_t)h * e->cap, (size_t)n_old * sizeof *e->pos);
             if (e->score)
                 memcpy(grown.score + (size_t)h * grown.cap, e->score + (size_t)h * e->cap,
