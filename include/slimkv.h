@@ -84,6 +84,8 @@ typedef enum slimkv_backend {
 } slimkv_backend;
 
 /* Fill with slimkv_config_init(), then set the fields you need. */
+enum { SLIMKV_ROTATE_K = 1, SLIMKV_ROTATE_V = 2 }; /* slimkv_config.rotate bits */
+
 typedef struct slimkv_config {
     int n_q_heads;        /* query heads; a multiple of n_kv_heads (GQA), equal for MHA;
                              both head counts at most 4096 */
@@ -124,6 +126,15 @@ typedef struct slimkv_config {
      * streams must be complete before the call. Outputs are complete when
      * the call returns. */
     int device_pointers;
+    /* Walsh-Hadamard rotation with fixed random signs per KV head, a set of
+     * SLIMKV_ROTATE_* bits (default 0): K rotates keys and queries alike
+     * (scores unchanged), V rotates values before they are stored and the
+     * attention output back. Spreading a few large channels over all D is
+     * what per-token groups (V) need; K is quantized per channel, where the
+     * large channels already have their own range. Needs head_dim a power
+     * of 2 and policy SLIMKV_POLICY_NONE (a rotation mixes the channels that
+     * masks and ThinK/SparK would select), host pointers. */
+    int rotate;
 } slimkv_config;
 
 typedef struct slimkv_cache slimkv_cache;

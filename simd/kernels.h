@@ -253,6 +253,11 @@ typedef struct slimkv_kernels {
     slimkv_accum_rows_fn accum_rows_f32, accum_rows_f16;
     /* x[i] = exp(x[i] - max) for i < n (exp(-inf) = 0); returns the sum. */
     float (*exp_sum)(float *x, int n, float max);
+    /* Walsh-Hadamard rotation of one vector in place, dim a power of 2
+     * (>= 4), signs[dim] of +-1: forward x <- H (signs * x) / sqrt(dim),
+     * inverse x <- signs * (H x) / sqrt(dim) (H the Sylvester Hadamard
+     * matrix, H[i][j] = (-1)^popcount(i & j)); inverse(forward(x)) = x. */
+    void (*rotate)(float *x, int dim, const float *signs, int inverse);
     /* Round-to-nearest-even conversions, bit-exact across ISAs. */
     void (*f32_to_f16)(const float *src, uint16_t *dst, size_t n);
     void (*f16_to_f32)(const uint16_t *src, float *dst, size_t n);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "format_math.h"
+#include "hadamard.h"
 #include "kernels.h"
 #include "tile_loop.h"
 
@@ -597,6 +598,13 @@ static void scale_scalar(float *x, int n, float a)
         x[i] *= a;
 }
 
+/* ---- Walsh-Hadamard rotation ---- */
+
+static void slimkv_rotate_scalar(float *x, int dim, const float *signs, int inverse)
+{
+    slimkv_rotate_generic(x, dim, signs, inverse);
+}
+
 /* ---- fused decode over whole groups: the oracle of every pair ---- */
 
 static const slimkv_score_k_fn score_k_scalar[SLIMKV_FORMAT_COUNT] = {
@@ -679,6 +687,7 @@ void slimkv_kernels_init_scalar(slimkv_kernels *k)
     for (int kf = 0; kf < SLIMKV_FORMAT_COUNT; kf++)
         for (int vf = 0; vf < SLIMKV_FORMAT_COUNT; vf++)
             k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_scalar;
+    k->rotate = slimkv_rotate_scalar;
     k->f32_to_f16 = f32_to_f16_scalar;
     k->f16_to_f32 = f16_to_f32_scalar;
 }

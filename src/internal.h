@@ -47,6 +47,9 @@ struct slimkv_cache {
     /* CUDA backend: the plugin's device cache. The host heads then keep
      * only the bookkeeping (channels, sizes), no storage. */
     void *device;
+    /* config.rotate: [n_kv_heads][head_dim] signs of each head's rotation
+     * (rotation.c); NULL without rotation. */
+    float *rotation_signs;
 };
 
 /* alloc.c: every allocation of the library goes through these. */
@@ -108,6 +111,14 @@ uint8_t *slimkv_ring_row(const slimkv_cache *c, uint8_t *ring, slimkv_format row
 /* cache.c */
 /* An empty cache with the same config, channels, kernels and backend as target. */
 slimkv_status slimkv_cache_create_like(const slimkv_cache *target, slimkv_cache **out);
+
+/* rotation.c: the Walsh-Hadamard rotation of config.rotate. */
+slimkv_status slimkv_rotation_init(slimkv_cache *c); /* the signs; nothing without rotate */
+/* A rotated copy of rows x [n][heads][head_dim] (heads: n_q_heads or
+ * n_kv_heads), to free with slimkv_free; NULL when out of memory. */
+float *slimkv_rotated_copy(const slimkv_cache *c, const float *x, int n, int heads);
+/* Attention outputs [n][n_q_heads][head_dim] back to the caller's basis, in place. */
+void slimkv_rotate_output_back(const slimkv_cache *c, float *out, int n);
 
 /* dispatch.c */
 slimkv_status slimkv_select_kernels(const char *isa, const slimkv_kernels **out);

@@ -50,6 +50,8 @@ static void config_string(const slimkv_cache *c, char *buf, size_t size)
                      slimkv_format_name(f->v_format), f->group_size, f->residual, f->n_sink, (int)f->policy);
     if (n < 0 || (size_t)n >= size)
         return;
+    if (f->rotate) /* stored rotated: only a cache rotating alike reads them right */
+        n += snprintf(buf + n, size - (size_t)n, " rotate=%d", f->rotate);
     if (f->policy == SLIMKV_POLICY_STATIC)
         snprintf(buf + n, size - (size_t)n, " align=%d", f->channel_align);
     if (f->policy == SLIMKV_POLICY_SPARK)
