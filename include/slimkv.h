@@ -206,7 +206,8 @@ SLIMKV_API slimkv_status slimkv_attend(const slimkv_cache *cache, const float *q
  * compressed pages allocated so far (on the device for a CUDA cache), plus
  * SparK's per-head query norms (2 x head_dim floats per KV head). The cache
  * object's fixed bookkeeping (kept-channel lists, page tables) is not
- * counted. */
+ * counted. Pages shared with forks count in full for every cache that holds
+ * them (slimkv_cache_bytes_shared tells them apart). */
 SLIMKV_API slimkv_status slimkv_cache_bytes(const slimkv_cache *cache, size_t *bytes);
 SLIMKV_API slimkv_status slimkv_cache_tokens(const slimkv_cache *cache, int *n_tokens);
 /* The ISA table this cache runs on ("cuda" for a CUDA cache). */
@@ -220,11 +221,38 @@ SLIMKV_API slimkv_status slimkv_cache_backend(const slimkv_cache *cache, slimkv_
 SLIMKV_API slimkv_status slimkv_cache_kept_channels(const slimkv_cache *cache, int kv_head, int which,
                                                     int *channels, int *count);
 
+/* ---- Fork (CPU caches; a CUDA cache returns SLIMKV_ERR_UNSUPPORTED) ---- */
+
+/* A new cache continuing src's sequence: the same config, channels (ThinK's
+ * choice, SparK's norms, or still pending), kernels and backend, and the
+ * same tokens, bit for bit. Full compressed pages (8 groups of G tokens, K
+ * and V apart) are shared, counted by an atomic reference count, so N forks
+ * of a prompt hold its compressed bytes once; each fork copies the window,
+ * the sinks and the partially filled last pages. Appending to one fork
+ * never changes what another (or src) holds: a shared page is never
+ * written. src and its forks may be destroyed in any order, and used from
+ * different threads at once (each cache by one thread at a time, as
+ * always). Fork only reads src: it may run alongside slimkv_attend or
+ * another fork of src, not alongside a call that modifies src. On failure
+ * (SLIMKV_ERR_NOMEM) *out is unchanged and src is as it was. */
+SLIMKV_API slimkv_status slimkv_cache_fork(const slimkv_cache *src, slimkv_cache **out);
+
+/* slimkv_cache_bytes split in two: *shared the compressed pages this cache
+ * holds together with at least one other cache (its source or forks),
+ * *owned the rest (its window, sinks, pages no other cache holds, SparK's
+ * norms); owned + shared = slimkv_cache_bytes. A prompt's cache and N forks
+ * of it that all still hold its pages hold together the sum of their owned
+ * bytes plus the shared bytes of one of them. While another cache that
+ * shares pages is destroyed on another thread, the split is that of a
+ * moment. A CUDA cache shares nothing. */
+SLIMKV_API slimkv_status slimkv_cache_bytes_shared(const slimkv_cache *cache, size_t *owned, size_t *shared);
+
 /* ---- Snapshots ---- */
 
-/* Saves everything the cache holds (any format and policy) to a safetensors
- * file with a version field and a checksum over the payload, written to a
- * temporary file and renamed over path. */
+/* Saves everything the cache holds (any format and policy; a fork too) to
+ * a safetensors file with a version field and a checksum over the payload,
+ * written to a temporary file and renamed over path. A restored cache owns
+ * all its pages, shared ones included. */
 SLIMKV_API slimkv_status slimkv_cache_save(const slimkv_cache *cache, const char *path);
 
 /* Restores a snapshot bit for bit into a cache created with the same

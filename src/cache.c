@@ -202,11 +202,41 @@ slimkv_status slimkv_cache_restore(slimkv_cache *c, const char *path)
     return c->backend->restore(c, path);
 }
 
+slimkv_status slimkv_cache_fork(const slimkv_cache *src, slimkv_cache **out)
+{
+    if (!src || !out)
+        return SLIMKV_ERR_NULL_ARG;
+    /* the same config, kernels and backend, then src's channels, then its tokens */
+    slimkv_cache *dst;
+    slimkv_status st = slimkv_cache_create_like(src, &dst);
+    if (st != SLIMKV_OK)
+        return st;
+    slimkv_policy_copy_choice(dst, src);
+    st = src->backend->fork(src, dst);
+    if (st != SLIMKV_OK) {
+        slimkv_cache_destroy(dst);
+        return st;
+    }
+    *out = dst;
+    return SLIMKV_OK;
+}
+
 slimkv_status slimkv_cache_bytes(const slimkv_cache *c, size_t *bytes)
 {
     if (!c || !bytes)
         return SLIMKV_ERR_NULL_ARG;
     *bytes = c->backend->bytes(c) + slimkv_policy_state_bytes(c);
+    return SLIMKV_OK;
+}
+
+slimkv_status slimkv_cache_bytes_shared(const slimkv_cache *c, size_t *owned, size_t *shared)
+{
+    if (!c || !owned || !shared)
+        return SLIMKV_ERR_NULL_ARG;
+    size_t own, other;
+    c->backend->bytes_shared(c, &own, &other);
+    *owned = own + slimkv_policy_state_bytes(c); /* the policy's state is always the cache's own copy */
+    *shared = other;
     return SLIMKV_OK;
 }
 

@@ -1,6 +1,7 @@
 /* CPU storage of a cache: the full-precision sink rows and residual window
  * of each head, and its compressed body in pages (simd/kernels.h layouts),
- * with append flushing tokens from the window to the body as they age. */
+ * with append flushing tokens from the window to the body as they age.
+ * Pages may be shared with forks (storage_share.c). */
 #include <string.h>
 
 #include "internal.h"
@@ -57,10 +58,10 @@ void slimkv_storage_destroy(slimkv_cache *c)
         slimkv_free(h->ring_v);
         if (h->k_pages)
             for (int p = 0; p < h->n_k_pages; p++)
-                slimkv_free(h->k_pages[p]);
+                slimkv_page_release(h->k_pages[p]);
         if (h->v_pages)
             for (int p = 0; p < h->n_v_pages; p++)
-                slimkv_free(h->v_pages[p]);
+                slimkv_page_release(h->v_pages[p]);
         slimkv_free(h->k_pages);
         slimkv_free(h->v_pages);
     }
@@ -91,15 +92,15 @@ slimkv_status slimkv_storage_reserve(slimkv_cache *c, int body_k, int body_v)
         if (hd->dk == 0)
             continue;
         size_t kbytes = hd->k_group_bytes * SLIMKV_PAGE_GROUPS, vbytes = hd->v_block_bytes * SLIMKV_PAGE_GROUPS;
+        /* zeroed pages (slimkv_page_alloc): padding is deterministic and V
+         * slots not yet written read as code 0, scale 0, min 0 */
         while (hd->n_k_pages < need_k) {
-            /* zeroed: padding bytes are then deterministic */
-            if (!(hd->k_pages[hd->n_k_pages] = slimkv_calloc(1, kbytes)))
+            if (!(hd->k_pages[hd->n_k_pages] = slimkv_page_alloc(kbytes)))
                 goto fail;
             hd->n_k_pages++;
         }
         while (vbytes && hd->n_v_pages < need_v) {
-            /* zeroed: V slots not yet written must read as code 0, scale 0, min 0 */
-            if (!(hd->v_pages[hd->n_v_pages] = slimkv_calloc(1, vbytes)))
+            if (!(hd->v_pages[hd->n_v_pages] = slimkv_page_alloc(vbytes)))
                 goto fail;
             hd->n_v_pages++;
         }
@@ -111,9 +112,9 @@ fail:;
     for (int j = 0; j <= h && j < cfg->n_kv_heads; j++) {
         slimkv_head *hd = &c->heads[j];
         while (hd->n_k_pages > had_k)
-            slimkv_free(hd->k_pages[--hd->n_k_pages]), hd->k_pages[hd->n_k_pages] = NULL;
+            slimkv_page_release(hd->k_pages[--hd->n_k_pages]), hd->k_pages[hd->n_k_pages] = NULL;
         while (hd->n_v_pages > had_v)
-            slimkv_free(hd->v_pages[--hd->n_v_pages]), hd->v_pages[hd->n_v_pages] = NULL;
+            slimkv_page_release(hd->v_pages[--hd->n_v_pages]), hd->v_pages[hd->n_v_pages] = NULL;
     }
     return SLIMKV_ERR_NOMEM;
 }
