@@ -34,6 +34,10 @@ struct slimkv_backend_ops {
     /* Back to "nothing chosen" (slimkv_policy_reset) after a failed first
      * prefill; only fails when the device does. */
     slimkv_status (*reset_channels)(slimkv_cache *c);
+    /* Keeps the first n_tokens (0 <= n_tokens <= c->n_tokens, checked),
+     * sets c->n_tokens; see slimkv_cache_truncate in slimkv.h. All or
+     * nothing. A backend without it says SLIMKV_ERR_UNSUPPORTED. */
+    slimkv_status (*truncate)(slimkv_cache *c, int n_tokens);
     /* Gives dst, a new cache made like src (slimkv_cache_create_like) whose
      * channels were then copied from src (slimkv_policy_copy_choice), src's
      * tokens: see slimkv_cache_fork. On failure dst is destroyed by the

@@ -46,6 +46,7 @@ const slimkv_backend_ops slimkv_backend_cpu_ops = {
     .attend = slimkv_attention_run,
     .choose_channels = cpu_choose_channels,
     .reset_channels = cpu_reset_channels,
+    .truncate = slimkv_storage_truncate,
     .fork = slimkv_storage_fork,
     .bytes = slimkv_storage_bytes,
     .bytes_shared = slimkv_storage_bytes_shared,

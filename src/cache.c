@@ -202,6 +202,21 @@ slimkv_status slimkv_cache_restore(slimkv_cache *c, const char *path)
     return c->backend->restore(c, path);
 }
 
+slimkv_status slimkv_cache_truncate(slimkv_cache *c, int n_tokens)
+{
+    if (!c)
+        return SLIMKV_ERR_NULL_ARG;
+    if (n_tokens < 0 || n_tokens > c->n_tokens)
+        return SLIMKV_ERR_INVALID_ARG;
+    slimkv_status st = c->backend->truncate(c, n_tokens);
+    /* No token left that ThinK/SparK chose from: the next prefill chooses
+     * again, as in a new cache. The reset cannot fail on a backend whose
+     * truncate succeeded (the CPU's). */
+    if (st == SLIMKV_OK && n_tokens == 0 && slimkv_policy_chooses_at_prefill(c->cfg.policy) && !c->channels_pending)
+        st = c->backend->reset_channels(c);
+    return st;
+}
+
 slimkv_status slimkv_cache_fork(const slimkv_cache *src, slimkv_cache **out)
 {
     if (!src || !out)

@@ -43,6 +43,10 @@ struct slimkv_cache {
     slimkv_format k_row_fmt, v_row_fmt; /* F32 or F16: sinks and residual window */
     int max_pages;
     int channels_pending;  /* ThinK/SparK: channels not chosen yet (before the first prefill) */
+    /* Streaming heads (no body) hold window rows from no position older
+     * than this (nor than ring_slots back): a truncation dropped the rows
+     * before it. 0 for a cache never truncated. */
+    int stream_floor;
     int spark_keep;        /* SparK: T channels kept per token */
     slimkv_head *heads;
     const slimkv_backend_ops *backend; /* backend.h: where the bytes live */
@@ -106,6 +110,11 @@ slimkv_status slimkv_storage_append(slimkv_cache *c, const float *k, const float
 /* Grows the page tables for body_k / body_v body tokens, all or nothing. */
 slimkv_status slimkv_storage_reserve(slimkv_cache *c, int body_k, int body_v);
 size_t slimkv_storage_bytes(const slimkv_cache *c);
+/* Keeps the first n tokens (n <= c->n_tokens; storage.c has the rules).
+ * All or nothing: SLIMKV_ERR_NOMEM (a shared page to copy) or
+ * SLIMKV_ERR_STATE (a streaming head no longer holds a row it would need)
+ * leave the cache as it was. */
+slimkv_status slimkv_storage_truncate(slimkv_cache *c, int n_tokens);
 uint8_t *slimkv_k_group_ptr(const slimkv_head *h, int group);
 uint8_t *slimkv_v_block_ptr(const slimkv_head *h, int block);
 uint8_t *slimkv_ring_row(const slimkv_cache *c, uint8_t *ring, slimkv_format row_fmt, int pos);

@@ -10,7 +10,8 @@
  *
  * The rule that keeps this sound: a page is written only by a cache that
  * holds it alone. Append writes the partially filled last page (never
- * shared: fork copies it) and pages it allocates. */
+ * shared: fork copies it) and pages it allocates; truncate clears the tail
+ * of a page only after replacing a shared one by its own copy. */
 #include <stdatomic.h>
 #include <string.h>
 
@@ -112,6 +113,7 @@ slimkv_status slimkv_storage_fork(const slimkv_cache *src, slimkv_cache *dst)
             return st;
     }
     dst->n_tokens = src->n_tokens;
+    dst->stream_floor = src->stream_floor;
     return SLIMKV_OK;
 }
 
