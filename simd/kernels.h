@@ -270,6 +270,20 @@ SLIMKV_HIDDEN void slimkv_kernels_init_avx512(slimkv_kernels *k);
 SLIMKV_HIDDEN void slimkv_kernels_init_neon(slimkv_kernels *k);
 SLIMKV_HIDDEN void slimkv_kernels_init_neon_dotprod(slimkv_kernels *k);
 
+/* Stored tokens decoded back to floats (simd/scalar.c; one definition for
+ * every ISA, not in the table: truncation, their one user, is rare).
+ * K group token t: dst[j] = code * scale + min (or the dense value) of its
+ * j-th kept channel, j < dk. SparK group token t: dst[c] for all dim
+ * channels as the score sees them: kept values decoded, a pruned channel
+ * sign * sqrt(a_t) * qnorm_rsqrt[c]. V block slot: dst[j], j < dv. */
+SLIMKV_HIDDEN void slimkv_unpack_k_token(slimkv_format fmt, const uint8_t *group, int dk, int g, int t, float *dst);
+SLIMKV_HIDDEN void slimkv_unpack_spark_token(slimkv_format fmt, const uint8_t *group, const float *qnorm_rsqrt,
+                                             int dim, int t_keep, int g, int t, float *dst);
+SLIMKV_HIDDEN void slimkv_unpack_v_token(slimkv_format fmt, const uint8_t *block, int dv, int g, int slot, float *dst);
+/* Slots first_slot .. g-1 of a V block back to what a block never written
+ * holds (codes, scales and mins 0; dense values 0), the other slots as they are. */
+SLIMKV_HIDDEN void slimkv_clear_v_slots(slimkv_format fmt, uint8_t *block, int dv, int g, int first_slot);
+
 /* Scalar fp16/bf16 conversions (shared by every ISA for tails). */
 SLIMKV_HIDDEN uint16_t slimkv_f32_to_f16(float f);
 SLIMKV_HIDDEN float slimkv_f16_to_f32(uint16_t h);

@@ -276,11 +276,56 @@ slimkv_status slimkv_cache_restore(slimkv_cache *c, const char *path)
     return c->backend->restore(c, path);
 }
 
+slimkv_status slimkv_cache_truncate(slimkv_cache *c, int n_tokens)
+{
+    if (!c)
+        return SLIMKV_ERR_NULL_ARG;
+    if (n_tokens < 0 || n_tokens > c->n_tokens)
+        return SLIMKV_ERR_INVALID_ARG;
+    slimkv_status st = c->backend->truncate(c, n_tokens);
+    /* No token left that ThinK/SparK chose from: the next prefill chooses
+     * again, as in a new cache. The reset cannot fail on a backend whose
+     * truncate succeeded (the CPU's). */
+    if (st == SLIMKV_OK && n_tokens == 0 && slimkv_policy_chooses_at_prefill(c->cfg.policy) && !c->channels_pending)
+        st = c->backend->reset_channels(c);
+    return st;
+}
+
+slimkv_status slimkv_cache_fork(const slimkv_cache *src, slimkv_cache **out)
+{
+    if (!src || !out)
+        return SLIMKV_ERR_NULL_ARG;
+    /* the same config, kernels and backend, then src's channels, then its tokens */
+    slimkv_cache *dst;
+    slimkv_status st = slimkv_cache_create_like(src, &dst);
+    if (st != SLIMKV_OK)
+        return st;
+    slimkv_policy_copy_choice(dst, src);
+    st = src->backend->fork(src, dst);
+    if (st != SLIMKV_OK) {
+        slimkv_cache_destroy(dst);
+        return st;
+    }
+    *out = dst;
+    return SLIMKV_OK;
+}
+
 slimkv_status slimkv_cache_bytes(const slimkv_cache *c, size_t *bytes)
 {
     if (!c || !bytes)
         return SLIMKV_ERR_NULL_ARG;
     *bytes = c->backend->bytes(c) + slimkv_policy_state_bytes(c);
+    return SLIMKV_OK;
+}
+
+slimkv_status slimkv_cache_bytes_shared(const slimkv_cache *c, size_t *owned, size_t *shared)
+{
+    if (!c || !owned || !shared)
+        return SLIMKV_ERR_NULL_ARG;
+    size_t own, other;
+    c->backend->bytes_shared(c, &own, &other);
+    *owned = own + slimkv_policy_state_bytes(c); /* the policy's state is always the cache's own copy */
+    *shared = other;
     return SLIMKV_OK;
 }
 

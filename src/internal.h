@@ -26,7 +26,9 @@ typedef struct slimkv_head {
     int32_t *v_chan;       /* [dv] */
     uint8_t *sink_k, *sink_v; /* [S][head_dim] rows, row format */
     uint8_t *ring_k, *ring_v; /* [R+G][head_dim] residual window, slot = (pos - S) % ring */
-    uint8_t **k_pages;     /* [max_pages], first n_k_pages allocated */
+    /* [max_pages], the first n_k_pages / n_v_pages held; pages come from
+     * slimkv_page_alloc and may be shared with forks (storage_share.c) */
+    uint8_t **k_pages;
     uint8_t **v_pages;
     int n_k_pages, n_v_pages;
 } slimkv_head;
@@ -41,6 +43,10 @@ struct slimkv_cache {
     slimkv_format k_row_fmt, v_row_fmt; /* F32 or F16: sinks and residual window */
     int max_pages;
     int channels_pending;  /* ThinK/SparK: channels not chosen yet (before the first prefill) */
+    /* Streaming heads (no body) hold window rows from no position older
+     * than this (nor than ring_slots back): a truncation dropped the rows
+     * before it. 0 for a cache never truncated. */
+    int stream_floor;
     int spark_keep;        /* SparK: T channels kept per token */
     slimkv_head *heads;
     const slimkv_backend_ops *backend; /* backend.h: where the bytes live */
@@ -91,6 +97,9 @@ slimkv_status slimkv_policy_config_like(const slimkv_cache *c, slimkv_config *cf
 void slimkv_policy_choose(slimkv_cache *c, const float *q, const float *k, int n_tokens);
 /* Back to before the choice: every K channel, no norms, choice pending. */
 void slimkv_policy_reset(slimkv_cache *c);
+/* dst's channels, SparK norms and pending state become src's (dst made
+ * like src: same config and arrays); cannot fail. */
+void slimkv_policy_copy_choice(slimkv_cache *dst, const slimkv_cache *src);
 /* SparK: qnorm_rsqrt from a head's qnorm. */
 void slimkv_policy_set_qnorm(slimkv_head *h, int dim);
 /* Host bytes of policy state (SparK's norms) counted by slimkv_cache_bytes. */
@@ -104,9 +113,27 @@ slimkv_status slimkv_storage_append(slimkv_cache *c, const float *k, const float
 /* Grows the page tables for body_k / body_v body tokens, all or nothing. */
 slimkv_status slimkv_storage_reserve(slimkv_cache *c, int body_k, int body_v);
 size_t slimkv_storage_bytes(const slimkv_cache *c);
+/* Keeps the first n tokens (n <= c->n_tokens; storage.c has the rules).
+ * All or nothing: SLIMKV_ERR_NOMEM (a shared page to copy) or
+ * SLIMKV_ERR_STATE (a streaming head no longer holds a row it would need)
+ * leave the cache as it was. */
+slimkv_status slimkv_storage_truncate(slimkv_cache *c, int n_tokens);
 uint8_t *slimkv_k_group_ptr(const slimkv_head *h, int group);
 uint8_t *slimkv_v_block_ptr(const slimkv_head *h, int block);
 uint8_t *slimkv_ring_row(const slimkv_cache *c, uint8_t *ring, slimkv_format row_fmt, int pos);
+
+/* storage_share.c: compressed pages with a reference count, shared by a
+ * cache and its forks. A page is written only while one cache holds it. */
+uint8_t *slimkv_page_alloc(size_t bytes); /* zeroed, held once; NULL when out of memory */
+void slimkv_page_retain(uint8_t *page);
+void slimkv_page_release(uint8_t *page);  /* NULL: nothing; the last holder frees it */
+int slimkv_page_shared(const uint8_t *page);
+/* dst (made like src, with src's channels) gets src's tokens: its rows
+ * copied, its full pages shared, its partially filled pages copied. On
+ * failure dst holds part of them and is only fit for destroy. */
+slimkv_status slimkv_storage_fork(const slimkv_cache *src, slimkv_cache *dst);
+/* slimkv_storage_bytes split into pages other caches also hold (shared) and the rest. */
+void slimkv_storage_bytes_shared(const slimkv_cache *c, size_t *owned, size_t *shared);
 
 /* cache.c */
 /* An empty cache with the same config, channels, kernels and backend as target. */

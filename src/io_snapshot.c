@@ -361,6 +361,11 @@ static slimkv_status load_into(const st_file *f, const slimkv_cache *target, sli
         return st;
     tmp->n_tokens = tokens;
     tmp->channels_pending = pending;
+    /* The file does not say how far back a streaming head's ring reaches
+     * (an earlier truncation may have dropped rows); what it holds for
+     * certain is the window it sees, so a truncation may not go back
+     * before that (slimkv_storage_truncate). */
+    tmp->stream_floor = tmp->cfg.n_sink + slimkv_v_body_tokens(&tmp->cfg, tokens);
     /* a snapshot is hostile input: what the kernels will read must hold */
     return slimkv_snapshot_state_valid(tmp) ? SLIMKV_OK : SLIMKV_ERR_FORMAT;
 }
