@@ -219,6 +219,37 @@ static void test_snapshot_says_rotated(void **state)
     free_inputs(&in);
 }
 
+/* A fork of a rotated cache attends like it; a truncated fork like a new
+ * rotated cache given the same tokens (within the format's bound: cut
+ * tokens the window holds again are decoded from the body). */
+static void test_fork_and_truncate(void **state)
+{
+    (void)state;
+    inputs in = make_inputs(6);
+    slimkv_config cfg = config_of(SLIMKV_Q4, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V, NULL);
+    slimkv_cache *a, *fork, *fresh;
+    assert_int_equal(slimkv_cache_create(&cfg, &a), SLIMKV_OK);
+    assert_int_equal(slimkv_cache_append(a, in.k, in.v, 400), SLIMKV_OK);
+    assert_int_equal(slimkv_cache_fork(a, &fork), SLIMKV_OK);
+    float out_a[N_Q * DIM], out_b[N_Q * DIM];
+    const float *q = in.q + (size_t)399 * N_Q * DIM;
+    assert_int_equal(slimkv_attend(a, q, 1, out_a), SLIMKV_OK);
+    assert_int_equal(slimkv_attend(fork, q, 1, out_b), SLIMKV_OK);
+    assert_memory_equal(out_a, out_b, sizeof out_a);
+    assert_int_equal(slimkv_cache_truncate(fork, 250), SLIMKV_OK);
+    assert_int_equal(slimkv_cache_create(&cfg, &fresh), SLIMKV_OK);
+    assert_int_equal(slimkv_cache_append(fresh, in.k, in.v, 250), SLIMKV_OK);
+    q = in.q + (size_t)249 * N_Q * DIM;
+    assert_int_equal(slimkv_attend(fork, q, 1, out_a), SLIMKV_OK);
+    assert_int_equal(slimkv_attend(fresh, q, 1, out_b), SLIMKV_OK);
+    double err = scaled_max_error(out_a, out_b, (size_t)N_Q * DIM, max_abs(in.v, (size_t)250 * N_KV * DIM));
+    assert_true(err <= format_error_bound(SLIMKV_Q4));
+    slimkv_cache_destroy(a);
+    slimkv_cache_destroy(fork);
+    slimkv_cache_destroy(fresh);
+    free_inputs(&in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_low_bit_error_drops),
         cmocka_unit_test(test_refused_configs),
         cmocka_unit_test(test_snapshot_says_rotated),
+        cmocka_unit_test(test_fork_and_truncate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

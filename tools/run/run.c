@@ -1065,7 +1065,7 @@ static void kl_summary(double *kl, long n, double *mean, double *p99)
 
 /* The configurations the eval table and the depth bench compare, dense f16
  * first (the baseline), --plan's last when given; returns how many. */
-#define N_STANDARD_CONFIGS 21
+#define N_STANDARD_CONFIGS 25
 static int standard_configs(const runtime *rt, kv_config *rows)
 {
     const run_options *o = rt->opt;
@@ -1087,6 +1087,10 @@ static int standard_configs(const runtime *rt, kv_config *rows)
         LOWBIT("q2, K+V rotated", SLIMKV_Q2, SLIMKV_Q2, 0, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
         LOWBIT("q2, G=16", SLIMKV_Q2, SLIMKV_Q2, 16, 0),
         LOWBIT("q2, G=16, V rotated", SLIMKV_Q2, SLIMKV_Q2, 16, SLIMKV_ROTATE_V),
+        LOWBIT("q2, G=16, K+V rotated", SLIMKV_Q2, SLIMKV_Q2, 16, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("q2, G=64", SLIMKV_Q2, SLIMKV_Q2, 64, 0),
+        LOWBIT("q2, G=64, K+V rotated", SLIMKV_Q2, SLIMKV_Q2, 64, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("q4, G=64, K+V rotated", SLIMKV_Q4, SLIMKV_Q4, 64, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
         LOWBIT("q4, V rotated", SLIMKV_Q4, SLIMKV_Q4, 0, SLIMKV_ROTATE_V),
         ROW("q4, K 75% kept by k", SLIMKV_Q4, SLIMKV_Q4, 0.75, 0, 0.0, o->sinks, none, 0),
         ROW("q4, K 75% kept by q·k", SLIMKV_Q4, SLIMKV_Q4, 0.75, 1, 0.0, o->sinks, none, 0),
