@@ -199,8 +199,12 @@ slimkv_status slimkv_storage_append(slimkv_cache *c, const float *k, const float
         slimkv_free(scratch);
         return st;
     }
-    /* Nothing can fail from here on. Heads are independent. */
-#pragma omp parallel for schedule(static) if (n_tokens > 8)
+    /* Nothing can fail from here on. Heads are independent; a team is woken
+     * only for enough work (a prompt chunk, not a decode step or a few
+     * tokens): on a busy machine the end-of-region barrier waits for a
+     * descheduled thread, which costs more than a small append. */
+    size_t elements = (size_t)n_tokens * cfg->n_kv_heads * cfg->head_dim;
+#pragma omp parallel for schedule(static) if (cfg->n_kv_heads > 1 && elements >= 65536)
     for (int h = 0; h < cfg->n_kv_heads; h++)
         append_head(c, h, k, v, c->n_tokens, n_tokens, scratch + (size_t)h * per_head);
     c->n_tokens = n1;
