@@ -81,6 +81,21 @@ size_t slimkv_storage_bytes(const slimkv_cache *c)
     return total;
 }
 
+/* The part of slimkv_storage_bytes in pages other caches hold too (forks). */
+void slimkv_storage_bytes_shared(const slimkv_cache *c, size_t *owned, size_t *shared)
+{
+    size_t total = slimkv_storage_bytes(c), in_shared = 0;
+    for (int i = 0; i < c->cfg.n_kv_heads; i++) {
+        const slimkv_head *h = &c->heads[i];
+        for (int p = 0; p < h->n_k_pages; p++)
+            in_shared += slimkv_page_shared(h->k_pages[p]) ? h->k_group_bytes * SLIMKV_PAGE_GROUPS : 0;
+        for (int p = 0; p < h->n_v_pages; p++)
+            in_shared += slimkv_page_shared(h->v_pages[p]) ? h->v_block_bytes * SLIMKV_PAGE_GROUPS : 0;
+    }
+    *shared = in_shared;
+    *owned = total - in_shared;
+}
+
 /* Grows each head's page tables so that body_k / body_v tokens fit.
  * All-or-nothing: on failure every page allocated here is freed again. */
 slimkv_status slimkv_storage_reserve(slimkv_cache *c, int body_k, int body_v)

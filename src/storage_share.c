@@ -116,17 +116,3 @@ slimkv_status slimkv_storage_fork(const slimkv_cache *src, slimkv_cache *dst)
     dst->stream_floor = src->stream_floor;
     return SLIMKV_OK;
 }
-
-void slimkv_storage_bytes_shared(const slimkv_cache *c, size_t *owned, size_t *shared)
-{
-    size_t total = slimkv_storage_bytes(c), in_shared = 0;
-    for (int i = 0; i < c->cfg.n_kv_heads; i++) {
-        const slimkv_head *h = &c->heads[i];
-        for (int p = 0; p < h->n_k_pages; p++)
-            in_shared += slimkv_page_shared(h->k_pages[p]) ? h->k_group_bytes * SLIMKV_PAGE_GROUPS : 0;
-        for (int p = 0; p < h->n_v_pages; p++)
-            in_shared += slimkv_page_shared(h->v_pages[p]) ? h->v_block_bytes * SLIMKV_PAGE_GROUPS : 0;
-    }
-    *shared = in_shared;
-    *owned = total - in_shared;
-}
