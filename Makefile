@@ -165,8 +165,9 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COMMON) $(STATIC_LIB)
 	$(Q)$(LINK) -lcmocka $(LIBS) $(LDLIBS)
 $(BUILD)/tests/test_tools: $(PLAN_LIB) $(PRUNE_LIB) $(ST_LIB)
 $(BUILD)/tests/test_tools.o: ALL_CPPFLAGS += -Itools/plan -Itools/prune -Isrc/safetensors
-$(BUILD)/tests/test_files $(BUILD)/tests/test_snapshot_hostile: $(ST_LIB)
-$(BUILD)/tests/test_files.o $(BUILD)/tests/test_snapshot_hostile.o: ALL_CPPFLAGS += -Isrc/safetensors
+$(BUILD)/tests/test_files $(BUILD)/tests/test_snapshot_hostile $(BUILD)/tests/test_evict: $(ST_LIB)
+$(BUILD)/tests/test_files.o $(BUILD)/tests/test_snapshot_hostile.o $(BUILD)/tests/test_evict.o: \
+  ALL_CPPFLAGS += -Isrc/safetensors
 # tests/tools_cli.sh runs the programs on the command line; cli_fixture
 # writes their synthetic inputs and checks their outputs (public API and the
 # safetensors reader). Not a test itself: no cmocka.

@@ -67,6 +67,34 @@ typedef enum slimkv_policy {
     SLIMKV_POLICY_SPARK = 3   /* per-token top-T K channels, pruned ones restored in the score (SparK) */
 } slimkv_policy;
 
+/* Token eviction: which tokens a cache keeps once it holds more than a
+ * budget (README "Token eviction"). Every KV head keeps the same number of
+ * tokens (slimkv_cache_tokens), each head its own ones, in position order;
+ * an evicted token's storage is released. Keys are stored after RoPE, so
+ * attention over the kept tokens needs no positions; the position the next
+ * token takes is slimkv_cache_tokens_seen. CPU caches only (the CUDA
+ * backend refuses an eviction config with SLIMKV_ERR_UNSUPPORTED). */
+typedef enum slimkv_eviction {
+    SLIMKV_EVICT_NONE = 0,   /* keep every token */
+    /* SnapKV, at each slimkv_cache_prefill: per KV head, every token held or
+     * in the chunk is scored by the attention of the chunk's last `window`
+     * queries (each query's softmax over all it sees, summed over the
+     * head's query heads and those queries), max-pooled over evict_pool
+     * neighbouring tokens; the evict_budget best, the sinks and the last
+     * `window` tokens are kept when more would be held. Decode appends are
+     * not evicted. */
+    SLIMKV_EVICT_SNAPKV = 1,
+    /* H2O (heavy hitters): per KV head, each held token accumulates the
+     * attention it gets, summed over the head's query heads: from the last
+     * `window` queries of each prefill chunk, and from every query given to
+     * slimkv_attend_observe. The sinks and the last `residual` tokens are
+     * never evicted; when the others reach evict_budget + group_size, those
+     * with the lowest accumulated attention are evicted until evict_budget
+     * remain (at a prefill, or at the end of slimkv_attend_observe), so
+     * compressed K groups are rebuilt at most once per group_size tokens. */
+    SLIMKV_EVICT_H2O = 2
+} slimkv_eviction;
+
 /* Where a cache's storage and attention live. Like SLIMKV_ISA, the
  * environment variable SLIMKV_BACKEND=auto|cpu|cuda decides for configs that
  * say auto (read once per process; another value makes their create fail
@@ -135,6 +163,15 @@ typedef struct slimkv_config {
      * of 2 and policy SLIMKV_POLICY_NONE (a rotation mixes the channels that
      * masks and ThinK/SparK would select), host pointers. */
     int rotate;
+    /* Token eviction (slimkv_eviction above). The observation window is
+     * `window`, shared with ThinK and SparK: with ThinK, the first prefill's
+     * last `window` queries choose both the channels and the tokens. */
+    slimkv_eviction eviction;  /* default SLIMKV_EVICT_NONE */
+    int evict_budget;          /* tokens per KV head kept by their score, besides the sinks and the
+                                  protected window (SnapKV: the last `window`, H2O: the last
+                                  `residual`); at least 1 with eviction; default 1024 */
+    int evict_pool;            /* SnapKV: max-pool kernel over the token axis, odd, 1 to 1023
+                                  (1: no pooling); default 7 */
 } slimkv_config;
 
 typedef struct slimkv_cache slimkv_cache;
@@ -153,7 +190,7 @@ SLIMKV_API const char *slimkv_version(void);
 
 /* Defaults: head counts/dims/capacity 0 (must be set), F16/F16, G=32,
  * R=128, S=0, no policy, align 8, prune ratio 0.4, window 32, backend auto,
- * isa auto. */
+ * isa auto, no eviction (budget 1024, pool 7). */
 SLIMKV_API slimkv_status slimkv_config_init(slimkv_config *config);
 
 /* Checks a config without allocating the cache. */
@@ -297,6 +334,47 @@ SLIMKV_API slimkv_status slimkv_cache_fork(const slimkv_cache *src, slimkv_cache
  * shares pages is destroyed on another thread, the split is that of a
  * moment. A CUDA cache shares nothing. */
 SLIMKV_API slimkv_status slimkv_cache_bytes_shared(const slimkv_cache *cache, size_t *owned, size_t *shared);
+/* ---- Token eviction (config field `eviction`) ----
+ *
+ * Positions: with eviction the tokens a cache holds are no longer the
+ * positions 0..n-1 of its sequence. slimkv_cache_tokens counts the tokens
+ * held (the same for every KV head); slimkv_cache_tokens_seen counts every
+ * token stored since the cache was created, evicted ones included, which is
+ * the position (for RoPE) of the next token. The queries of slimkv_attend
+ * and slimkv_cache_prefill sit after every held token: the causal rule of
+ * slimkv_attend (the i-th of n queries sees all but the newest n - 1 - i
+ * held tokens) counts held tokens. `capacity` bounds the tokens held,
+ * before a call's eviction (tokens held + a prefill chunk); the tokens seen
+ * are bounded by INT_MAX only (SLIMKV_ERR_CAPACITY past it).
+ * A token, once compressed, keeps its compressed value when eviction moves
+ * it: no full-precision copy is kept (README "Token eviction" says
+ * exactly what is copied and what is quantized again). */
+
+/* slimkv_attend, then for an H2O cache: each query's attention
+ * probabilities (its softmax over the held tokens it sees), summed over the
+ * query heads of each KV head, are added to the held tokens' accumulated
+ * attention, and when the evictable tokens reach evict_budget + group_size
+ * the lowest are evicted (see SLIMKV_EVICT_H2O). Engines call it in place of
+ * slimkv_attend at decode. The probabilities come from a second pass over
+ * the held tokens (the fused attention path does not expose them), so it
+ * costs more than slimkv_attend; for a cache without H2O it is
+ * slimkv_attend. On failure (SLIMKV_ERR_NOMEM) the cache is unchanged and
+ * out holds the attention. */
+SLIMKV_API slimkv_status slimkv_attend_observe(slimkv_cache *cache, const float *q, int n_queries, float *out);
+/* Tokens stored since creation (or in the restored snapshot's cache),
+ * evicted ones included: the next token's position. Without eviction the
+ * same as slimkv_cache_tokens. */
+SLIMKV_API slimkv_status slimkv_cache_tokens_seen(const slimkv_cache *cache, int *n_seen);
+/* The position (0 .. tokens seen - 1) of each token one KV head holds, in
+ * storage order (ascending). positions may be NULL to query the count;
+ * else it must hold slimkv_cache_tokens entries. Without eviction 0..n-1. */
+SLIMKV_API slimkv_status slimkv_cache_token_positions(const slimkv_cache *cache, int kv_head, int32_t *positions,
+                                                      int *count);
+/* H2O: the accumulated attention of each token one KV head holds, in
+ * storage order (scores may be NULL to query the count). SLIMKV_ERR_STATE
+ * for a cache without H2O. */
+SLIMKV_API slimkv_status slimkv_cache_token_scores(const slimkv_cache *cache, int kv_head, float *scores,
+                                                   int *count);
 
 /* ---- Snapshots ---- */
 

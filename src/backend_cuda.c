@@ -116,10 +116,11 @@ slimkv_status slimkv_cuda_read_bandwidth(size_t bytes, int reps, double *gbps)
     return plugin->read_bandwidth(bytes, reps, gbps);
 }
 
-/* The CUDA backend cannot serve SparK (no device kernels for its records). */
+/* The CUDA backend cannot serve SparK (no device kernels for its records)
+ * nor token eviction (the rebuild of kept tokens runs on host storage). */
 static int cuda_serves(const slimkv_config *cfg)
 {
-    return cfg->policy != SLIMKV_POLICY_SPARK;
+    return cfg->policy != SLIMKV_POLICY_SPARK && cfg->eviction == SLIMKV_EVICT_NONE;
 }
 
 /* The device's view of a cache's heads (channel arrays stay host memory:

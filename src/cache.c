@@ -12,6 +12,7 @@ void slimkv_cache_destroy(slimkv_cache *c)
 {
     if (!c)
         return;
+    slimkv_evict_destroy(c);
     if (c->heads) {
         if (c->backend)
             c->backend->destroy(c);
@@ -54,6 +55,8 @@ static slimkv_status create_with(const slimkv_config *config, const slimkv_kerne
         c->backend = backend; /* from here on destroy() asks it to free its part */
         st = backend->create(c);
     }
+    if (st == SLIMKV_OK)
+        st = slimkv_evict_create(c);
     if (st != SLIMKV_OK) {
         slimkv_cache_destroy(c);
         return st;
@@ -129,7 +132,7 @@ static slimkv_status append_rows(slimkv_cache *c, const float *k, const float *v
     slimkv_status st = check_append(c, k, v, n_tokens);
     if (st == SLIMKV_OK && c->channels_pending)
         st = SLIMKV_ERR_STATE; /* ThinK/SparK choose channels from the first prefill's queries */
-    return st != SLIMKV_OK ? st : c->backend->append(c, k, v, n_tokens);
+    return st != SLIMKV_OK ? st : slimkv_evict_append(c, k, v, n_tokens);
 }
 
 /* Rotated copies of a call's rows (config.rotate), checked for size before
@@ -202,7 +205,7 @@ static slimkv_status prefill_rows(slimkv_cache *c, const float *q, const float *
     int first_choice = c->channels_pending;
     if (first_choice && (st = c->backend->choose_channels(c, q, k, n_tokens)) != SLIMKV_OK)
         return st;
-    st = c->backend->append(c, k, v, n_tokens);
+    st = slimkv_evict_prefill_store(c, q, k, v, n_tokens); /* the append, and token eviction */
     if (st != SLIMKV_OK && first_choice) {
         /* as before the call: the next prefill chooses again. Undoing fails
          * only when a device does, and then its error is the one to report. */
@@ -282,7 +285,12 @@ slimkv_status slimkv_cache_truncate(slimkv_cache *c, int n_tokens)
         return SLIMKV_ERR_NULL_ARG;
     if (n_tokens < 0 || n_tokens > c->n_tokens)
         return SLIMKV_ERR_INVALID_ARG;
-    slimkv_status st = c->backend->truncate(c, n_tokens);
+    int n_old = c->n_tokens;
+    slimkv_status st = slimkv_evict_truncate_check(c, n_tokens);
+    if (st == SLIMKV_OK)
+        st = c->backend->truncate(c, n_tokens);
+    if (st == SLIMKV_OK)
+        slimkv_evict_truncate(c, n_old, n_tokens);
     /* No token left that ThinK/SparK chose from: the next prefill chooses
      * again, as in a new cache. The reset cannot fail on a backend whose
      * truncate succeeded (the CPU's). */
@@ -301,7 +309,9 @@ slimkv_status slimkv_cache_fork(const slimkv_cache *src, slimkv_cache **out)
     if (st != SLIMKV_OK)
         return st;
     slimkv_policy_copy_choice(dst, src);
-    st = src->backend->fork(src, dst);
+    st = slimkv_evict_copy(dst, src);
+    if (st == SLIMKV_OK)
+        st = src->backend->fork(src, dst);
     if (st != SLIMKV_OK) {
         slimkv_cache_destroy(dst);
         return st;
@@ -314,7 +324,7 @@ slimkv_status slimkv_cache_bytes(const slimkv_cache *c, size_t *bytes)
 {
     if (!c || !bytes)
         return SLIMKV_ERR_NULL_ARG;
-    *bytes = c->backend->bytes(c) + slimkv_policy_state_bytes(c);
+    *bytes = c->backend->bytes(c) + slimkv_policy_state_bytes(c) + slimkv_evict_state_bytes(c);
     return SLIMKV_OK;
 }
 

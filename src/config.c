@@ -23,6 +23,9 @@ slimkv_status slimkv_config_init(slimkv_config *cfg)
     cfg->prune_ratio = 0.4f;
     cfg->window = 32;
     cfg->backend = SLIMKV_BACKEND_AUTO;
+    cfg->eviction = SLIMKV_EVICT_NONE;
+    cfg->evict_budget = 1024;
+    cfg->evict_pool = 7; /* SnapKV's kernel size */
     return SLIMKV_OK;
 }
 
@@ -98,6 +101,9 @@ static slimkv_status check(const slimkv_config *cfg, const char **why)
     if (cfg->rotate && cfg->policy != SLIMKV_POLICY_NONE)
         REFUSE(SLIMKV_ERR_UNSUPPORTED, "rotate does not compose with channel pruning (policy must be "
                                        "SLIMKV_POLICY_NONE): a rotation mixes the channels a policy would select");
+    if (cfg->rotate && cfg->eviction != SLIMKV_EVICT_NONE)
+        REFUSE(SLIMKV_ERR_UNSUPPORTED, "rotate does not compose with token eviction (its observing calls score "
+                                       "the caller's queries)");
     if (cfg->rotate && cfg->device_pointers)
         REFUSE(SLIMKV_ERR_UNSUPPORTED, "rotate needs host pointers (device_pointers 0)");
     size_t mask_len = (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
@@ -123,6 +129,18 @@ static slimkv_status check(const slimkv_config *cfg, const char **why)
         break;
     default:
         REFUSE(SLIMKV_ERR_INVALID_CONFIG, "policy is not a slimkv_policy");
+    }
+    if ((unsigned)cfg->eviction > SLIMKV_EVICT_H2O)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "eviction is not a slimkv_eviction");
+    if (cfg->eviction != SLIMKV_EVICT_NONE) {
+        /* bounded so that budget + group + sinks + window sums stay in an int */
+        if (cfg->evict_budget < 1 || cfg->evict_budget > INT_MAX / 4)
+            REFUSE(SLIMKV_ERR_INVALID_CONFIG, "evict_budget must be at least 1 with token eviction");
+        if (cfg->window < 1)
+            REFUSE(SLIMKV_ERR_INVALID_CONFIG, "window must be at least 1 with token eviction");
+        if (cfg->eviction == SLIMKV_EVICT_SNAPKV &&
+            (cfg->evict_pool < 1 || cfg->evict_pool > 1023 || cfg->evict_pool % 2 == 0))
+            REFUSE(SLIMKV_ERR_INVALID_CONFIG, "evict_pool must be an odd number between 1 and 1023");
     }
     if (cfg->capacity > INT_MAX - cfg->n_sink - 2 * cfg->group_size || !worst_case_bytes_fit(cfg))
         REFUSE(SLIMKV_ERR_INVALID_CONFIG, "capacity is too large to address with these heads and head_dim");

@@ -56,6 +56,9 @@ struct slimkv_cache {
     /* config.rotate: [n_kv_heads][head_dim] signs of each head's rotation
      * (rotation.c); NULL without rotation. */
     float *rotation_signs;
+    /* Token eviction (evict.c): positions, H2O's scores, tokens seen; NULL
+     * for a cache without eviction. */
+    struct slimkv_evict_state *evict;
 };
 
 /* alloc.c: every allocation of the library goes through these. */
@@ -168,5 +171,39 @@ slimkv_status slimkv_snapshot_restore(slimkv_cache *c, const char *path);
  * read (finite rows, values, scales and mins; SparK masks of exactly T
  * bits inside D, a_t >= 0; counts within capacity). */
 int slimkv_snapshot_state_valid(const slimkv_cache *c);
+
+/* evict.c: token eviction (SnapKV, H2O) on the CPU backend's storage.
+ * Without eviction in the config every call is the plain one. */
+typedef struct slimkv_evict_state slimkv_evict_state;
+/* The eviction state of a new cache (nothing for a config without eviction). */
+slimkv_status slimkv_evict_create(slimkv_cache *c);
+void slimkv_evict_destroy(slimkv_cache *c);
+/* A fork's copy of src's positions, scores and tokens seen (dst's state is
+ * new); NOMEM leaves dst's as it was. */
+slimkv_status slimkv_evict_copy(slimkv_cache *dst, const slimkv_cache *src);
+/* Truncation of an evicting cache keeps the first n held tokens; it is only
+ * defined while the dropped ones are the newest positions on every head
+ * (nothing among them was evicted, e.g. within H2O's recent window or
+ * after a SnapKV prefill's window): else SLIMKV_ERR_STATE. */
+slimkv_status slimkv_evict_truncate_check(const slimkv_cache *c, int n_tokens);
+/* After the storage's truncation from n_old: the tokens seen roll back too. */
+void slimkv_evict_truncate(slimkv_cache *c, int n_old, int n_tokens);
+/* backend->append, and the held tokens' positions; all or nothing. */
+slimkv_status slimkv_evict_append(slimkv_cache *c, const float *k, const float *v, int n_tokens);
+/* The storing step of a prefill (after its attention and channel choice):
+ * backend->append, or with eviction the chunk's and the held tokens'
+ * scores, the choice of the kept tokens and the rebuild of the storage
+ * holding only them. All or nothing. */
+slimkv_status slimkv_evict_prefill_store(slimkv_cache *c, const float *q, const float *k, const float *v,
+                                         int n_tokens);
+/* Host bytes of the eviction state (positions, scores) for slimkv_cache_bytes. */
+size_t slimkv_evict_state_bytes(const slimkv_cache *c);
+/* Snapshots: the tracking arrays of one head (score NULL without H2O),
+ * tokens seen, room for n tokens in a cache being restored (all or
+ * nothing), and the checks of what a snapshot gave. */
+void slimkv_evict_tracking(const slimkv_cache *c, int head, int32_t **pos, float **score);
+int slimkv_evict_seen(const slimkv_cache *c);
+slimkv_status slimkv_evict_prepare_restore(slimkv_cache *c, int n_tokens, int seen);
+int slimkv_evict_state_valid(const slimkv_cache *c);
 
 #endif /* SLIMKV_INTERNAL_H */

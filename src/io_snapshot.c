@@ -14,7 +14,14 @@
  * (raw bytes in the one storage layout, the same on every ISA):
  *   h<i>.k_chan, h<i>.v_chan  I32 kept channels
  *   h<i>.qnorm                F32 [head_dim], SparK only
- *   h<i>.sink_k/v, h<i>.window_k/v, h<i>.k_body, h<i>.v_body  U8 */
+ *   h<i>.sink_k/v, h<i>.window_k/v, h<i>.k_body, h<i>.v_body  U8
+ * Version 3 is written for caches with token eviction (and only for them,
+ * so snapshots of the others stay version 2): the metadata adds
+ * "slimkv.seen" (tokens seen, checksummed after "slimkv.pending"), the
+ * config string the eviction policy, and each head
+ *   h<i>.pos    I32 [tokens]: the held tokens' positions
+ *   h<i>.score  F32 [tokens]: H2O's accumulated attention (H2O only) */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,9 +32,12 @@
 
 /* 2: the checksum covers the metadata and the tensor table too */
 #define SNAPSHOT_VERSION "2"
-#define PARTS_PER_HEAD 9
+/* 3: version 2 plus the token eviction state (see the top) */
+#define SNAPSHOT_VERSION_EVICT "3"
+#define PARTS_PER_HEAD 11
 #define FNV_OFFSET 0xcbf29ce484222325ull
 #define META_KEYS 5
+#define META_KEYS_EVICT 6
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
 {
@@ -53,21 +63,26 @@ static void config_string(const slimkv_cache *c, char *buf, size_t size)
     if (f->rotate) /* stored rotated: only a cache rotating alike reads them right */
         n += snprintf(buf + n, size - (size_t)n, " rotate=%d", f->rotate);
     if (f->policy == SLIMKV_POLICY_STATIC)
-        snprintf(buf + n, size - (size_t)n, " align=%d", f->channel_align);
+        n += snprintf(buf + n, size - (size_t)n, " align=%d", f->channel_align);
     if (f->policy == SLIMKV_POLICY_SPARK)
-        snprintf(buf + n, size - (size_t)n, " keep=%d", c->spark_keep);
+        n += snprintf(buf + n, size - (size_t)n, " keep=%d", c->spark_keep);
+    /* the policy decides which tensors a head has; its budget, window and
+     * pool only steer evictions not made yet */
+    if (f->eviction != SLIMKV_EVICT_NONE && n >= 0 && (size_t)n < size)
+        snprintf(buf + n, size - (size_t)n, " evict=%d", (int)f->eviction);
 }
 
 /* The checksummed metadata, in this order. */
 typedef struct snapshot_meta {
     const char *version, *config, *tokens, *pending;
+    const char *seen; /* version 3 only, else NULL */
 } snapshot_meta;
 
 static uint64_t meta_checksum(const snapshot_meta *m)
 {
-    const char *values[4] = {m->version, m->config, m->tokens, m->pending};
+    const char *values[5] = {m->version, m->config, m->tokens, m->pending, m->seen};
     uint64_t h = FNV_OFFSET;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < (m->seen ? 5 : 4); i++)
         h = fnv1a(h, values[i], strlen(values[i]) + 1); /* with the NUL: "12"+"3" differs from "1"+"23" */
     return h;
 }
@@ -120,6 +135,14 @@ static int head_parts(const slimkv_cache *c, int i, part *p)
     FLAT("sink_v", ST_U8, h->sink_v, (size_t)c->sink_rows * vrow);
     FLAT("window_k", ST_U8, h->ring_k, (size_t)c->ring_slots * krow);
     FLAT("window_v", ST_U8, h->ring_v, (size_t)c->ring_slots * vrow);
+    if (c->evict) {
+        int32_t *pos;
+        float *score;
+        slimkv_evict_tracking(c, i, &pos, &score);
+        FLAT("pos", ST_I32, pos, (size_t)c->n_tokens * sizeof(int32_t));
+        if (c->cfg.eviction == SLIMKV_EVICT_H2O)
+            FLAT("score", ST_F32, score, (size_t)c->n_tokens * sizeof(float));
+    }
 #undef FLAT
     const char *names[2] = {"k_body", "v_body"};
     for (int which = 0; which < 2; which++, n++) {
@@ -200,11 +223,13 @@ slimkv_status slimkv_snapshot_save(const slimkv_cache *c, const char *path)
     size_t n = 0;
     for (int i = 0; i < heads; i++)
         n += (size_t)head_parts(c, i, parts + n);
-    char config[512], tokens[16], pending[4], checksum[20];
+    char config[512], tokens[16], pending[4], seen[16], checksum[20];
     config_string(c, config, sizeof config);
     snprintf(tokens, sizeof tokens, "%d", c->n_tokens);
     snprintf(pending, sizeof pending, "%d", c->channels_pending);
-    snapshot_meta m = {SNAPSHOT_VERSION, config, tokens, pending};
+    snprintf(seen, sizeof seen, "%d", slimkv_evict_seen(c));
+    snapshot_meta m = {c->evict ? SNAPSHOT_VERSION_EVICT : SNAPSHOT_VERSION, config, tokens, pending,
+                       c->evict ? seen : NULL};
     uint64_t sum = meta_checksum(&m);
     /* tensors in name order, as the reader's table lists them */
     qsort(parts, n, sizeof *parts, part_name_order);
@@ -215,12 +240,13 @@ slimkv_status slimkv_snapshot_save(const slimkv_cache *c, const char *path)
                            .shape = {(int64_t)(parts[j].n_bytes / elem)}, .produce = produce_part, .ctx = &parts[j]};
     }
     snprintf(checksum, sizeof checksum, "%016llx", (unsigned long long)sum);
-    st_meta meta[] = {{"slimkv.snapshot", SNAPSHOT_VERSION},
+    st_meta meta[] = {{"slimkv.snapshot", c->evict ? SNAPSHOT_VERSION_EVICT : SNAPSHOT_VERSION},
                       {"slimkv.config", config},
                       {"slimkv.tokens", tokens},
                       {"slimkv.pending", pending},
-                      {"slimkv.checksum", checksum}};
-    slimkv_status st = st_write(path, outs, n, meta, sizeof meta / sizeof *meta);
+                      {"slimkv.checksum", checksum},
+                      {"slimkv.seen", seen}}; /* the last: version 3 only */
+    slimkv_status st = st_write(path, outs, n, meta, (size_t)(c->evict ? META_KEYS_EVICT : META_KEYS));
     slimkv_free(parts);
     slimkv_free(outs);
     return st;
@@ -327,11 +353,15 @@ static slimkv_status load_part(const st_file *f, const part *p)
 static slimkv_status load_into(const st_file *f, const slimkv_cache *target, slimkv_cache *tmp)
 {
     snapshot_meta m = {st_meta_get(f, "slimkv.snapshot"), st_meta_get(f, "slimkv.config"),
-                       st_meta_get(f, "slimkv.tokens"), st_meta_get(f, "slimkv.pending")};
+                       st_meta_get(f, "slimkv.tokens"), st_meta_get(f, "slimkv.pending"), NULL};
     const char *checksum = st_meta_get(f, "slimkv.checksum");
-    if (!m.version || strcmp(m.version, SNAPSHOT_VERSION) != 0)
+    int evicting = m.version && strcmp(m.version, SNAPSHOT_VERSION_EVICT) == 0;
+    if (!m.version || (strcmp(m.version, SNAPSHOT_VERSION) != 0 && !evicting))
         return SLIMKV_ERR_FORMAT;
-    if (!m.config || !m.tokens || !m.pending || !checksum || strlen(checksum) != 16 || f->n_meta != META_KEYS)
+    if (evicting && !(m.seen = st_meta_get(f, "slimkv.seen")))
+        return SLIMKV_ERR_FORMAT;
+    if (!m.config || !m.tokens || !m.pending || !checksum || strlen(checksum) != 16 ||
+        f->n_meta != (evicting ? META_KEYS_EVICT : META_KEYS))
         return SLIMKV_ERR_FORMAT;
     /* first whether the file is intact, then whether it is ours */
     slimkv_status st = verify_checksum(f, &m, checksum);
@@ -346,11 +376,22 @@ static slimkv_status load_into(const st_file *f, const slimkv_cache *target, sli
         return SLIMKV_ERR_FORMAT;
     if (pending && (!slimkv_policy_chooses_at_prefill(tmp->cfg.policy) || tokens != 0))
         return SLIMKV_ERR_FORMAT;
+    /* the config string names the eviction policy, so only a forgery gets
+     * here with a version that does not fit the cache */
+    if (evicting != (tmp->evict != NULL))
+        return SLIMKV_ERR_FORMAT;
+    int seen = tokens;
+    if (evicting && !parse_int(m.seen, tokens, INT_MAX, &seen))
+        return SLIMKV_ERR_FORMAT;
     for (int i = 0; i < tmp->cfg.n_kv_heads && st == SLIMKV_OK && !pending; i++)
         st = load_channels(f, target, tmp, i);
     if (st == SLIMKV_OK)
         st = slimkv_storage_reserve(tmp, slimkv_k_body_tokens(&tmp->cfg, tokens),
                                   slimkv_v_body_tokens(&tmp->cfg, tokens));
+    if (st == SLIMKV_OK && evicting) /* positions and scores: sized by the tokens */
+        st = slimkv_evict_prepare_restore(tmp, tokens, seen);
+    if (st == SLIMKV_OK)
+        tmp->n_tokens = tokens;
     part parts[PARTS_PER_HEAD];
     for (int i = 0; i < tmp->cfg.n_kv_heads && st == SLIMKV_OK; i++) {
         int n = head_parts(tmp, i, parts);
@@ -367,7 +408,7 @@ static slimkv_status load_into(const st_file *f, const slimkv_cache *target, sli
      * before that (slimkv_storage_truncate). */
     tmp->stream_floor = tmp->cfg.n_sink + slimkv_v_body_tokens(&tmp->cfg, tokens);
     /* a snapshot is hostile input: what the kernels will read must hold */
-    return slimkv_snapshot_state_valid(tmp) ? SLIMKV_OK : SLIMKV_ERR_FORMAT;
+    return slimkv_snapshot_state_valid(tmp) && slimkv_evict_state_valid(tmp) ? SLIMKV_OK : SLIMKV_ERR_FORMAT;
 }
 
 slimkv_status slimkv_snapshot_restore(slimkv_cache *c, const char *path)

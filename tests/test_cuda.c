@@ -551,6 +551,21 @@ static void test_backend_choice(void **state)
     } else {
         assert_int_equal(st, SLIMKV_ERR_UNSUPPORTED);
     }
+    /* token eviction rebuilds host storage: never a CUDA cache; auto gives a CPU one */
+    slimkv_config evicting = c;
+    evicting.eviction = SLIMKV_EVICT_H2O;
+    evicting.backend = SLIMKV_BACKEND_CUDA;
+    assert_int_equal(slimkv_cache_create(&evicting, &cache), SLIMKV_ERR_UNSUPPORTED);
+    evicting.backend = SLIMKV_BACKEND_AUTO;
+    st = slimkv_cache_create(&evicting, &cache);
+    if (env_bad || env_cuda) {
+        assert_int_equal(st, SLIMKV_ERR_UNSUPPORTED);
+    } else {
+        assert_int_equal(st, SLIMKV_OK);
+        assert_int_equal(slimkv_cache_backend(cache, &b), SLIMKV_OK);
+        assert_int_equal(b, SLIMKV_BACKEND_CPU);
+        slimkv_cache_destroy(cache);
+    }
     /* device pointers need the CUDA backend asked for */
     c.device_pointers = 1;
     c.backend = SLIMKV_BACKEND_AUTO;

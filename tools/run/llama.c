@@ -501,6 +501,9 @@ void llama_cache_options_init(llama_cache_options *o)
     o->window = defaults.window;
     o->rotate = defaults.rotate;
     o->plan = NULL;
+    o->eviction = defaults.eviction;
+    o->evict_budget = defaults.evict_budget;
+    o->evict_pool = defaults.evict_pool;
 }
 
 void llama_session_free(llama_session *s)
@@ -589,6 +592,11 @@ slimkv_status llama_session_create(const llama_model *m, const llama_cache_optio
                 cfg.window = opts->window;
             }
         }
+        cfg.eviction = opts->eviction;
+        cfg.evict_budget = opts->evict_budget;
+        cfg.evict_pool = opts->evict_pool;
+        if (opts->eviction != SLIMKV_EVICT_NONE)
+            cfg.window = opts->window; /* SnapKV's observation window, also with a plan */
         st = slimkv_cache_create(&cfg, &s->caches[i]);
     }
     if (st != SLIMKV_OK) {
@@ -656,8 +664,8 @@ static slimkv_status attention_layer(llama_session *s, int il, int n, llama_atte
         st = slimkv_cache_prefill(s->caches[il], s->q, s->k, s->v, n, s->attn);
     } else {
         st = slimkv_cache_append(s->caches[il], s->k, s->v, n);
-        if (st == SLIMKV_OK)
-            st = slimkv_attend(s->caches[il], s->q, n, s->attn);
+        if (st == SLIMKV_OK) /* slimkv_attend, plus H2O's accumulation and eviction */
+            st = slimkv_attend_observe(s->caches[il], s->q, n, s->attn);
     }
     if (st != SLIMKV_OK)
         return st;
@@ -800,6 +808,8 @@ static slimkv_status perplexity_window(const llama_model *m, const llama_cache_o
     st = llama_forward(s, win, prompt, LLAMA_PREFILL, logits, prompt - 1);
     if (st == SLIMKV_OK)
         score(p, logits, vocab, win[prompt], scratch, res);
+    if (st == SLIMKV_OK)
+        st = slimkv_cache_tokens(s->caches[0], &res->cache_tokens_prompt);
     /* The scored tokens; the window's last token is only a target. */
     for (int pos = prompt; pos < ctx - 1 && st == SLIMKV_OK; pos += p->chunk) {
         int len = ctx - 1 - pos < p->chunk ? ctx - 1 - pos : p->chunk;
@@ -810,6 +820,8 @@ static slimkv_status perplexity_window(const llama_model *m, const llama_cache_o
     if (st == SLIMKV_OK) {
         st = llama_session_bytes(s, &res->bytes);
         res->tokens_held = llama_session_tokens(s);
+        if (st == SLIMKV_OK)
+            st = slimkv_cache_tokens(s->caches[0], &res->cache_tokens_end);
     }
     llama_session_free(s);
     return st;

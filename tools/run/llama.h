@@ -59,10 +59,16 @@ typedef struct llama_cache_options {
     /* A per-layer plan (slimkv-plan): when set, it gives every layer's
      * storage settings and masks, and the fields above are not used. */
     const slimkv_plan *plan;
+    /* Token eviction (with or without a plan): SnapKV at each prefill
+     * call, H2O at prefill and at every decode batch (slimkv_attend_observe);
+     * window above is SnapKV's observation window. */
+    slimkv_eviction eviction;
+    int evict_budget, evict_pool;
 } llama_cache_options;
 
 /* Fills with dense f16 and the library's defaults (G=32, R=128, S=0, no
- * policy; prune ratio and window as slimkv_config_init sets them). */
+ * policy, no eviction; prune ratio, window, eviction budget and pool as
+ * slimkv_config_init sets them). */
 void llama_cache_options_init(llama_cache_options *opts);
 
 /* Called by a forward pass for every layer with its post-RoPE q
@@ -91,8 +97,9 @@ typedef enum llama_attention_mode {
     /* slimkv_cache_prefill: the batch attends to what the cache holds and,
      * in full precision, to itself; then its K/V are compressed. */
     LLAMA_PREFILL,
-    /* slimkv_cache_append, then slimkv_attend: every query of the batch
-     * attends only to stored (compressed) K/V, as in token-by-token decode. */
+    /* slimkv_cache_append, then slimkv_attend_observe (slimkv_attend, and
+     * H2O's scores and eviction): every query of the batch attends only to
+     * stored (compressed) K/V, as in token-by-token decode. */
     LLAMA_DECODE
 } llama_attention_mode;
 
@@ -135,7 +142,8 @@ typedef struct llama_ppl_result {
     long scored;
     double perplexity;
     size_t bytes;    /* KV bytes held at the end of the last window */
-    int tokens_held; /* tokens held then */
+    int tokens_held; /* tokens of the sequence then (seen: with eviction, more than the caches hold) */
+    int cache_tokens_prompt, cache_tokens_end; /* tokens layer 0's cache holds after the prompt, at the end */
 } llama_ppl_result;
 
 /* SLIMKV_ERR_INVALID_ARG when n < ctx or the parameters are inconsistent. */

@@ -12,7 +12,9 @@
  *   --write-calib FILE    q/k/v of a calibration text, for slimkv-plan
  *
  * Policies: static masks (--keep-k, --streaming), ThinK / SparK (--policy,
- * chosen by each sequence's first prefill) or a slimkv-plan plan (--plan).
+ * chosen by each sequence's first prefill) or a slimkv-plan plan (--plan);
+ * token eviction (--evict snapkv|h2o, --evict-budget): SnapKV at each
+ * prefill call, H2O at prefill and at every decode batch.
  *
  * Perplexity windows: each window of --ctx tokens is a fresh sequence. Its
  * first ctx - stride tokens are a prompt (slimkv_cache_prefill: compressed
@@ -55,6 +57,8 @@ typedef struct run_options {
     slimkv_policy policy; /* NONE, THINK or SPARK (static masks come from the options above) */
     double prune_ratio;
     int window;
+    slimkv_eviction eviction; /* --evict */
+    int evict_budget, evict_pool;
     const char *plan_file, *write_calib;
     double streaming; /* fraction of KV heads made streaming heads */
     int residual, group, sinks, align;
@@ -142,7 +146,12 @@ static void usage(FILE *to)
             "                      (|q| averaged over the query heads of the KV head)\n"
             "  --policy P          none, think or spark: K channels chosen by the first prefill\n"
             "  --prune-ratio F     ThinK/SparK fraction of K channels pruned (default 0.4)\n"
-            "  --window N          ThinK/SparK: last prefill queries that choose (default 32)\n"
+            "  --window N          ThinK/SparK/SnapKV: last prefill queries that choose (default 32)\n"
+            "  --evict P           none, snapkv (at each prefill call: the --evict-budget tokens the\n"
+            "                      last --window queries attend to most, pooled) or h2o (accumulated\n"
+            "                      attention, recent --residual tokens kept; prefill and every decode batch)\n"
+            "  --evict-budget N    tokens per KV head kept by score, besides sinks and window (default 1024)\n"
+            "  --evict-pool N      SnapKV's max-pool kernel, odd (default 7)\n"
             "  --plan FILE         per-layer plan from slimkv-plan (its formats, G, R, S and masks)\n"
             "  --write-calib FILE  write the calibration pass's q/k/v (layers.{i}.q/k/v, f32\n"
             "                      safetensors, the input of slimkv-plan) and exit\n"
@@ -170,6 +179,7 @@ static void usage(FILE *to)
             "prefill D tokens of FILE (from --offset), then time --n decode steps:\n"
             "  --depths LIST       comma-separated depths (default 0,2048,4096,8192)\n"
             "  --configs SET       default (f16, q8, q4, q4 with K pruning), all (the eval's rows),\n"
+            "                      evict (f16, q4, q4 + ThinK and the token eviction rows),\n"
             "                      options (the one that --k-format, --policy, ... describe), or\n"
             "                      row names separated by ';' (\"q2;q2, V rotated\"; dense comes first);\n"
             "                      --eval takes all unless told otherwise\n"
@@ -240,6 +250,8 @@ static int parse_options(int argc, char **argv, run_options *o)
                        .sinks = defaults.n_sink, .align = defaults.channel_align, .n_gen = 64, .ctx = 512,
                        .stride = 0, .max_tokens = 3072, .offset = 1024, .chunk = 32, .calib_tokens = 512,
                        .batch = 512, .prune_ratio = defaults.prune_ratio, .window = defaults.window,
+                       .eviction = defaults.eviction, .evict_budget = defaults.evict_budget,
+                       .evict_pool = defaults.evict_pool,
                        .depths = {0, 2048, 4096, 8192}, .n_depths = 4};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -275,6 +287,15 @@ static int parse_options(int argc, char **argv, run_options *o)
             ok = parse_fraction(v, &o->prune_ratio) && o->prune_ratio < 1.0;
         } else if (!strcmp(a, "--window")) {
             ok = parse_int(v, 1, 1 << 20, &o->window);
+        } else if (!strcmp(a, "--evict")) {
+            ok = !strcmp(v, "none") || !strcmp(v, "snapkv") || !strcmp(v, "h2o");
+            o->eviction = !strcmp(v, "snapkv") ? SLIMKV_EVICT_SNAPKV
+                          : !strcmp(v, "h2o")  ? SLIMKV_EVICT_H2O
+                                               : SLIMKV_EVICT_NONE;
+        } else if (!strcmp(a, "--evict-budget")) {
+            ok = parse_int(v, 1, 1 << 28, &o->evict_budget);
+        } else if (!strcmp(a, "--evict-pool")) {
+            ok = parse_int(v, 1, 1023, &o->evict_pool) && o->evict_pool % 2 == 1;
         } else if (!strcmp(a, "--plan")) {
             o->plan_file = v;
         } else if (!strcmp(a, "--write-calib")) {
@@ -625,6 +646,8 @@ typedef struct kv_config {
     int sinks;
     int group;  /* 0: --group */
     int rotate; /* SLIMKV_ROTATE_* bits */
+    slimkv_eviction eviction; /* with evict_budget (the pool and window are the options') */
+    int evict_budget;
 } kv_config;
 
 static void cache_options(const run_options *o, const kv_config *kc, uint8_t **masks, llama_cache_options *opts)
@@ -642,6 +665,9 @@ static void cache_options(const run_options *o, const kv_config *kc, uint8_t **m
     opts->prune_ratio = (float)kc->prune_ratio;
     opts->window = o->window;
     opts->plan = kc->plan;
+    opts->eviction = kc->eviction;
+    opts->evict_budget = kc->evict_budget;
+    opts->evict_pool = o->evict_pool;
 }
 
 static int argmax(const float *x, int n)
@@ -913,7 +939,8 @@ static kv_config config_from_options(const runtime *rt)
     const run_options *o = rt->opt;
     kv_config kc = {.k_format = o->k_format, .v_format = o->v_format, .keep_k = o->keep_k,
                     .score_with_q = o->score_with_q, .policy = o->policy, .prune_ratio = o->prune_ratio,
-                    .streaming = o->streaming, .sinks = o->sinks, .plan = rt->plan, .rotate = o->rotate};
+                    .streaming = o->streaming, .sinks = o->sinks, .plan = rt->plan, .rotate = o->rotate,
+                    .eviction = o->eviction, .evict_budget = o->evict_budget};
     snprintf(kc.name, sizeof kc.name, "K %s, V %s", slimkv_format_name(o->k_format), slimkv_format_name(o->v_format));
     return kc;
 }
@@ -1065,7 +1092,7 @@ static void kl_summary(double *kl, long n, double *mean, double *p99)
 
 /* The configurations the eval table and the depth bench compare, dense f16
  * first (the baseline), --plan's last when given; returns how many. */
-#define N_STANDARD_CONFIGS 25
+#define N_STANDARD_CONFIGS 35
 static int standard_configs(const runtime *rt, kv_config *rows)
 {
     const run_options *o = rt->opt;
@@ -1077,6 +1104,9 @@ static int standard_configs(const runtime *rt, kv_config *rows)
     /* every channel kept, the group size and rotation of the row */
 #define LOWBIT(label, kf, vf, g, rot)                                                                              \
     {.name = label, .k_format = kf, .v_format = vf, .keep_k = 1.0, .sinks = o->sinks, .group = g, .rotate = rot}
+#define EVICT_ROW(label, f, pol, ratio, ev, budget)                                                                \
+    {.name = label, .k_format = f, .v_format = f, .keep_k = 1.0, .sinks = o->sinks, .policy = pol,                 \
+     .prune_ratio = ratio, .eviction = ev, .evict_budget = budget}
     const slimkv_policy none = SLIMKV_POLICY_NONE, think = SLIMKV_POLICY_THINK, spark = SLIMKV_POLICY_SPARK;
     const kv_config all[] = {
         ROW("f16 (dense)", SLIMKV_F16, SLIMKV_F16, 1.0, 0, 0.0, o->sinks, none, 0),
@@ -1103,11 +1133,23 @@ static int standard_configs(const runtime *rt, kv_config *rows)
         ROW("q4, SparK 0.8", SLIMKV_Q4, SLIMKV_Q4, 1.0, 0, 0.0, o->sinks, spark, 0.8),
         ROW("q4, 25% streaming heads", SLIMKV_Q4, SLIMKV_Q4, 1.0, 0, 0.25, stream_sinks, none, 0),
         ROW("q4, 50% streaming heads", SLIMKV_Q4, SLIMKV_Q4, 1.0, 0, 0.50, stream_sinks, none, 0),
+        /* token eviction (--configs evict) */
+        EVICT_ROW("f16, SnapKV 512", SLIMKV_F16, none, 0, SLIMKV_EVICT_SNAPKV, 512),
+        EVICT_ROW("f16, SnapKV 1024", SLIMKV_F16, none, 0, SLIMKV_EVICT_SNAPKV, 1024),
+        EVICT_ROW("f16, SnapKV 2048", SLIMKV_F16, none, 0, SLIMKV_EVICT_SNAPKV, 2048),
+        EVICT_ROW("q4, SnapKV 1024", SLIMKV_Q4, none, 0, SLIMKV_EVICT_SNAPKV, 1024),
+        EVICT_ROW("q4, SnapKV 2048", SLIMKV_Q4, none, 0, SLIMKV_EVICT_SNAPKV, 2048),
+        EVICT_ROW("q4, ThinK 0.4, SnapKV 512", SLIMKV_Q4, think, 0.4, SLIMKV_EVICT_SNAPKV, 512),
+        EVICT_ROW("q4, ThinK 0.4, SnapKV 1024", SLIMKV_Q4, think, 0.4, SLIMKV_EVICT_SNAPKV, 1024),
+        EVICT_ROW("q4, ThinK 0.4, SnapKV 2048", SLIMKV_Q4, think, 0.4, SLIMKV_EVICT_SNAPKV, 2048),
+        EVICT_ROW("f16, H2O 1024", SLIMKV_F16, none, 0, SLIMKV_EVICT_H2O, 1024),
+        EVICT_ROW("q4, H2O 1024", SLIMKV_Q4, none, 0, SLIMKV_EVICT_H2O, 1024),
         /* the last row: --plan's, when given */
         ROW("plan", SLIMKV_F16, SLIMKV_F16, 1.0, 0, 0.0, o->sinks, none, 0),
     };
 #undef ROW
 #undef LOWBIT
+#undef EVICT_ROW
     int n_rows = (int)(sizeof all / sizeof all[0]) - (rt->plan ? 0 : 1);
     memcpy(rows, all, (size_t)n_rows * sizeof *rows);
     if (rt->plan) {
@@ -1119,8 +1161,10 @@ static int standard_configs(const runtime *rt, kv_config *rows)
     return n_rows;
 }
 
-/* The standard configs, or only the default few (dense, q8, q4, and q4
- * with each way of pruning K; --plan's always); returns how many. */
+/* The standard configs (all: those without token eviction), only the
+ * default few (dense, q8, q4, and q4 with each way of pruning K), or the
+ * eviction set (dense, q4, q4 + ThinK and the token eviction rows);
+ * --plan's always; returns how many. */
 static kv_config config_from_options(const runtime *rt);
 
 static int chosen_configs(const runtime *rt, int all, kv_config *out)
@@ -1129,12 +1173,14 @@ static int chosen_configs(const runtime *rt, int all, kv_config *out)
         out[0] = config_from_options(rt);
         return 1;
     }
+    int evict_set = rt->opt->configs && !strcmp(rt->opt->configs, "evict");
     static const char *const defaults[] = {"f16 (dense)", "q8", "q4", "q4, K 75% kept by q·k", "q4, ThinK 0.4",
                                            "q4, SparK 0.5"};
+    static const char *const evict_baselines[] = {"f16 (dense)", "q4", "q4, ThinK 0.4"};
     kv_config every[N_STANDARD_CONFIGS];
     int n_every = standard_configs(rt, every), n = 0;
     const char *list = rt->opt->configs;
-    if (list && strcmp(list, "default") && strcmp(list, "all")) {
+    if (list && strcmp(list, "default") && strcmp(list, "all") && !evict_set) {
         /* row names separated by ';', in the table's order; the dense row,
          * which every other is compared with, always comes first */
         int named = 1;
@@ -1160,6 +1206,16 @@ static int chosen_configs(const runtime *rt, int all, kv_config *out)
         return n;
     }
     for (int i = 0; i < n_every; i++) {
+        if (evict_set) {
+            int chosen = every[i].eviction != SLIMKV_EVICT_NONE || every[i].plan;
+            for (size_t j = 0; j < sizeof evict_baselines / sizeof evict_baselines[0] && !chosen; j++)
+                chosen = !strcmp(every[i].name, evict_baselines[j]);
+            if (chosen)
+                out[n++] = every[i];
+            continue;
+        }
+        if (every[i].eviction != SLIMKV_EVICT_NONE)
+            continue;
         int chosen = all || every[i].plan;
         for (size_t j = 0; j < sizeof defaults / sizeof defaults[0] && !chosen; j++)
             chosen = !strcmp(every[i].name, defaults[j]);
@@ -1264,18 +1320,33 @@ static int run_eval(const runtime *rt)
                "|k|\n\n",
                llama_weights_isa(rt->model), o->eval_file, begin, begin + count, o->ctx, o->stride,
                rows[0].ppl.r.scored, o->residual, o->group, o->n_gen, n_prompt);
+        int evicting = 0;
+        for (int r = 0; r < n_rows; r++)
+            evicting |= rows[r].kc.eviction != SLIMKV_EVICT_NONE;
+        if (evicting)
+            printf("Token eviction: every window's prompt (%d tokens) goes through one prefill call, where "
+                   "SnapKV keeps the evict budget + the last %d tokens (pool %d) and H2O the budget + the last %d "
+                   "(R); the scored tokens are decode batches of %d (append + slimkv_attend_observe), where only "
+                   "H2O evicts. KV bytes/token: bytes held at the end of a window over the tokens seen (%d); "
+                   "held: tokens each cache holds after the prompt -> at the end of a window.\n\n",
+                   o->ctx - o->stride, o->window, o->evict_pool, o->residual, o->chunk, o->ctx - 1);
         printf("| config | KV bytes/token | vs dense | decode tok/s | perplexity | vs dense | KL mean | KL p99 | "
-               "top-1 = dense | greedy = dense |\n");
-        printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+               "top-1 = dense | greedy = dense |%s\n", evicting ? " held |" : "");
+        printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|%s\n", evicting ? "---:|" : "");
         for (int r = 0; r < n_rows; r++) {
             double ppl = rows[r].ppl.r.perplexity;
             double bytes = (double)rows[r].ppl.r.bytes / rows[r].ppl.r.tokens_held;
             char sinks[32] = "";
             if (rows[r].kc.sinks != o->sinks)
                 snprintf(sinks, sizeof sinks, " (S=%d)", rows[r].kc.sinks);
-            printf("| %s%s | %.0f | %.1f%% | %.1f | %.3f | %+.2f%% | %.4f | %.4f | %.1f%% | %.1f%% |\n",
+            char held[48] = "";
+            if (evicting)
+                snprintf(held, sizeof held, " %d -> %d |", rows[r].ppl.r.cache_tokens_prompt,
+                         rows[r].ppl.r.cache_tokens_end);
+            printf("| %s%s | %.0f | %.1f%% | %.1f | %.3f | %+.2f%% | %.4f | %.4f | %.1f%% | %.1f%% |%s\n",
                    rows[r].kc.name, sinks, bytes, 100.0 * bytes / dense_bytes, rows[r].decode_tps, ppl,
-                   100.0 * (ppl / dense_ppl - 1.0), rows[r].kl_mean, rows[r].kl_p99, rows[r].top1, rows[r].agreement);
+                   100.0 * (ppl / dense_ppl - 1.0), rows[r].kl_mean, rows[r].kl_p99, rows[r].top1, rows[r].agreement,
+                   held);
         }
     }
     free(reference);
@@ -1295,6 +1366,7 @@ typedef struct depth_row {
     double prompt_tps, decode_tps; /* decode: 1 / the median step's time */
     size_t kv_bytes;
     double peak_rss_mib;
+    int held; /* tokens layer 0's cache holds at the end (fewer than seen with eviction) */
 } depth_row;
 
 /* One (config, depth): a fresh session, `depth` prompt tokens in batches
@@ -1325,6 +1397,8 @@ static slimkv_status depth_run(const runtime *rt, const llama_cache_options *opt
     }
     if (st == SLIMKV_OK)
         st = llama_session_bytes(s, &row->kv_bytes);
+    if (st == SLIMKV_OK)
+        st = slimkv_cache_tokens(llama_session_cache(s, 0), &row->held);
     row->depth = depth;
     row->prompt_tps = depth > 0 ? depth / (t1 - t0) : 0.0;
     if (st == SLIMKV_OK) { /* the median step: bursts of other load do not drag it down */
@@ -1351,9 +1425,9 @@ static int write_depth_json(const char *path, const run_options *o, const runtim
     for (int i = 0; i < n; i++)
         fprintf(f,
                 "    {\"config\": \"%s\", \"depth\": %d, \"prompt_tok_s\": %.2f, \"decode_tok_s\": %.2f, "
-                "\"kv_bytes\": %zu, \"peak_rss_mib\": %.1f}%s\n",
+                "\"kv_bytes\": %zu, \"peak_rss_mib\": %.1f, \"tokens_held\": %d}%s\n",
                 rows[i].config, rows[i].depth, rows[i].prompt_tps, rows[i].decode_tps, rows[i].kv_bytes,
-                rows[i].peak_rss_mib, i + 1 < n ? "," : "");
+                rows[i].peak_rss_mib, rows[i].held, i + 1 < n ? "," : "");
     fprintf(f, "  ]\n}\n");
     return fclose(f) == 0 ? 0 : 1;
 }
@@ -1411,14 +1485,21 @@ static int run_depth_bench(const runtime *rt)
                "whole process for that run\n\n",
                llama_weights_isa(rt->model), (double)llama_weight_bytes(rt->model) / 1048576.0, omp_get_max_threads(),
                o->depth_file, o->offset, o->batch, o->n_gen);
-        printf("| config | depth | prompt tok/s | decode tok/s | KV MiB | peak RSS MiB |\n");
-        printf("|---|---:|---:|---:|---:|---:|\n");
+        int evicting = 0;
+        for (int c = 0; c < n_configs; c++)
+            evicting |= configs[c].eviction != SLIMKV_EVICT_NONE;
+        printf("| config | depth | prompt tok/s | decode tok/s | KV MiB | peak RSS MiB |%s\n",
+               evicting ? " tokens held |" : "");
+        printf("|---|---:|---:|---:|---:|---:|%s\n", evicting ? "---:|" : "");
         for (int i = 0; i < n_rows; i++) {
             char prompt[32] = "-";
             if (rows[i].depth > 0)
                 snprintf(prompt, sizeof prompt, "%.1f", rows[i].prompt_tps);
-            printf("| %s | %d | %s | %.1f | %.1f | %.0f |\n", rows[i].config, rows[i].depth, prompt,
-                   rows[i].decode_tps, (double)rows[i].kv_bytes / 1048576.0, rows[i].peak_rss_mib);
+            char held[32] = "";
+            if (evicting)
+                snprintf(held, sizeof held, " %d |", rows[i].held);
+            printf("| %s | %d | %s | %.1f | %.1f | %.0f |%s\n", rows[i].config, rows[i].depth, prompt,
+                   rows[i].decode_tps, (double)rows[i].kv_bytes / 1048576.0, rows[i].peak_rss_mib, held);
         }
         if (o->json_file)
             status = write_depth_json(o->json_file, o, rt, rows, n_rows);
