@@ -180,7 +180,7 @@ $(BUILD)/tests/cli_fixture.o: ALL_CPPFLAGS += -Isrc/safetensors
 # The tests that look inside the library (internal.h) get -Isrc; the stress
 # campaign in tests/stress/ shares the tests' helpers (-Itests).
 TEST_INTERNAL_OBJ := $(addprefix $(BUILD)/tests/,oracle.o test_cache.o test_dispatch.o test_kernels.o \
-  test_snapshot_hostile.o)
+  test_snapshot_hostile.o test_truncate_fork.o)
 $(TEST_INTERNAL_OBJ): ALL_CPPFLAGS += -Isrc
 $(BUILD)/tests/stress/%.o: ALL_CPPFLAGS += -Itests
 
@@ -267,7 +267,8 @@ valgrind-test: tests
 # The hostile-input campaign (tests/stress/stress.c: every truncation of
 # snapshots, masks and plans, every byte change of masks and plans, random
 # call sequences against a reference model, concurrent attend on one cache),
-# then the thread tests under ThreadSanitizer with one OpenMP thread
+# then the thread tests (test_reliability; test_truncate_fork: forks sharing
+# pages on two threads) under ThreadSanitizer with one OpenMP thread
 # (libgomp itself is not instrumented, so its own threads stay out).
 STRESS := $(BUILD)/tests/stress/stress
 TSAN_BUILD := build/tsan-$(ARCH)
@@ -275,9 +276,11 @@ stress: deps
 	$(Q)$(MAKE) --no-print-directory $(STRESS)
 	$(RUNNER) $(STRESS)
 	$(Q)$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) CFLAGS="-O1 -g -fsanitize=thread" \
-	  LDFLAGS="-fsanitize=thread" $(TSAN_BUILD)/tests/stress/stress $(TSAN_BUILD)/tests/test_reliability
+	  LDFLAGS="-fsanitize=thread" $(TSAN_BUILD)/tests/stress/stress $(TSAN_BUILD)/tests/test_reliability \
+	  $(TSAN_BUILD)/tests/test_truncate_fork
 	OMP_NUM_THREADS=1 STRESS_THREADS_ONLY=1 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/stress/stress
 	OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/test_reliability
+	OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/test_truncate_fork
 
 # Fuzzing with clang's libFuzzer (+ASan/UBSan), on the scalar kernels (the
 # readers and validators are what is fuzzed): every tests/fuzz/fuzz_*.c

@@ -112,6 +112,8 @@ typedef enum slimkv_backend {
 } slimkv_backend;
 
 /* Fill with slimkv_config_init(), then set the fields you need. */
+enum { SLIMKV_ROTATE_K = 1, SLIMKV_ROTATE_V = 2 }; /* slimkv_config.rotate bits */
+
 typedef struct slimkv_config {
     int n_q_heads;        /* query heads; a multiple of n_kv_heads (GQA), equal for MHA;
                              both head counts at most 4096 */
@@ -152,6 +154,15 @@ typedef struct slimkv_config {
      * streams must be complete before the call. Outputs are complete when
      * the call returns. */
     int device_pointers;
+    /* Walsh-Hadamard rotation with fixed random signs per KV head, a set of
+     * SLIMKV_ROTATE_* bits (default 0): K rotates keys and queries alike
+     * (scores unchanged), V rotates values before they are stored and the
+     * attention output back. Spreading a few large channels over all D is
+     * what per-token groups (V) need; K is quantized per channel, where the
+     * large channels already have their own range. Needs head_dim a power
+     * of 2 and policy SLIMKV_POLICY_NONE (a rotation mixes the channels that
+     * masks and ThinK/SparK would select), host pointers. */
+    int rotate;
     /* Token eviction (slimkv_eviction above). The observation window is
      * `window`, shared with ThinK and SparK: with ThinK, the first prefill's
      * last `window` queries choose both the channels and the tokens. */
@@ -243,7 +254,8 @@ SLIMKV_API slimkv_status slimkv_attend(const slimkv_cache *cache, const float *q
  * compressed pages allocated so far (on the device for a CUDA cache), plus
  * SparK's per-head query norms (2 x head_dim floats per KV head). The cache
  * object's fixed bookkeeping (kept-channel lists, page tables) is not
- * counted. */
+ * counted. Pages shared with forks count in full for every cache that holds
+ * them (slimkv_cache_bytes_shared tells them apart). */
 SLIMKV_API slimkv_status slimkv_cache_bytes(const slimkv_cache *cache, size_t *bytes);
 SLIMKV_API slimkv_status slimkv_cache_tokens(const slimkv_cache *cache, int *n_tokens);
 /* The ISA table this cache runs on ("cuda" for a CUDA cache). */
@@ -257,6 +269,71 @@ SLIMKV_API slimkv_status slimkv_cache_backend(const slimkv_cache *cache, slimkv_
 SLIMKV_API slimkv_status slimkv_cache_kept_channels(const slimkv_cache *cache, int kv_head, int which,
                                                     int *channels, int *count);
 
+/* ---- Truncate and fork (CPU caches; a CUDA cache returns SLIMKV_ERR_UNSUPPORTED) ---- */
+
+/* Keeps the first n_tokens tokens and drops the rest (speculative decoding,
+ * an edited turn). 0 <= n_tokens <= tokens held, else SLIMKV_ERR_INVALID_ARG;
+ * n_tokens equal to the tokens held changes nothing.
+ *
+ * The cache is then laid out as if exactly those n_tokens had been
+ * appended: the same tokens in the sinks, the full-precision window and the
+ * compressed body, the same pages (pages past the new end are released, so
+ * slimkv_cache_bytes drops; a fork's shared page is only let go), the
+ * unwritten rest zero; nothing of a dropped token stays in the cache.
+ * Later appends, attends and snapshots continue from there. Every kept
+ * value is as it was, except for a token that had been compressed and
+ * that the window of n_tokens tokens holds in full precision again (K: a
+ * token of a group that n_tokens no longer flush; V: one of the last R;
+ * a V token of a partly kept V block is one of them):
+ *   - while the window still holds its row, that exact row is used (it
+ *     holds the newest R+G tokens before the call: with R > 0 a rollback
+ *     of up to G tokens loses nothing);
+ *   - else its row is decoded from the compressed body: K's kept channels as
+ *     stored (q8/q4/q2: code * scale + min), pruned K channels (static
+ *     masks, ThinK) 0, and for SparK the pruned channels restored as the
+ *     score restores them, sign * sqrt(a_t / ||qbar_c||); V's kept channels
+ *     decoded, pruned V channels 0. The row is then rounded to the window's
+ *     format (f16 unless the format is f32, clamped to +-65504). Attention
+ *     scores such a token as it did in the body, up to that rounding; when
+ *     appends age it out again it is compressed again from the decoded row
+ *     (for q8/q4/q2 a second quantization, with group or token parameters
+ *     recomputed over whatever shares its group).
+ * Truncating to 0 leaves a cache like a new one: ThinK and SparK choose
+ * their channels again at the next prefill (an append before it gets
+ * SLIMKV_ERR_STATE). Truncating to n_tokens > 0 keeps the channels chosen.
+ * A streaming head (static mask keeping no K channel) holds only the sinks
+ * and its last R..R+G tokens: a truncation whose new window would need a
+ * token it no longer holds (one older than R+G tokens before the call, or
+ * dropped by an earlier truncation, or older than the window of a restored
+ * snapshot) gets SLIMKV_ERR_STATE. Truncating an unshared cache allocates
+ * nothing; a fork copies a shared page it must clear, and SLIMKV_ERR_NOMEM
+ * then leaves the cache as it was, as does every other failure. */
+SLIMKV_API slimkv_status slimkv_cache_truncate(slimkv_cache *cache, int n_tokens);
+
+/* A new cache continuing src's sequence: the same config, channels (ThinK's
+ * choice, SparK's norms, or still pending), kernels and backend, and the
+ * same tokens, bit for bit. Full compressed pages (8 groups of G tokens, K
+ * and V apart) are shared, counted by an atomic reference count, so N forks
+ * of a prompt hold its compressed bytes once; each fork copies the window,
+ * the sinks and the partially filled last pages. Appending to or
+ * truncating one fork never changes what another (or src) holds: a shared
+ * page is never written (a truncation that must clear one copies it
+ * first). src and its forks may be destroyed in any order, and used from
+ * different threads at once (each cache by one thread at a time, as
+ * always). Fork only reads src: it may run alongside slimkv_attend or
+ * another fork of src, not alongside a call that modifies src. On failure
+ * (SLIMKV_ERR_NOMEM) *out is unchanged and src is as it was. */
+SLIMKV_API slimkv_status slimkv_cache_fork(const slimkv_cache *src, slimkv_cache **out);
+
+/* slimkv_cache_bytes split in two: *shared the compressed pages this cache
+ * holds together with at least one other cache (its source or forks),
+ * *owned the rest (its window, sinks, pages no other cache holds, SparK's
+ * norms); owned + shared = slimkv_cache_bytes. A prompt's cache and N forks
+ * of it that all still hold its pages hold together the sum of their owned
+ * bytes plus the shared bytes of one of them. While another cache that
+ * shares pages is destroyed on another thread, the split is that of a
+ * moment. A CUDA cache shares nothing. */
+SLIMKV_API slimkv_status slimkv_cache_bytes_shared(const slimkv_cache *cache, size_t *owned, size_t *shared);
 /* ---- Token eviction (config field `eviction`) ----
  *
  * Positions: with eviction the tokens a cache holds are no longer the
@@ -301,9 +378,10 @@ SLIMKV_API slimkv_status slimkv_cache_token_scores(const slimkv_cache *cache, in
 
 /* ---- Snapshots ---- */
 
-/* Saves everything the cache holds (any format and policy) to a safetensors
- * file with a version field and a checksum over the payload, written to a
- * temporary file and renamed over path. */
+/* Saves everything the cache holds (any format and policy; a truncated
+ * cache or a fork too) to a safetensors file with a version field and a
+ * checksum over the payload, written to a temporary file and renamed over
+ * path. A restored cache owns all its pages, shared ones included. */
 SLIMKV_API slimkv_status slimkv_cache_save(const slimkv_cache *cache, const char *path);
 
 /* Restores a snapshot bit for bit into a cache created with the same

@@ -253,6 +253,11 @@ typedef struct slimkv_kernels {
     slimkv_accum_rows_fn accum_rows_f32, accum_rows_f16;
     /* x[i] = exp(x[i] - max) for i < n (exp(-inf) = 0); returns the sum. */
     float (*exp_sum)(float *x, int n, float max);
+    /* Walsh-Hadamard rotation of one vector in place, dim a power of 2
+     * (>= 4), signs[dim] of +-1: forward x <- H (signs * x) / sqrt(dim),
+     * inverse x <- signs * (H x) / sqrt(dim) (H the Sylvester Hadamard
+     * matrix, H[i][j] = (-1)^popcount(i & j)); inverse(forward(x)) = x. */
+    void (*rotate)(float *x, int dim, const float *signs, int inverse);
     /* Round-to-nearest-even conversions, bit-exact across ISAs. */
     void (*f32_to_f16)(const float *src, uint16_t *dst, size_t n);
     void (*f16_to_f32)(const uint16_t *src, float *dst, size_t n);
@@ -264,6 +269,20 @@ SLIMKV_HIDDEN void slimkv_kernels_init_avx2(slimkv_kernels *k);
 SLIMKV_HIDDEN void slimkv_kernels_init_avx512(slimkv_kernels *k);
 SLIMKV_HIDDEN void slimkv_kernels_init_neon(slimkv_kernels *k);
 SLIMKV_HIDDEN void slimkv_kernels_init_neon_dotprod(slimkv_kernels *k);
+
+/* Stored tokens decoded back to floats (simd/scalar.c; one definition for
+ * every ISA, not in the table: truncation, their one user, is rare).
+ * K group token t: dst[j] = code * scale + min (or the dense value) of its
+ * j-th kept channel, j < dk. SparK group token t: dst[c] for all dim
+ * channels as the score sees them: kept values decoded, a pruned channel
+ * sign * sqrt(a_t) * qnorm_rsqrt[c]. V block slot: dst[j], j < dv. */
+SLIMKV_HIDDEN void slimkv_unpack_k_token(slimkv_format fmt, const uint8_t *group, int dk, int g, int t, float *dst);
+SLIMKV_HIDDEN void slimkv_unpack_spark_token(slimkv_format fmt, const uint8_t *group, const float *qnorm_rsqrt,
+                                             int dim, int t_keep, int g, int t, float *dst);
+SLIMKV_HIDDEN void slimkv_unpack_v_token(slimkv_format fmt, const uint8_t *block, int dv, int g, int slot, float *dst);
+/* Slots first_slot .. g-1 of a V block back to what a block never written
+ * holds (codes, scales and mins 0; dense values 0), the other slots as they are. */
+SLIMKV_HIDDEN void slimkv_clear_v_slots(slimkv_format fmt, uint8_t *block, int dv, int g, int first_slot);
 
 /* Scalar fp16/bf16 conversions (shared by every ISA for tails). */
 SLIMKV_HIDDEN uint16_t slimkv_f32_to_f16(float f);

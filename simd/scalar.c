@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "format_math.h"
+#include "hadamard.h"
 #include "kernels.h"
 #include "tile_loop.h"
 
@@ -573,6 +574,86 @@ static void slimkv_pack_spark_q2_scalar(const float *src, const float *qnorm, in
 }
 
 
+/* ---- decoding stored tokens back to floats ----
+ * What truncation needs to put a compressed token back in the window. One
+ * scalar definition serves every ISA (no table entry): truncation is rare,
+ * and these read the layouts exactly as the pack bodies above write them. */
+
+void slimkv_unpack_k_token(slimkv_format fmt, const uint8_t *group, int dk, int g, int t, float *dst)
+{
+    if (!slimkv_is_quantized(fmt)) {
+        for (int c = 0; c < dk; c++)
+            dst[c] = load_elem(fmt, group, (size_t)t * dk + c);
+        return;
+    }
+    int bits = slimkv_format_bits(fmt);
+    const uint16_t *scale = (const uint16_t *)(group + slimkv_k_params_offset(fmt, dk, g)), *mins = scale + dk;
+    for (int c = 0; c < dk; c++) {
+        size_t byte;
+        int shift;
+        slimkv_k_code_pos(bits, g, c, t, &byte, &shift);
+        dst[c] = (float)read_code(group, byte, shift, bits) * slimkv_f16_to_f32(scale[c]) + slimkv_f16_to_f32(mins[c]);
+    }
+}
+
+void slimkv_unpack_spark_token(slimkv_format fmt, const uint8_t *group, const float *qnorm_rsqrt, int dim,
+                               int t_keep, int g, int t, float *dst)
+{
+    spark_record r = spark_locate(fmt, group, dim, t_keep, g, t);
+    float a_t;
+    memcpy(&a_t, r.a_t, sizeof a_t);
+    float root = sqrtf(a_t);
+    for (int c = 0, j = 0; c < dim; c++) {
+        int is_kept = r.mask[c / 8] >> (c % 8) & 1;
+        float sign = (r.sign[c / 8] >> (c % 8) & 1) ? -1.0f : 1.0f;
+        /* the pruned term as score_spark_body forms it: u_c = q_c * qnorm_rsqrt[c] times sign * sqrt(a_t) */
+        dst[c] = is_kept ? spark_value(fmt, &r, t_keep, g, j++) : sign * root * qnorm_rsqrt[c];
+    }
+}
+
+void slimkv_unpack_v_token(slimkv_format fmt, const uint8_t *block, int dv, int g, int slot, float *dst)
+{
+    if (!slimkv_is_quantized(fmt)) {
+        for (int c = 0; c < dv; c++)
+            dst[c] = load_elem(fmt, block, (size_t)slot * dv + c);
+        return;
+    }
+    int bits = slimkv_format_bits(fmt), nvg = (dv + g - 1) / g;
+    const uint16_t *scale = (const uint16_t *)(block + slimkv_v_params_offset(fmt, dv, g));
+    const uint16_t *mins = scale + (size_t)g * nvg;
+    for (int c = 0; c < dv; c++) {
+        size_t byte;
+        int shift;
+        slimkv_v_code_pos(bits, dv, slot, c, &byte, &shift);
+        size_t p = (size_t)slot * nvg + c / g;
+        dst[c] = (float)read_code(block, byte, shift, bits) * slimkv_f16_to_f32(scale[p]) + slimkv_f16_to_f32(mins[p]);
+    }
+}
+
+void slimkv_clear_v_slots(slimkv_format fmt, uint8_t *block, int dv, int g, int first_slot)
+{
+    if (first_slot >= g)
+        return;
+    if (!slimkv_is_quantized(fmt)) {
+        size_t elem = fmt == SLIMKV_F32 ? 4 : 2;
+        memset(block + (size_t)first_slot * dv * elem, 0, (size_t)(g - first_slot) * dv * elem);
+        return;
+    }
+    /* codes of several token slots share a byte (token quads, q4/q2 nibbles): bit by bit */
+    int bits = slimkv_format_bits(fmt), nvg = (dv + g - 1) / g;
+    for (int t = first_slot; t < g; t++)
+        for (int c = 0; c < dv; c++) {
+            size_t byte;
+            int shift;
+            slimkv_v_code_pos(bits, dv, t, c, &byte, &shift);
+            block[byte] = (uint8_t)(block[byte] & ~(((1 << bits) - 1) << shift));
+        }
+    uint16_t *scale = (uint16_t *)(block + slimkv_v_params_offset(fmt, dv, g)), *mins = scale + (size_t)g * nvg;
+    memset(scale + (size_t)first_slot * nvg, 0, (size_t)(g - first_slot) * nvg * sizeof *scale);
+    memset(mins + (size_t)first_slot * nvg, 0, (size_t)(g - first_slot) * nvg * sizeof *mins);
+}
+
+
 static float exp_sum_scalar(float *x, int n, float max)
 {
     float sum = 0.0f;
@@ -595,6 +676,13 @@ static void scale_scalar(float *x, int n, float a)
 {
     for (int i = 0; i < n; i++)
         x[i] *= a;
+}
+
+/* ---- Walsh-Hadamard rotation ---- */
+
+static void slimkv_rotate_scalar(float *x, int dim, const float *signs, int inverse)
+{
+    slimkv_rotate_generic(x, dim, signs, inverse);
 }
 
 /* ---- fused decode over whole groups: the oracle of every pair ---- */
@@ -679,6 +767,7 @@ void slimkv_kernels_init_scalar(slimkv_kernels *k)
     for (int kf = 0; kf < SLIMKV_FORMAT_COUNT; kf++)
         for (int vf = 0; vf < SLIMKV_FORMAT_COUNT; vf++)
             k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_scalar;
+    k->rotate = slimkv_rotate_scalar;
     k->f32_to_f16 = f32_to_f16_scalar;
     k->f16_to_f32 = f16_to_f32_scalar;
 }

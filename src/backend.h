@@ -34,8 +34,19 @@ struct slimkv_backend_ops {
     /* Back to "nothing chosen" (slimkv_policy_reset) after a failed first
      * prefill; only fails when the device does. */
     slimkv_status (*reset_channels)(slimkv_cache *c);
+    /* Keeps the first n_tokens (0 <= n_tokens <= c->n_tokens, checked),
+     * sets c->n_tokens; see slimkv_cache_truncate in slimkv.h. All or
+     * nothing. A backend without it says SLIMKV_ERR_UNSUPPORTED. */
+    slimkv_status (*truncate)(slimkv_cache *c, int n_tokens);
+    /* Gives dst, a new cache made like src (slimkv_cache_create_like) whose
+     * channels were then copied from src (slimkv_policy_copy_choice), src's
+     * tokens: see slimkv_cache_fork. On failure dst is destroyed by the
+     * caller. A backend without it says SLIMKV_ERR_UNSUPPORTED. */
+    slimkv_status (*fork)(const slimkv_cache *src, slimkv_cache *dst);
     /* Bytes held now: see slimkv_cache_bytes in slimkv.h. */
     size_t (*bytes)(const slimkv_cache *c);
+    /* bytes() split: *shared the part other caches (forks) also hold. */
+    void (*bytes_shared)(const slimkv_cache *c, size_t *owned, size_t *shared);
     /* Snapshots (io_snapshot.c's format); a backend without them says
      * SLIMKV_ERR_UNSUPPORTED. */
     slimkv_status (*save)(const slimkv_cache *c, const char *path);

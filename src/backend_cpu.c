@@ -1,6 +1,6 @@
-/* The CPU backend: storage in host memory (storage.c), attention on the
- * kernel table the cache was created with (attention.c), snapshots
- * (io_snapshot.c). */
+/* The CPU backend: storage in host memory (storage.c, pages shared with
+ * forks in storage_share.c), attention on the kernel table the cache was
+ * created with (attention.c), snapshots (io_snapshot.c). */
 #include <math.h>
 
 #include "backend.h"
@@ -46,7 +46,10 @@ const slimkv_backend_ops slimkv_backend_cpu_ops = {
     .attend = slimkv_attention_run,
     .choose_channels = cpu_choose_channels,
     .reset_channels = cpu_reset_channels,
+    .truncate = slimkv_storage_truncate,
+    .fork = slimkv_storage_fork,
     .bytes = slimkv_storage_bytes,
+    .bytes_shared = slimkv_storage_bytes_shared,
     .save = slimkv_snapshot_save,
     .restore = slimkv_snapshot_restore,
     .isa_name = cpu_isa_name,

@@ -255,6 +255,27 @@ static size_t cuda_bytes(const slimkv_cache *c)
     return plugin->bytes(c->device);
 }
 
+/* Not on the device yet (slimkv.h says so): the plugin has no call that
+ * moves tokens back from its body to its window, nor pages two device
+ * caches could share. Nothing is shared then. */
+static slimkv_status cuda_truncate(slimkv_cache *c, int n_tokens)
+{
+    (void)c, (void)n_tokens;
+    return SLIMKV_ERR_UNSUPPORTED;
+}
+
+static slimkv_status cuda_fork(const slimkv_cache *src, slimkv_cache *dst)
+{
+    (void)src, (void)dst;
+    return SLIMKV_ERR_UNSUPPORTED;
+}
+
+static void cuda_bytes_shared(const slimkv_cache *c, size_t *owned, size_t *shared)
+{
+    *owned = cuda_bytes(c);
+    *shared = 0;
+}
+
 /* The storage is on the device: no snapshots (slimkv.h says so). */
 static slimkv_status cuda_save(const slimkv_cache *c, const char *path)
 {
@@ -283,7 +304,10 @@ static const slimkv_backend_ops cuda_ops = {
     .attend = cuda_attend,
     .choose_channels = cuda_choose_channels,
     .reset_channels = cuda_reset_channels,
+    .truncate = cuda_truncate,
+    .fork = cuda_fork,
     .bytes = cuda_bytes,
+    .bytes_shared = cuda_bytes_shared,
     .save = cuda_save,
     .restore = cuda_restore,
     .isa_name = cuda_isa_name,

@@ -20,6 +20,7 @@ void slimkv_cache_destroy(slimkv_cache *c)
             slimkv_policy_free_head(&c->heads[h]);
     }
     slimkv_free(c->heads);
+    slimkv_free(c->rotation_signs);
     slimkv_free(c);
 }
 
@@ -47,7 +48,7 @@ static slimkv_status create_with(const slimkv_config *config, const slimkv_kerne
     c->channels_pending = slimkv_policy_chooses_at_prefill(config->policy);
     c->spark_keep = slimkv_policy_spark_keep(config);
     c->heads = slimkv_calloc((size_t)config->n_kv_heads, sizeof *c->heads);
-    slimkv_status st = c->heads ? SLIMKV_OK : SLIMKV_ERR_NOMEM;
+    slimkv_status st = c->heads ? slimkv_rotation_init(c) : SLIMKV_ERR_NOMEM;
     for (int h = 0; h < config->n_kv_heads && st == SLIMKV_OK; h++)
         st = slimkv_policy_init_head(c, h, config->k_mask, config->v_mask);
     if (st == SLIMKV_OK) {
@@ -126,12 +127,43 @@ static slimkv_status check_append(const slimkv_cache *c, const float *k, const f
     return st != SLIMKV_OK ? st : check_values(c, v, n, c->v_row_fmt);
 }
 
-slimkv_status slimkv_cache_append(slimkv_cache *c, const float *k, const float *v, int n_tokens)
+static slimkv_status append_rows(slimkv_cache *c, const float *k, const float *v, int n_tokens)
 {
     slimkv_status st = check_append(c, k, v, n_tokens);
     if (st == SLIMKV_OK && c->channels_pending)
         st = SLIMKV_ERR_STATE; /* ThinK/SparK choose channels from the first prefill's queries */
     return st != SLIMKV_OK ? st : slimkv_evict_append(c, k, v, n_tokens);
+}
+
+/* Rotated copies of a call's rows (config.rotate), checked for size before
+ * they are read; *k_rot and *v_rot stay NULL when k or v is. */
+static slimkv_status rotate_kv(const slimkv_cache *c, const float *k, const float *v, int n_tokens, float **k_rot,
+                               float **v_rot)
+{
+    *k_rot = *v_rot = NULL;
+    if (!k || !v || n_tokens < 1 || n_tokens > c->cfg.capacity - c->n_tokens)
+        return SLIMKV_OK; /* the plain path reports these */
+    if ((c->cfg.rotate & SLIMKV_ROTATE_K) && !(*k_rot = slimkv_rotated_copy(c, k, n_tokens, c->cfg.n_kv_heads)))
+        return SLIMKV_ERR_NOMEM;
+    if ((c->cfg.rotate & SLIMKV_ROTATE_V) && !(*v_rot = slimkv_rotated_copy(c, v, n_tokens, c->cfg.n_kv_heads))) {
+        slimkv_free(*k_rot);
+        *k_rot = NULL;
+        return SLIMKV_ERR_NOMEM;
+    }
+    return SLIMKV_OK;
+}
+
+slimkv_status slimkv_cache_append(slimkv_cache *c, const float *k, const float *v, int n_tokens)
+{
+    if (!c || !c->rotation_signs)
+        return append_rows(c, k, v, n_tokens);
+    float *k_rot, *v_rot;
+    slimkv_status st = rotate_kv(c, k, v, n_tokens, &k_rot, &v_rot);
+    if (st == SLIMKV_OK)
+        st = append_rows(c, k_rot ? k_rot : k, v_rot ? v_rot : v, n_tokens);
+    slimkv_free(k_rot);
+    slimkv_free(v_rot);
+    return st;
 }
 
 /* 1 when [a, a + a_floats) and [b, b + b_floats) share a byte. Compared as
@@ -142,21 +174,28 @@ static int overlaps(const float *a, size_t a_floats, const float *b, size_t b_fl
     return a0 < b0 + b_floats * sizeof(float) && b0 < a0 + a_floats * sizeof(float);
 }
 
-slimkv_status slimkv_cache_prefill(slimkv_cache *c, const float *q, const float *k, const float *v,
-                                   int n_tokens, float *out)
+/* out is written while q, k and v are still read (and ThinK/SparK read q
+ * again after the attention): the output may share no byte with them. */
+static slimkv_status check_prefill_buffers(const slimkv_cache *c, const float *q, const float *k, const float *v,
+                                           int n_tokens, const float *out)
 {
-    if (!q || !out)
-        return SLIMKV_ERR_NULL_ARG;
-    slimkv_status st = check_append(c, k, v, n_tokens);
-    if (st != SLIMKV_OK)
-        return st;
-    /* out is written while q, k and v are still read (and ThinK/SparK read
-     * q again after the attention): the output may share no byte with them */
     size_t q_floats = (size_t)n_tokens * c->cfg.n_q_heads * c->cfg.head_dim;
     size_t kv_floats = (size_t)n_tokens * c->cfg.n_kv_heads * c->cfg.head_dim;
     if (overlaps(out, q_floats, q, q_floats) || overlaps(out, q_floats, k, kv_floats) ||
         overlaps(out, q_floats, v, kv_floats))
         return SLIMKV_ERR_INVALID_ARG;
+    return SLIMKV_OK;
+}
+
+static slimkv_status prefill_rows(slimkv_cache *c, const float *q, const float *k, const float *v, int n_tokens,
+                                  float *out)
+{
+    slimkv_status st = check_append(c, k, v, n_tokens);
+    if (st != SLIMKV_OK)
+        return st;
+    if ((st = check_prefill_buffers(c, q, k, v, n_tokens, out)) != SLIMKV_OK)
+        return st;
+    size_t q_floats = (size_t)n_tokens * c->cfg.n_q_heads * c->cfg.head_dim;
     st = check_values(c, q, q_floats, SLIMKV_F32);
     if (st != SLIMKV_OK)
         return st;
@@ -176,6 +215,34 @@ slimkv_status slimkv_cache_prefill(slimkv_cache *c, const float *q, const float 
     return st;
 }
 
+slimkv_status slimkv_cache_prefill(slimkv_cache *c, const float *q, const float *k, const float *v,
+                                   int n_tokens, float *out)
+{
+    if (!q || !out)
+        return SLIMKV_ERR_NULL_ARG;
+    if (!c || !c->rotation_signs)
+        return prefill_rows(c, q, k, v, n_tokens, out);
+    /* the caller's buffers, before the copies hide them */
+    slimkv_status st = check_append(c, k, v, n_tokens);
+    if (st == SLIMKV_OK)
+        st = check_prefill_buffers(c, q, k, v, n_tokens, out);
+    if (st != SLIMKV_OK)
+        return st;
+    float *k_rot, *v_rot, *q_rot = NULL;
+    st = rotate_kv(c, k, v, n_tokens, &k_rot, &v_rot);
+    if (st == SLIMKV_OK && (c->cfg.rotate & SLIMKV_ROTATE_K) &&
+        !(q_rot = slimkv_rotated_copy(c, q, n_tokens, c->cfg.n_q_heads)))
+        st = SLIMKV_ERR_NOMEM;
+    if (st == SLIMKV_OK)
+        st = prefill_rows(c, q_rot ? q_rot : q, k_rot ? k_rot : k, v_rot ? v_rot : v, n_tokens, out);
+    if (st == SLIMKV_OK && (c->cfg.rotate & SLIMKV_ROTATE_V))
+        slimkv_rotate_output_back(c, out, n_tokens);
+    slimkv_free(q_rot);
+    slimkv_free(k_rot);
+    slimkv_free(v_rot);
+    return st;
+}
+
 slimkv_status slimkv_attend(const slimkv_cache *c, const float *q, int n_queries, float *out)
 {
     if (!c || !q || !out)
@@ -185,10 +252,17 @@ slimkv_status slimkv_attend(const slimkv_cache *c, const float *q, int n_queries
     size_t q_floats = (size_t)n_queries * c->cfg.n_q_heads * c->cfg.head_dim;
     if (overlaps(out, q_floats, q, q_floats)) /* queries are read while outputs are written */
         return SLIMKV_ERR_INVALID_ARG;
-    slimkv_status st = check_values(c, q, q_floats, SLIMKV_F32);
-    if (st != SLIMKV_OK)
-        return st;
-    return c->backend->attend(c, q, n_queries, c->n_tokens - n_queries, NULL, NULL, 0, out);
+    float *q_rot = NULL;
+    if ((c->cfg.rotate & SLIMKV_ROTATE_K) && !(q_rot = slimkv_rotated_copy(c, q, n_queries, c->cfg.n_q_heads)))
+        return SLIMKV_ERR_NOMEM;
+    const float *query = q_rot ? q_rot : q;
+    slimkv_status st = check_values(c, query, q_floats, SLIMKV_F32);
+    if (st == SLIMKV_OK)
+        st = c->backend->attend(c, query, n_queries, c->n_tokens - n_queries, NULL, NULL, 0, out);
+    if (st == SLIMKV_OK && (c->cfg.rotate & SLIMKV_ROTATE_V))
+        slimkv_rotate_output_back(c, out, n_queries);
+    slimkv_free(q_rot);
+    return st;
 }
 
 slimkv_status slimkv_cache_save(const slimkv_cache *c, const char *path)
@@ -205,11 +279,63 @@ slimkv_status slimkv_cache_restore(slimkv_cache *c, const char *path)
     return c->backend->restore(c, path);
 }
 
+slimkv_status slimkv_cache_truncate(slimkv_cache *c, int n_tokens)
+{
+    if (!c)
+        return SLIMKV_ERR_NULL_ARG;
+    if (n_tokens < 0 || n_tokens > c->n_tokens)
+        return SLIMKV_ERR_INVALID_ARG;
+    int n_old = c->n_tokens;
+    slimkv_status st = slimkv_evict_truncate_check(c, n_tokens);
+    if (st == SLIMKV_OK)
+        st = c->backend->truncate(c, n_tokens);
+    if (st == SLIMKV_OK)
+        slimkv_evict_truncate(c, n_old, n_tokens);
+    /* No token left that ThinK/SparK chose from: the next prefill chooses
+     * again, as in a new cache. The reset cannot fail on a backend whose
+     * truncate succeeded (the CPU's). */
+    if (st == SLIMKV_OK && n_tokens == 0 && slimkv_policy_chooses_at_prefill(c->cfg.policy) && !c->channels_pending)
+        st = c->backend->reset_channels(c);
+    return st;
+}
+
+slimkv_status slimkv_cache_fork(const slimkv_cache *src, slimkv_cache **out)
+{
+    if (!src || !out)
+        return SLIMKV_ERR_NULL_ARG;
+    /* the same config, kernels and backend, then src's channels, then its tokens */
+    slimkv_cache *dst;
+    slimkv_status st = slimkv_cache_create_like(src, &dst);
+    if (st != SLIMKV_OK)
+        return st;
+    slimkv_policy_copy_choice(dst, src);
+    st = slimkv_evict_copy(dst, src);
+    if (st == SLIMKV_OK)
+        st = src->backend->fork(src, dst);
+    if (st != SLIMKV_OK) {
+        slimkv_cache_destroy(dst);
+        return st;
+    }
+    *out = dst;
+    return SLIMKV_OK;
+}
+
 slimkv_status slimkv_cache_bytes(const slimkv_cache *c, size_t *bytes)
 {
     if (!c || !bytes)
         return SLIMKV_ERR_NULL_ARG;
     *bytes = c->backend->bytes(c) + slimkv_policy_state_bytes(c) + slimkv_evict_state_bytes(c);
+    return SLIMKV_OK;
+}
+
+slimkv_status slimkv_cache_bytes_shared(const slimkv_cache *c, size_t *owned, size_t *shared)
+{
+    if (!c || !owned || !shared)
+        return SLIMKV_ERR_NULL_ARG;
+    size_t own, other;
+    c->backend->bytes_shared(c, &own, &other);
+    *owned = own + slimkv_policy_state_bytes(c); /* the policy's state is always the cache's own copy */
+    *shared = other;
     return SLIMKV_OK;
 }
 

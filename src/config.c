@@ -94,6 +94,18 @@ static slimkv_status check(const slimkv_config *cfg, const char **why)
         REFUSE(SLIMKV_ERR_INVALID_CONFIG, "backend is not a slimkv_backend");
     if (cfg->device_pointers != 0 && (cfg->device_pointers != 1 || cfg->backend != SLIMKV_BACKEND_CUDA))
         REFUSE(SLIMKV_ERR_INVALID_CONFIG, "device_pointers must be 0, or 1 with backend SLIMKV_BACKEND_CUDA");
+    if (cfg->rotate & ~(SLIMKV_ROTATE_K | SLIMKV_ROTATE_V))
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "rotate must be a set of SLIMKV_ROTATE_K / SLIMKV_ROTATE_V bits");
+    if (cfg->rotate && (cfg->head_dim & (cfg->head_dim - 1)) != 0)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "rotate needs head_dim a power of 2");
+    if (cfg->rotate && cfg->policy != SLIMKV_POLICY_NONE)
+        REFUSE(SLIMKV_ERR_UNSUPPORTED, "rotate does not compose with channel pruning (policy must be "
+                                       "SLIMKV_POLICY_NONE): a rotation mixes the channels a policy would select");
+    if (cfg->rotate && cfg->eviction != SLIMKV_EVICT_NONE)
+        REFUSE(SLIMKV_ERR_UNSUPPORTED, "rotate does not compose with token eviction (its observing calls score "
+                                       "the caller's queries)");
+    if (cfg->rotate && cfg->device_pointers)
+        REFUSE(SLIMKV_ERR_UNSUPPORTED, "rotate needs host pointers (device_pointers 0)");
     size_t mask_len = (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
     switch (cfg->policy) {
     case SLIMKV_POLICY_NONE:

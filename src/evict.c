@@ -144,6 +144,44 @@ void slimkv_evict_destroy(slimkv_cache *c)
     c->evict = NULL;
 }
 
+slimkv_status slimkv_evict_copy(slimkv_cache *dst, const slimkv_cache *src)
+{
+    const slimkv_evict_state *e = src->evict;
+    if (!e || !dst->evict)
+        return SLIMKV_OK;
+    tracking t = {0, NULL, NULL};
+    slimkv_status st = tracking_alloc(src, e->cap, &t);
+    if (st != SLIMKV_OK)
+        return st;
+    size_t count = (size_t)src->cfg.n_kv_heads * (size_t)t.cap;
+    if (t.pos)
+        memcpy(t.pos, e->pos, count * sizeof *t.pos);
+    if (t.score)
+        memcpy(t.score, e->score, count * sizeof *t.score);
+    tracking_install(dst, &t);
+    dst->evict->seen = e->seen;
+    return SLIMKV_OK;
+}
+
+slimkv_status slimkv_evict_truncate_check(const slimkv_cache *c, int n_tokens)
+{
+    const slimkv_evict_state *e = c->evict;
+    if (!e)
+        return SLIMKV_OK;
+    int held = c->n_tokens;
+    for (int h = 0; h < c->cfg.n_kv_heads; h++)
+        for (int j = n_tokens; j < held; j++)
+            if (e->pos[(size_t)h * e->cap + j] != e->seen - (held - j))
+                return SLIMKV_ERR_STATE;
+    return SLIMKV_OK;
+}
+
+void slimkv_evict_truncate(slimkv_cache *c, int n_old, int n_tokens)
+{
+    if (c->evict)
+        c->evict->seen -= n_old - n_tokens;
+}
+
 size_t slimkv_evict_state_bytes(const slimkv_cache *c)
 {
     const slimkv_evict_state *e = c->evict;
@@ -647,16 +685,17 @@ typedef struct head_rebuild {
     int same_groups, same_slots;  /* leading K groups / V slots whose tokens do not change */
 } head_rebuild;
 
-/* Pages come from here and go back here (one place to change if pages
- * ever become shared). Zeroed: bytes not written stay 0. */
+/* Pages come from the shared-page allocator (storage_share.c), zeroed, held
+ * once; the pages a rebuild takes over are full and unchanged, so it never
+ * writes a page a fork also holds. */
 static uint8_t *evict_page_alloc(size_t bytes)
 {
-    return slimkv_calloc(1, bytes);
+    return slimkv_page_alloc(bytes);
 }
 
 static void evict_page_free(uint8_t *page)
 {
-    slimkv_free(page);
+    slimkv_page_release(page);
 }
 
 static void free_head_rebuild(head_rebuild *r)

@@ -26,7 +26,9 @@ typedef struct slimkv_head {
     int32_t *v_chan;       /* [dv] */
     uint8_t *sink_k, *sink_v; /* [S][head_dim] rows, row format */
     uint8_t *ring_k, *ring_v; /* [R+G][head_dim] residual window, slot = (pos - S) % ring */
-    uint8_t **k_pages;     /* [max_pages], first n_k_pages allocated */
+    /* [max_pages], the first n_k_pages / n_v_pages held; pages come from
+     * slimkv_page_alloc and may be shared with forks (storage_share.c) */
+    uint8_t **k_pages;
     uint8_t **v_pages;
     int n_k_pages, n_v_pages;
 } slimkv_head;
@@ -41,12 +43,19 @@ struct slimkv_cache {
     slimkv_format k_row_fmt, v_row_fmt; /* F32 or F16: sinks and residual window */
     int max_pages;
     int channels_pending;  /* ThinK/SparK: channels not chosen yet (before the first prefill) */
+    /* Streaming heads (no body) hold window rows from no position older
+     * than this (nor than ring_slots back): a truncation dropped the rows
+     * before it. 0 for a cache never truncated. */
+    int stream_floor;
     int spark_keep;        /* SparK: T channels kept per token */
     slimkv_head *heads;
     const slimkv_backend_ops *backend; /* backend.h: where the bytes live */
     /* CUDA backend: the plugin's device cache. The host heads then keep
      * only the bookkeeping (channels, sizes), no storage. */
     void *device;
+    /* config.rotate: [n_kv_heads][head_dim] signs of each head's rotation
+     * (rotation.c); NULL without rotation. */
+    float *rotation_signs;
     /* Token eviction (evict.c): positions, H2O's scores, tokens seen; NULL
      * for a cache without eviction. */
     struct slimkv_evict_state *evict;
@@ -91,6 +100,9 @@ slimkv_status slimkv_policy_config_like(const slimkv_cache *c, slimkv_config *cf
 void slimkv_policy_choose(slimkv_cache *c, const float *q, const float *k, int n_tokens);
 /* Back to before the choice: every K channel, no norms, choice pending. */
 void slimkv_policy_reset(slimkv_cache *c);
+/* dst's channels, SparK norms and pending state become src's (dst made
+ * like src: same config and arrays); cannot fail. */
+void slimkv_policy_copy_choice(slimkv_cache *dst, const slimkv_cache *src);
 /* SparK: qnorm_rsqrt from a head's qnorm. */
 void slimkv_policy_set_qnorm(slimkv_head *h, int dim);
 /* Host bytes of policy state (SparK's norms) counted by slimkv_cache_bytes. */
@@ -104,13 +116,39 @@ slimkv_status slimkv_storage_append(slimkv_cache *c, const float *k, const float
 /* Grows the page tables for body_k / body_v body tokens, all or nothing. */
 slimkv_status slimkv_storage_reserve(slimkv_cache *c, int body_k, int body_v);
 size_t slimkv_storage_bytes(const slimkv_cache *c);
+/* Keeps the first n tokens (n <= c->n_tokens; storage.c has the rules).
+ * All or nothing: SLIMKV_ERR_NOMEM (a shared page to copy) or
+ * SLIMKV_ERR_STATE (a streaming head no longer holds a row it would need)
+ * leave the cache as it was. */
+slimkv_status slimkv_storage_truncate(slimkv_cache *c, int n_tokens);
 uint8_t *slimkv_k_group_ptr(const slimkv_head *h, int group);
 uint8_t *slimkv_v_block_ptr(const slimkv_head *h, int block);
 uint8_t *slimkv_ring_row(const slimkv_cache *c, uint8_t *ring, slimkv_format row_fmt, int pos);
 
+/* storage_share.c: compressed pages with a reference count, shared by a
+ * cache and its forks. A page is written only while one cache holds it. */
+uint8_t *slimkv_page_alloc(size_t bytes); /* zeroed, held once; NULL when out of memory */
+void slimkv_page_retain(uint8_t *page);
+void slimkv_page_release(uint8_t *page);  /* NULL: nothing; the last holder frees it */
+int slimkv_page_shared(const uint8_t *page);
+/* dst (made like src, with src's channels) gets src's tokens: its rows
+ * copied, its full pages shared, its partially filled pages copied. On
+ * failure dst holds part of them and is only fit for destroy. */
+slimkv_status slimkv_storage_fork(const slimkv_cache *src, slimkv_cache *dst);
+/* slimkv_storage_bytes split into pages other caches also hold (shared) and the rest. */
+void slimkv_storage_bytes_shared(const slimkv_cache *c, size_t *owned, size_t *shared);
+
 /* cache.c */
 /* An empty cache with the same config, channels, kernels and backend as target. */
 slimkv_status slimkv_cache_create_like(const slimkv_cache *target, slimkv_cache **out);
+
+/* rotation.c: the Walsh-Hadamard rotation of config.rotate. */
+slimkv_status slimkv_rotation_init(slimkv_cache *c); /* the signs; nothing without rotate */
+/* A rotated copy of rows x [n][heads][head_dim] (heads: n_q_heads or
+ * n_kv_heads), to free with slimkv_free; NULL when out of memory. */
+float *slimkv_rotated_copy(const slimkv_cache *c, const float *x, int n, int heads);
+/* Attention outputs [n][n_q_heads][head_dim] back to the caller's basis, in place. */
+void slimkv_rotate_output_back(const slimkv_cache *c, float *out, int n);
 
 /* dispatch.c */
 slimkv_status slimkv_select_kernels(const char *isa, const slimkv_kernels **out);
@@ -140,6 +178,16 @@ typedef struct slimkv_evict_state slimkv_evict_state;
 /* The eviction state of a new cache (nothing for a config without eviction). */
 slimkv_status slimkv_evict_create(slimkv_cache *c);
 void slimkv_evict_destroy(slimkv_cache *c);
+/* A fork's copy of src's positions, scores and tokens seen (dst's state is
+ * new); NOMEM leaves dst's as it was. */
+slimkv_status slimkv_evict_copy(slimkv_cache *dst, const slimkv_cache *src);
+/* Truncation of an evicting cache keeps the first n held tokens; it is only
+ * defined while the dropped ones are the newest positions on every head
+ * (nothing among them was evicted, e.g. within H2O's recent window or
+ * after a SnapKV prefill's window): else SLIMKV_ERR_STATE. */
+slimkv_status slimkv_evict_truncate_check(const slimkv_cache *c, int n_tokens);
+/* After the storage's truncation from n_old: the tokens seen roll back too. */
+void slimkv_evict_truncate(slimkv_cache *c, int n_old, int n_tokens);
 /* backend->append, and the held tokens' positions; all or nothing. */
 slimkv_status slimkv_evict_append(slimkv_cache *c, const float *k, const float *v, int n_tokens);
 /* The storing step of a prefill (after its attention and channel choice):

@@ -60,6 +60,8 @@ static void config_string(const slimkv_cache *c, char *buf, size_t size)
                      slimkv_format_name(f->v_format), f->group_size, f->residual, f->n_sink, (int)f->policy);
     if (n < 0 || (size_t)n >= size)
         return;
+    if (f->rotate) /* stored rotated: only a cache rotating alike reads them right */
+        n += snprintf(buf + n, size - (size_t)n, " rotate=%d", f->rotate);
     if (f->policy == SLIMKV_POLICY_STATIC)
         n += snprintf(buf + n, size - (size_t)n, " align=%d", f->channel_align);
     if (f->policy == SLIMKV_POLICY_SPARK)
@@ -400,6 +402,11 @@ static slimkv_status load_into(const st_file *f, const slimkv_cache *target, sli
         return st;
     tmp->n_tokens = tokens;
     tmp->channels_pending = pending;
+    /* The file does not say how far back a streaming head's ring reaches
+     * (an earlier truncation may have dropped rows); what it holds for
+     * certain is the window it sees, so a truncation may not go back
+     * before that (slimkv_storage_truncate). */
+    tmp->stream_floor = tmp->cfg.n_sink + slimkv_v_body_tokens(&tmp->cfg, tokens);
     /* a snapshot is hostile input: what the kernels will read must hold */
     return slimkv_snapshot_state_valid(tmp) && slimkv_evict_state_valid(tmp) ? SLIMKV_OK : SLIMKV_ERR_FORMAT;
 }

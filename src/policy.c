@@ -233,3 +233,22 @@ void slimkv_policy_reset(slimkv_cache *c)
     }
     c->channels_pending = 1;
 }
+
+void slimkv_policy_copy_choice(slimkv_cache *dst, const slimkv_cache *src)
+{
+    const slimkv_config *cfg = &src->cfg;
+    for (int i = 0; i < cfg->n_kv_heads; i++) {
+        const slimkv_head *s = &src->heads[i];
+        slimkv_head *d = &dst->heads[i];
+        d->dk = s->dk;
+        d->dv = s->dv;
+        memcpy(d->k_chan, s->k_chan, (size_t)cfg->head_dim * sizeof *d->k_chan);
+        memcpy(d->v_chan, s->v_chan, (size_t)cfg->head_dim * sizeof *d->v_chan);
+        if (s->qnorm) {
+            memcpy(d->qnorm, s->qnorm, (size_t)cfg->head_dim * sizeof *d->qnorm);
+            memcpy(d->qnorm_rsqrt, s->qnorm_rsqrt, (size_t)cfg->head_dim * sizeof *d->qnorm_rsqrt);
+        }
+        slimkv_policy_group_bytes(dst, d);
+    }
+    dst->channels_pending = src->channels_pending;
+}

@@ -1,6 +1,8 @@
 /* CPU storage of a cache: the full-precision sink rows and residual window
  * of each head, and its compressed body in pages (simd/kernels.h layouts),
- * with append flushing tokens from the window to the body as they age. */
+ * with append flushing tokens from the window to the body as they age and
+ * truncate moving them back. Pages may be shared with forks
+ * (storage_share.c). */
 #include <string.h>
 
 #include "internal.h"
@@ -57,10 +59,10 @@ void slimkv_storage_destroy(slimkv_cache *c)
         slimkv_free(h->ring_v);
         if (h->k_pages)
             for (int p = 0; p < h->n_k_pages; p++)
-                slimkv_free(h->k_pages[p]);
+                slimkv_page_release(h->k_pages[p]);
         if (h->v_pages)
             for (int p = 0; p < h->n_v_pages; p++)
-                slimkv_free(h->v_pages[p]);
+                slimkv_page_release(h->v_pages[p]);
         slimkv_free(h->k_pages);
         slimkv_free(h->v_pages);
     }
@@ -79,6 +81,21 @@ size_t slimkv_storage_bytes(const slimkv_cache *c)
     return total;
 }
 
+/* The part of slimkv_storage_bytes in pages other caches hold too (forks). */
+void slimkv_storage_bytes_shared(const slimkv_cache *c, size_t *owned, size_t *shared)
+{
+    size_t total = slimkv_storage_bytes(c), in_shared = 0;
+    for (int i = 0; i < c->cfg.n_kv_heads; i++) {
+        const slimkv_head *h = &c->heads[i];
+        for (int p = 0; p < h->n_k_pages; p++)
+            in_shared += slimkv_page_shared(h->k_pages[p]) ? h->k_group_bytes * SLIMKV_PAGE_GROUPS : 0;
+        for (int p = 0; p < h->n_v_pages; p++)
+            in_shared += slimkv_page_shared(h->v_pages[p]) ? h->v_block_bytes * SLIMKV_PAGE_GROUPS : 0;
+    }
+    *shared = in_shared;
+    *owned = total - in_shared;
+}
+
 /* Grows each head's page tables so that body_k / body_v tokens fit.
  * All-or-nothing: on failure every page allocated here is freed again. */
 slimkv_status slimkv_storage_reserve(slimkv_cache *c, int body_k, int body_v)
@@ -91,15 +108,15 @@ slimkv_status slimkv_storage_reserve(slimkv_cache *c, int body_k, int body_v)
         if (hd->dk == 0)
             continue;
         size_t kbytes = hd->k_group_bytes * SLIMKV_PAGE_GROUPS, vbytes = hd->v_block_bytes * SLIMKV_PAGE_GROUPS;
+        /* zeroed pages (slimkv_page_alloc): padding is deterministic and V
+         * slots not yet written read as code 0, scale 0, min 0 */
         while (hd->n_k_pages < need_k) {
-            /* zeroed: padding bytes are then deterministic */
-            if (!(hd->k_pages[hd->n_k_pages] = slimkv_calloc(1, kbytes)))
+            if (!(hd->k_pages[hd->n_k_pages] = slimkv_page_alloc(kbytes)))
                 goto fail;
             hd->n_k_pages++;
         }
         while (vbytes && hd->n_v_pages < need_v) {
-            /* zeroed: V slots not yet written must read as code 0, scale 0, min 0 */
-            if (!(hd->v_pages[hd->n_v_pages] = slimkv_calloc(1, vbytes)))
+            if (!(hd->v_pages[hd->n_v_pages] = slimkv_page_alloc(vbytes)))
                 goto fail;
             hd->n_v_pages++;
         }
@@ -111,9 +128,9 @@ fail:;
     for (int j = 0; j <= h && j < cfg->n_kv_heads; j++) {
         slimkv_head *hd = &c->heads[j];
         while (hd->n_k_pages > had_k)
-            slimkv_free(hd->k_pages[--hd->n_k_pages]), hd->k_pages[hd->n_k_pages] = NULL;
+            slimkv_page_release(hd->k_pages[--hd->n_k_pages]), hd->k_pages[hd->n_k_pages] = NULL;
         while (hd->n_v_pages > had_v)
-            slimkv_free(hd->v_pages[--hd->n_v_pages]), hd->v_pages[hd->n_v_pages] = NULL;
+            slimkv_page_release(hd->v_pages[--hd->n_v_pages]), hd->v_pages[hd->n_v_pages] = NULL;
     }
     return SLIMKV_ERR_NOMEM;
 }
@@ -197,11 +214,222 @@ slimkv_status slimkv_storage_append(slimkv_cache *c, const float *k, const float
         slimkv_free(scratch);
         return st;
     }
-    /* Nothing can fail from here on. Heads are independent. */
-#pragma omp parallel for schedule(static) if (n_tokens > 8)
+    /* Nothing can fail from here on. Heads are independent; a team is woken
+     * only for enough work (a prompt chunk, not a decode step or a few
+     * tokens): on a busy machine the end-of-region barrier waits for a
+     * descheduled thread, which costs more than a small append. */
+    size_t elements = (size_t)n_tokens * cfg->n_kv_heads * cfg->head_dim;
+#pragma omp parallel for schedule(static) if (cfg->n_kv_heads > 1 && elements >= 65536)
     for (int h = 0; h < cfg->n_kv_heads; h++)
         append_head(c, h, k, v, c->n_tokens, n_tokens, scratch + (size_t)h * per_head);
     c->n_tokens = n1;
     slimkv_free(scratch);
+    return SLIMKV_OK;
+}
+
+/* ---- truncation ----
+ *
+ * Keeping the first n tokens leaves what appending those n tokens would
+ * have left: the same tokens in the sinks, the window and the body
+ * (slimkv_k_body_tokens / slimkv_v_body_tokens of n), the same pages, and
+ * zeros wherever nothing is written yet. A token that goes back from the
+ * body to the window gets its row from the ring while the ring still holds
+ * it (the newest ring_slots tokens before the call), else decoded from the
+ * body. */
+
+/* The oldest position whose row a streaming head (no body) still holds at n
+ * tokens: ring_slots back at most, none that a truncation dropped, and the
+ * sinks are always held. */
+static int stream_rows_from(const slimkv_cache *c, int n)
+{
+    int from = n - c->ring_slots;
+    from = from > c->stream_floor ? from : c->stream_floor;
+    return from > c->cfg.n_sink ? from : c->cfg.n_sink;
+}
+
+static int has_streaming_head(const slimkv_cache *c)
+{
+    for (int i = 0; i < c->cfg.n_kv_heads; i++)
+        if (c->heads[i].dk == 0)
+            return 1;
+    return 0;
+}
+
+/* A decoded row into the window, kept inside the f16 range where the
+ * window is f16: a decoded value may round past 65504 (bf16, or a code
+ * times an fp16 scale), and Inf must not enter a window. */
+static void store_decoded_row(const slimkv_cache *c, slimkv_format row_fmt, float *row, uint8_t *dst)
+{
+    if (row_fmt == SLIMKV_F16)
+        for (int i = 0; i < c->cfg.head_dim; i++)
+            row[i] = row[i] > 65504.0f ? 65504.0f : row[i] < -65504.0f ? -65504.0f : row[i];
+    store_row(c, row_fmt, row, dst);
+}
+
+/* The K and V rows of position p (in both bodies of head h) as the body
+ * holds them: kept channels decoded, pruned ones 0, and for SparK every
+ * pruned channel as its score restores it. */
+static void decode_rows(const slimkv_cache *c, const slimkv_head *h, int p, uint8_t *k_row, uint8_t *v_row)
+{
+    const slimkv_config *cfg = &c->cfg;
+    int g = cfg->group_size, dim = cfg->head_dim, rel = p - cfg->n_sink;
+    float row[SLIMKV_MAX_HEAD_DIM], kept[SLIMKV_MAX_HEAD_DIM];
+    const uint8_t *group = slimkv_k_group_ptr(h, rel / g);
+    if (slimkv_k_is_spark(c)) {
+        slimkv_unpack_spark_token(cfg->k_format, group, h->qnorm_rsqrt, dim, c->spark_keep, g, rel % g, row);
+    } else {
+        memset(row, 0, (size_t)dim * sizeof *row);
+        slimkv_unpack_k_token(cfg->k_format, group, h->dk, g, rel % g, kept);
+        for (int j = 0; j < h->dk; j++)
+            row[h->k_chan[j]] = kept[j];
+    }
+    store_decoded_row(c, c->k_row_fmt, row, k_row);
+    memset(row, 0, (size_t)dim * sizeof *row);
+    if (h->dv > 0) { /* dv == 0: V fully pruned in the body */
+        slimkv_unpack_v_token(cfg->v_format, slimkv_v_block_ptr(h, rel / g), h->dv, g, rel % g, kept);
+        for (int j = 0; j < h->dv; j++)
+            row[h->v_chan[j]] = kept[j];
+    }
+    store_decoded_row(c, c->v_row_fmt, row, v_row);
+}
+
+/* Every ring slot of head h as appending the first n tokens leaves it: the
+ * row of the newest position below n that maps to the slot, zero where no
+ * position does. Rows the ring still holds stay. A head with a body gets
+ * older ones decoded from it (the ring held each position until ring_slots
+ * newer ones came, and every such position is in both bodies); a streaming
+ * head has them no more, and they are zeroed (the caller checked that it
+ * needs none of them). */
+static void rebuild_window(const slimkv_cache *c, const slimkv_head *h, int n_old, int n)
+{
+    int s = c->cfg.n_sink, ring = c->ring_slots, last = n - 1 - s;
+    int held_from = h->dk > 0 ? n_old - ring : stream_rows_from(c, n_old);
+    size_t krow = row_bytes(c, c->k_row_fmt), vrow = row_bytes(c, c->v_row_fmt);
+    for (int slot = 0; slot < ring; slot++) {
+        /* the newest rel <= last with rel % ring == slot; negative: none */
+        int rel = last < 0 ? -1 : last - ((last - slot) % ring + ring) % ring;
+        uint8_t *k_row = h->ring_k + (size_t)slot * krow, *v_row = h->ring_v + (size_t)slot * vrow;
+        if (rel >= 0 && s + rel >= held_from)
+            continue;
+        if (rel >= 0 && h->dk > 0) {
+            decode_rows(c, h, s + rel, k_row, v_row);
+        } else {
+            memset(k_row, 0, krow);
+            memset(v_row, 0, vrow);
+        }
+    }
+}
+
+/* The page holding the end of a body shrunk from old_body to body tokens,
+ * when written data follows that end inside it; else -1. */
+static int tail_page(int body, int old_body, int page_tokens)
+{
+    return body < old_body && body % page_tokens != 0 ? body / page_tokens : -1;
+}
+
+static int tail_is_shared(uint8_t *const *table, int n_pages, int tail)
+{
+    return tail >= 0 && tail < n_pages && slimkv_page_shared(table[tail]);
+}
+
+/* Page `index` of a table, this cache's own: a shared page is replaced by
+ * `copy` (allocated beforehand, NULL when the page is not shared). */
+static uint8_t *own_page(uint8_t **table, int index, uint8_t *copy, size_t page_bytes)
+{
+    if (copy) {
+        memcpy(copy, table[index], page_bytes);
+        slimkv_page_release(table[index]);
+        table[index] = copy;
+    }
+    return table[index];
+}
+
+static void release_pages_from(uint8_t **table, int *n_pages, int keep)
+{
+    while (*n_pages > keep) {
+        --*n_pages;
+        slimkv_page_release(table[*n_pages]);
+        table[*n_pages] = NULL;
+    }
+}
+
+slimkv_status slimkv_storage_truncate(slimkv_cache *c, int n)
+{
+    const slimkv_config *cfg = &c->cfg;
+    int n_old = c->n_tokens, g = cfg->group_size, page_tokens = g * SLIMKV_PAGE_GROUPS;
+    if (n == n_old)
+        return SLIMKV_OK;
+    /* A streaming head sees the sinks and the last R tokens, and holds no
+     * older row: it cannot give back one that aged out of its ring or that
+     * an earlier truncation dropped. */
+    int stream_start = cfg->n_sink + slimkv_v_body_tokens(cfg, n);
+    if (stream_start < n && stream_start < stream_rows_from(c, n_old) && has_streaming_head(c))
+        return SLIMKV_ERR_STATE;
+    int kb_old = slimkv_k_body_tokens(cfg, n_old), kb = slimkv_k_body_tokens(cfg, n);
+    int vb_old = slimkv_v_body_tokens(cfg, n_old), vb = slimkv_v_body_tokens(cfg, n);
+    int k_tail = tail_page(kb, kb_old, page_tokens), v_tail = tail_page(vb, vb_old, page_tokens);
+    int heads = cfg->n_kv_heads;
+
+    /* Allocate first: a copy of every shared page whose tail must be
+     * cleared ([2i] K, [2i+1] V of head i). Unshared caches allocate nothing. */
+    int shared_tails = 0;
+    for (int i = 0; i < heads; i++) {
+        const slimkv_head *h = &c->heads[i];
+        shared_tails += tail_is_shared(h->k_pages, h->n_k_pages, k_tail);
+        shared_tails += tail_is_shared(h->v_pages, h->n_v_pages, v_tail);
+    }
+    uint8_t **copies = NULL;
+    if (shared_tails > 0) {
+        if (!(copies = slimkv_calloc((size_t)heads * 2, sizeof *copies)))
+            return SLIMKV_ERR_NOMEM;
+        for (int i = 0; i < heads; i++) {
+            const slimkv_head *h = &c->heads[i];
+            if ((tail_is_shared(h->k_pages, h->n_k_pages, k_tail) &&
+                 !(copies[2 * i] = slimkv_page_alloc(h->k_group_bytes * SLIMKV_PAGE_GROUPS))) ||
+                (tail_is_shared(h->v_pages, h->n_v_pages, v_tail) &&
+                 !(copies[2 * i + 1] = slimkv_page_alloc(h->v_block_bytes * SLIMKV_PAGE_GROUPS)))) {
+                for (int j = 0; j < 2 * heads; j++)
+                    slimkv_page_release(copies[j]);
+                slimkv_free(copies);
+                return SLIMKV_ERR_NOMEM;
+            }
+        }
+    }
+
+    /* Nothing can fail from here on. Each head's window is rebuilt from
+     * its pages before they are cleared or released. */
+    size_t krow = row_bytes(c, c->k_row_fmt), vrow = row_bytes(c, c->v_row_fmt);
+    for (int i = 0; i < heads; i++) {
+        slimkv_head *h = &c->heads[i];
+        rebuild_window(c, h, n_old, n);
+        if (k_tail >= 0 && k_tail < h->n_k_pages) {
+            size_t bytes = h->k_group_bytes;
+            uint8_t *copy = copies ? copies[2 * i] : NULL;
+            uint8_t *page = own_page(h->k_pages, k_tail, copy, bytes * SLIMKV_PAGE_GROUPS);
+            int first = kb / g % SLIMKV_PAGE_GROUPS;
+            memset(page + (size_t)first * bytes, 0, (size_t)(SLIMKV_PAGE_GROUPS - first) * bytes);
+        }
+        if (v_tail >= 0 && v_tail < h->n_v_pages) {
+            size_t bytes = h->v_block_bytes;
+            uint8_t *copy = copies ? copies[2 * i + 1] : NULL;
+            uint8_t *page = own_page(h->v_pages, v_tail, copy, bytes * SLIMKV_PAGE_GROUPS);
+            int block = vb / g % SLIMKV_PAGE_GROUPS;
+            /* the partly kept block: its slots past the new end read as never written again */
+            slimkv_clear_v_slots(cfg->v_format, page + (size_t)block * bytes, h->dv, g, vb % g);
+            memset(page + (size_t)(block + 1) * bytes, 0, (size_t)(SLIMKV_PAGE_GROUPS - block - 1) * bytes);
+        }
+        release_pages_from(h->k_pages, &h->n_k_pages, slimkv_pages_for_tokens(cfg, kb));
+        release_pages_from(h->v_pages, &h->n_v_pages, slimkv_pages_for_tokens(cfg, vb));
+        if (n < c->sink_rows) {
+            memset(h->sink_k + (size_t)n * krow, 0, (size_t)(c->sink_rows - n) * krow);
+            memset(h->sink_v + (size_t)n * vrow, 0, (size_t)(c->sink_rows - n) * vrow);
+        }
+    }
+    /* what the streaming heads lost stays lost, up to n: positions from n
+     * on are appended afresh */
+    int lost_below = stream_rows_from(c, n_old);
+    c->stream_floor = lost_below < n ? lost_below : n;
+    c->n_tokens = n;
+    slimkv_free(copies);
     return SLIMKV_OK;
 }

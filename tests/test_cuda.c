@@ -357,6 +357,16 @@ static void test_bad_calls(void **state)
     q[3] = 0.25f;
     assert_int_equal(slimkv_cache_save(cache, "/nonexistent-dir/x"), SLIMKV_ERR_UNSUPPORTED);
     assert_int_equal(slimkv_cache_restore(cache, "/nonexistent-dir/x"), SLIMKV_ERR_UNSUPPORTED);
+    /* truncate and fork are CPU-only for now; a bad count is still refused first */
+    assert_int_equal(slimkv_cache_truncate(cache, N - 1), SLIMKV_ERR_UNSUPPORTED);
+    assert_int_equal(slimkv_cache_truncate(cache, N + 1), SLIMKV_ERR_INVALID_ARG);
+    slimkv_cache *fork = (slimkv_cache *)0x1;
+    assert_int_equal(slimkv_cache_fork(cache, &fork), SLIMKV_ERR_UNSUPPORTED);
+    assert_ptr_equal(fork, (slimkv_cache *)0x1);
+    size_t owned, shared;
+    assert_int_equal(slimkv_cache_bytes_shared(cache, &owned, &shared), SLIMKV_OK);
+    assert_int_equal(owned, bytes0);
+    assert_int_equal(shared, 0);
 
     int n;
     assert_int_equal(slimkv_cache_tokens(cache, &n), SLIMKV_OK);

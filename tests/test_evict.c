@@ -1427,6 +1427,73 @@ static void test_threads_agree(void **state)
     free_workload(&w);
 }
 
+/* Fork and truncate of evicting caches: a fork holds the same tokens,
+ * positions, scores and tokens seen and attends alike; truncation keeps
+ * the first held tokens while the dropped ones are the newest positions
+ * (the tokens seen roll back), and refuses a cut past an evicted gap. */
+static void test_fork_and_truncate(void **state)
+{
+    (void)state;
+    workload w = make_workload(4, 2, 32, 400, 41);
+    const slimkv_eviction kinds[] = {SLIMKV_EVICT_SNAPKV, SLIMKV_EVICT_H2O};
+    for (int e = 0; e < 2; e++) {
+        slimkv_config cfg = base_config(&w, SLIMKV_Q4, SLIMKV_Q4);
+        cfg.eviction = kinds[e];
+        cfg.evict_budget = 64;
+        slimkv_cache *c, *f;
+        assert_int_equal(slimkv_cache_create(&cfg, &c), SLIMKV_OK);
+        float *out = malloc((size_t)300 * 4 * 32 * sizeof(float)), *out_f = malloc((size_t)4 * 32 * sizeof(float));
+        assert_true(out && out_f);
+        assert_int_equal(slimkv_cache_prefill(c, w.q, w.k, w.v, 300, out), SLIMKV_OK);
+        for (int t = 300; t < 340; t++) {
+            assert_int_equal(slimkv_cache_append(c, k_at(&w, t), v_at(&w, t), 1), SLIMKV_OK);
+            assert_int_equal(slimkv_attend_observe(c, q_at(&w, t), 1, out), SLIMKV_OK);
+        }
+        int held, seen, held_f, seen_f;
+        slimkv_cache_tokens(c, &held);
+        slimkv_cache_tokens_seen(c, &seen);
+        assert_true(held < seen); /* something was evicted */
+        assert_int_equal(slimkv_cache_fork(c, &f), SLIMKV_OK);
+        slimkv_cache_tokens(f, &held_f);
+        slimkv_cache_tokens_seen(f, &seen_f);
+        assert_int_equal(held_f, held);
+        assert_int_equal(seen_f, seen);
+        for (int h = 0; h < 2; h++) {
+            int32_t pos[400], pos_f[400];
+            int n, n_f;
+            assert_int_equal(slimkv_cache_token_positions(c, h, pos, &n), SLIMKV_OK);
+            assert_int_equal(slimkv_cache_token_positions(f, h, pos_f, &n_f), SLIMKV_OK);
+            assert_int_equal(n, n_f);
+            assert_memory_equal(pos, pos_f, (size_t)n * sizeof *pos);
+            if (kinds[e] == SLIMKV_EVICT_H2O) {
+                float sc[400], sc_f[400];
+                assert_int_equal(slimkv_cache_token_scores(c, h, sc, &n), SLIMKV_OK);
+                assert_int_equal(slimkv_cache_token_scores(f, h, sc_f, &n_f), SLIMKV_OK);
+                assert_memory_equal(sc, sc_f, (size_t)n * sizeof *sc);
+            }
+        }
+        assert_int_equal(slimkv_attend(c, q_at(&w, 339), 1, out), SLIMKV_OK);
+        assert_int_equal(slimkv_attend(f, q_at(&w, 339), 1, out_f), SLIMKV_OK);
+        assert_memory_equal(out, out_f, (size_t)4 * 32 * sizeof(float));
+        /* the newest 5 tokens were never evictable: a rollback of 5 */
+        assert_int_equal(slimkv_cache_truncate(f, held - 5), SLIMKV_OK);
+        slimkv_cache_tokens_seen(f, &seen_f);
+        assert_int_equal(seen_f, seen - 5);
+        /* a cut into the evicted part is refused, the fork unchanged */
+        uint64_t before = evict_digest(f, 2);
+        assert_int_equal(slimkv_cache_truncate(f, 20), SLIMKV_ERR_STATE);
+        assert_true(evict_digest(f, 2) == before);
+        /* the source still holds everything */
+        slimkv_cache_tokens(c, &held_f);
+        assert_int_equal(held_f, held);
+        slimkv_cache_destroy(c);
+        slimkv_cache_destroy(f);
+        free(out);
+        free(out_f);
+    }
+    free_workload(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1439,6 +1506,7 @@ int main(void)
         cmocka_unit_test(test_snapshots),
         cmocka_unit_test(test_forged_snapshots),
         cmocka_unit_test(test_threads_agree),
+        cmocka_unit_test(test_fork_and_truncate),
         cmocka_unit_test_teardown(test_allocation_failures, teardown_allocator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

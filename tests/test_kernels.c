@@ -770,6 +770,45 @@ static void check_attend_spark_groups(const slimkv_kernels *k, const slimkv_kern
             }
 }
 
+/* ---- Walsh-Hadamard rotation ----
+ * Forward against the explicit matrix in double, H[i][j] = (-1)^popcount(i & j),
+ * and inverse(forward(x)) = x, for every power of 2 a head_dim can be. */
+static void check_rotate(const slimkv_kernels *k, const slimkv_kernels *ref)
+{
+    (void)ref;
+    test_rng r;
+    rng_seed(&r, 29);
+    for (int dim = 4; dim <= SLIMKV_MAX_HEAD_DIM; dim *= 2) {
+        float *x = malloc((size_t)dim * sizeof(float)), *y = malloc((size_t)dim * sizeof(float));
+        float *signs = malloc((size_t)dim * sizeof(float));
+        assert_true(x && y && signs);
+        fill_normal(&r, x, (size_t)dim, 1.0f);
+        for (int c = 0; c < dim; c++)
+            signs[c] = rng_uniform(&r) < 0.0f ? -1.0f : 1.0f;
+        memcpy(y, x, (size_t)dim * sizeof(float));
+        k->rotate(y, dim, signs, 0);
+        double norm_x = 0.0, norm_y = 0.0;
+        for (int i = 0; i < dim; i++) {
+            double want = 0.0;
+            for (int j = 0; j < dim; j++)
+                want += (__builtin_popcount((unsigned)(i & j)) % 2 ? -1.0 : 1.0) * signs[j] * x[j];
+            want /= sqrt((double)dim);
+            if (fabs(y[i] - want) > 1e-5 * sqrt((double)dim))
+                fail_msg("%s rotate dim=%d at %d: %g vs %g", k->name, dim, i, y[i], want);
+            norm_x += (double)x[i] * x[i];
+            norm_y += (double)y[i] * y[i];
+        }
+        assert_true(fabs(norm_y - norm_x) <= 1e-4 * norm_x); /* orthogonal */
+        k->rotate(y, dim, signs, 1);
+        for (int i = 0; i < dim; i++)
+            if (fabs(y[i] - x[i]) > 1e-5)
+                fail_msg("%s rotate dim=%d: inverse(forward(x)) at %d is %g, x %g", k->name, dim, i, y[i], x[i]);
+        free(x);
+        free(y);
+        free(signs);
+    }
+}
+
 /* One body over every ISA. */
 typedef void (*family_check)(const slimkv_kernels *, const slimkv_kernels *);
 
@@ -797,6 +836,7 @@ static void test_spark(void **state) { (void)state; run_on_every_isa(check_spark
 static void test_exp_sum(void **state) { (void)state; run_on_every_isa(check_exp_sum); }
 static void test_attend_groups(void **state) { (void)state; run_on_every_isa(check_attend_groups); }
 static void test_attend_spark_groups(void **state) { (void)state; run_on_every_isa(check_attend_spark_groups); }
+static void test_rotate(void **state) { (void)state; run_on_every_isa(check_rotate); }
 static void test_conversions(void **state) { (void)state; run_on_every_isa(check_conversions); }
 
 /* The scalar fp16 conversion itself against known encodings. */
@@ -867,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_exp_sum),
         cmocka_unit_test(test_attend_groups),
         cmocka_unit_test(test_attend_spark_groups),
+        cmocka_unit_test(test_rotate),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }

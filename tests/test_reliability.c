@@ -145,9 +145,11 @@ static void test_calls_fail_cleanly(void **state)
 {
     (void)state;
     data d = make_data(700, 7);
-    const slimkv_policy policies[] = {SLIMKV_POLICY_STATIC, SLIMKV_POLICY_THINK};
-    for (int p = 0; p < 2; p++) {
+    /* the third: the rotated copies of rotate = 1 are allocations too */
+    const slimkv_policy policies[] = {SLIMKV_POLICY_STATIC, SLIMKV_POLICY_THINK, SLIMKV_POLICY_NONE};
+    for (int p = 0; p < 3; p++) {
         slimkv_config cfg = small_config(policies[p]);
+        cfg.rotate = policies[p] == SLIMKV_POLICY_NONE ? SLIMKV_ROTATE_K | SLIMKV_ROTATE_V : 0;
         install_faults(0);
         faults.live = 0;
         slimkv_cache *c;

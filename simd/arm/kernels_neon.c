@@ -722,6 +722,39 @@ void slimkv_scale_f32_neon(float *x, int n, float a)
         x[i] *= a;
 }
 
+/* ---- Walsh-Hadamard rotation ---- */
+
+/* Butterflies of strides 1 and 2 inside one register: lane j (bit h clear)
+ * becomes x_j + x_{j+h}, lane j + h becomes x_j - x_{j+h}. */
+static inline float32x4_t hadamard4(float32x4_t x)
+{
+    static const uint32_t odd[4] = {0, ~0u, 0, ~0u}, high[4] = {0, 0, ~0u, ~0u};
+    float32x4_t p = vrev64q_f32(x);
+    x = vbslq_f32(vld1q_u32(odd), vsubq_f32(p, x), vaddq_f32(x, p));
+    p = vextq_f32(x, x, 2);
+    return vbslq_f32(vld1q_u32(high), vsubq_f32(p, x), vaddq_f32(x, p));
+}
+
+static void slimkv_rotate_neon(float *x, int dim, const float *signs, int inverse)
+{
+    for (int c = 0; c < dim; c += 4) { /* dim >= 4 */
+        float32x4_t v = vld1q_f32(x + c);
+        vst1q_f32(x + c, hadamard4(inverse ? v : vmulq_f32(v, vld1q_f32(signs + c))));
+    }
+    for (int h = 4; h < dim; h *= 2)
+        for (int i = 0; i < dim; i += 2 * h)
+            for (int j = i; j < i + h; j += 4) {
+                const float32x4_t a = vld1q_f32(x + j), b = vld1q_f32(x + j + h);
+                vst1q_f32(x + j, vaddq_f32(a, b));
+                vst1q_f32(x + j + h, vsubq_f32(a, b));
+            }
+    const float norm = 1.0f / sqrtf((float)dim);
+    for (int c = 0; c < dim; c += 4) {
+        const float32x4_t scale = inverse ? vmulq_n_f32(vld1q_f32(signs + c), norm) : vdupq_n_f32(norm);
+        vst1q_f32(x + c, vmulq_f32(vld1q_f32(x + c), scale));
+    }
+}
+
 /* ---- fused decode over whole groups ---- */
 
 /* Index: format - SLIMKV_F32 (kernels_dotprod_neon.c pairs them with its
@@ -842,6 +875,7 @@ void slimkv_kernels_init_neon(slimkv_kernels *k)
                 k->attend_groups[kf][vf] = slimkv_attend_groups_mixed_neon;
             k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_neon;
         }
+    k->rotate = slimkv_rotate_neon;
     k->f32_to_f16 = f32_to_f16_neon;
     k->f16_to_f32 = f16_to_f32_neon;
     slimkv_arm_spark_init_neon(k); /* SparK scores: spark_neon.c */

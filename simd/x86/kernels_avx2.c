@@ -9,6 +9,7 @@
 #include <immintrin.h>
 #include <sleef.h>
 
+#include "hadamard.h"
 #include "x86_common.h"
 #include "tile_loop.h"
 
@@ -400,6 +401,44 @@ void slimkv_scale_f32_avx2(float *x, int n, float a)
         x[i] *= a;
 }
 
+/* ---- Walsh-Hadamard rotation ---- */
+
+/* Butterflies of strides 1, 2 and 4 inside one register: lane j (bit h
+ * clear) becomes x_j + x_{j+h}, lane j + h becomes x_j - x_{j+h}. */
+X86_INLINE __m256 hadamard8(__m256 x)
+{
+    __m256 p = _mm256_permute_ps(x, _MM_SHUFFLE(2, 3, 0, 1));
+    x = _mm256_blend_ps(_mm256_add_ps(x, p), _mm256_sub_ps(p, x), 0xaa);
+    p = _mm256_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2));
+    x = _mm256_blend_ps(_mm256_add_ps(x, p), _mm256_sub_ps(p, x), 0xcc);
+    p = _mm256_permute2f128_ps(x, x, 1);
+    return _mm256_blend_ps(_mm256_add_ps(x, p), _mm256_sub_ps(p, x), 0xf0);
+}
+
+static void slimkv_rotate_avx2(float *x, int dim, const float *signs, int inverse)
+{
+    if (dim < 8) {
+        slimkv_rotate_generic(x, dim, signs, inverse);
+        return;
+    }
+    for (int c = 0; c < dim; c += 8) {
+        __m256 v = _mm256_loadu_ps(x + c);
+        _mm256_storeu_ps(x + c, hadamard8(inverse ? v : _mm256_mul_ps(v, _mm256_loadu_ps(signs + c))));
+    }
+    for (int h = 8; h < dim; h *= 2)
+        for (int i = 0; i < dim; i += 2 * h)
+            for (int j = i; j < i + h; j += 8) {
+                const __m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + h);
+                _mm256_storeu_ps(x + j, _mm256_add_ps(a, b));
+                _mm256_storeu_ps(x + j + h, _mm256_sub_ps(a, b));
+            }
+    const __m256 norm = _mm256_set1_ps(1.0f / sqrtf((float)dim));
+    for (int c = 0; c < dim; c += 8) {
+        const __m256 scale = inverse ? _mm256_mul_ps(_mm256_loadu_ps(signs + c), norm) : norm;
+        _mm256_storeu_ps(x + c, _mm256_mul_ps(_mm256_loadu_ps(x + c), scale));
+    }
+}
+
 /* ---- fused decode over whole groups, dense K and V formats ---- */
 
 /* Index: format - SLIMKV_F32. */
@@ -486,6 +525,7 @@ void slimkv_kernels_init_avx2(slimkv_kernels *k)
                 k->attend_groups[kf][vf] = slimkv_attend_groups_mixed_avx2;
             k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_avx2;
         }
+    k->rotate = slimkv_rotate_avx2;
     k->f32_to_f16 = f32_to_f16_avx2;
     k->f16_to_f32 = f16_to_f32_avx2;
 }

@@ -10,6 +10,7 @@
 #include <immintrin.h>
 #include <sleef.h>
 
+#include "hadamard.h"
 #include "x86_common.h"
 #include "tile_loop.h"
 
@@ -393,6 +394,46 @@ void slimkv_scale_f32_avx512(float *x, int n, float a)
     }
 }
 
+/* ---- Walsh-Hadamard rotation ---- */
+
+/* Butterflies of strides 1, 2, 4 and 8 inside one register: lane j (bit h
+ * clear) becomes x_j + x_{j+h}, lane j + h becomes x_j - x_{j+h}. */
+X86_INLINE __m512 hadamard16(__m512 x)
+{
+    __m512 p = _mm512_permute_ps(x, _MM_SHUFFLE(2, 3, 0, 1));
+    x = _mm512_mask_sub_ps(_mm512_add_ps(x, p), 0xaaaa, p, x);
+    p = _mm512_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2));
+    x = _mm512_mask_sub_ps(_mm512_add_ps(x, p), 0xcccc, p, x);
+    p = _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(2, 3, 0, 1));
+    x = _mm512_mask_sub_ps(_mm512_add_ps(x, p), 0xf0f0, p, x);
+    p = _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(1, 0, 3, 2));
+    return _mm512_mask_sub_ps(_mm512_add_ps(x, p), 0xff00, p, x);
+}
+
+static void slimkv_rotate_avx512(float *x, int dim, const float *signs, int inverse)
+{
+    if (dim < 16) {
+        slimkv_rotate_generic(x, dim, signs, inverse);
+        return;
+    }
+    for (int c = 0; c < dim; c += 16) {
+        __m512 v = _mm512_loadu_ps(x + c);
+        _mm512_storeu_ps(x + c, hadamard16(inverse ? v : _mm512_mul_ps(v, _mm512_loadu_ps(signs + c))));
+    }
+    for (int h = 16; h < dim; h *= 2)
+        for (int i = 0; i < dim; i += 2 * h)
+            for (int j = i; j < i + h; j += 16) {
+                const __m512 a = _mm512_loadu_ps(x + j), b = _mm512_loadu_ps(x + j + h);
+                _mm512_storeu_ps(x + j, _mm512_add_ps(a, b));
+                _mm512_storeu_ps(x + j + h, _mm512_sub_ps(a, b));
+            }
+    const __m512 norm = _mm512_set1_ps(1.0f / sqrtf((float)dim));
+    for (int c = 0; c < dim; c += 16) {
+        const __m512 scale = inverse ? _mm512_mul_ps(_mm512_loadu_ps(signs + c), norm) : norm;
+        _mm512_storeu_ps(x + c, _mm512_mul_ps(_mm512_loadu_ps(x + c), scale));
+    }
+}
+
 /* ---- fused decode over whole groups, dense K and V formats ---- */
 
 /* Index: format - SLIMKV_F32. */
@@ -479,6 +520,7 @@ void slimkv_kernels_init_avx512(slimkv_kernels *k)
                 k->attend_groups[kf][vf] = slimkv_attend_groups_mixed_avx512;
             k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_avx512;
         }
+    k->rotate = slimkv_rotate_avx512;
     k->f32_to_f16 = f32_to_f16_avx512;
     k->f16_to_f32 = f16_to_f32_avx512;
 }

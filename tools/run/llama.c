@@ -499,6 +499,7 @@ void llama_cache_options_init(llama_cache_options *o)
     o->policy = SLIMKV_POLICY_NONE;
     o->prune_ratio = defaults.prune_ratio;
     o->window = defaults.window;
+    o->rotate = defaults.rotate;
     o->plan = NULL;
     o->eviction = defaults.eviction;
     o->evict_budget = defaults.evict_budget;
@@ -581,6 +582,7 @@ slimkv_status llama_session_create(const llama_model *m, const llama_cache_optio
             cfg.residual = opts->residual;
             cfg.n_sink = opts->n_sink;
             cfg.channel_align = opts->channel_align;
+            cfg.rotate = opts->rotate;
             if (opts->k_masks && opts->k_masks[i]) {
                 cfg.policy = SLIMKV_POLICY_STATIC;
                 cfg.k_mask = opts->k_masks[i];

@@ -55,6 +55,7 @@ typedef struct llama_cache_options {
     slimkv_policy policy;
     float prune_ratio;
     int window;
+    int rotate; /* slimkv_config.rotate */
     /* A per-layer plan (slimkv-plan): when set, it gives every layer's
      * storage settings and masks, and the fields above are not used. */
     const slimkv_plan *plan;

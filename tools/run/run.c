@@ -62,6 +62,7 @@ typedef struct run_options {
     const char *plan_file, *write_calib;
     double streaming; /* fraction of KV heads made streaming heads */
     int residual, group, sinks, align;
+    int rotate;       /* SLIMKV_ROTATE_* bits */
     int threads;
     int f32_weights;           /* every weight matrix dequantized to float32 */
     const char *weights_isa;   /* weight kernels (NULL: as the library chooses) */
@@ -158,6 +159,8 @@ static void usage(FILE *to)
             "                      calibration text) keep no K channel: LeanK-style streaming heads\n"
             "  --residual N        recent tokens kept in f16 (multiple of --group, default 128)\n"
             "  --group N           K/V quantization group (default 32)\n"
+            "  --rotate WHAT       Walsh-Hadamard rotation of none (default), k (keys and queries),\n"
+            "                      v (values and outputs) or kv\n"
             "  --sinks N           first tokens kept in f16 (default 0)\n"
             "  --align N           kept-channel alignment (default 8)\n"
             "  --threads N         OpenMP threads (default: all)\n"
@@ -176,8 +179,9 @@ static void usage(FILE *to)
             "prefill D tokens of FILE (from --offset), then time --n decode steps:\n"
             "  --depths LIST       comma-separated depths (default 0,2048,4096,8192)\n"
             "  --configs SET       default (f16, q8, q4, q4 with K pruning), all (the eval's rows),\n"
-            "                      evict (f16, q4, q4 + ThinK and the token eviction rows), or\n"
-            "                      options (the one that --k-format, --policy, ... describe);\n"
+            "                      evict (f16, q4, q4 + ThinK and the token eviction rows),\n"
+            "                      options (the one that --k-format, --policy, ... describe), or\n"
+            "                      row names separated by ';' (\"q2;q2, V rotated\"; dense comes first);\n"
             "                      --eval takes all unless told otherwise\n"
             "  --json FILE         also write the rows as JSON\n"
             "perplexity (--ppl FILE) and evaluation (--eval FILE):\n"
@@ -302,6 +306,9 @@ static int parse_options(int argc, char **argv, run_options *o)
             ok = parse_int(v, 0, 1 << 20, &o->residual);
         } else if (!strcmp(a, "--group")) {
             ok = parse_int(v, 1, 1 << 20, &o->group);
+        } else if (!strcmp(a, "--rotate")) {
+            ok = !strcmp(v, "none") || !strcmp(v, "k") || !strcmp(v, "v") || !strcmp(v, "kv");
+            o->rotate = (strchr(v, 'k') ? SLIMKV_ROTATE_K : 0) | (strchr(v, 'v') ? SLIMKV_ROTATE_V : 0);
         } else if (!strcmp(a, "--sinks")) {
             ok = parse_int(v, 0, 1 << 20, &o->sinks);
         } else if (!strcmp(a, "--align")) {
@@ -325,7 +332,7 @@ static int parse_options(int argc, char **argv, run_options *o)
         } else if (!strcmp(a, "--depths")) {
             ok = parse_depths(v, o);
         } else if (!strcmp(a, "--configs")) {
-            ok = !strcmp(v, "default") || !strcmp(v, "all") || !strcmp(v, "evict") || !strcmp(v, "options");
+            ok = *v != '\0'; /* default, all, options or row names (checked once the rows exist) */
             o->configs = v;
         } else if (!strcmp(a, "--json")) {
             o->json_file = v;
@@ -637,6 +644,8 @@ typedef struct kv_config {
     double prune_ratio;
     const slimkv_plan *plan;
     int sinks;
+    int group;  /* 0: --group */
+    int rotate; /* SLIMKV_ROTATE_* bits */
     slimkv_eviction eviction; /* with evict_budget (the pool and window are the options') */
     int evict_budget;
 } kv_config;
@@ -646,7 +655,8 @@ static void cache_options(const run_options *o, const kv_config *kc, uint8_t **m
     llama_cache_options_init(opts);
     opts->k_format = kc->k_format;
     opts->v_format = kc->v_format;
-    opts->group_size = o->group;
+    opts->group_size = kc->group ? kc->group : o->group;
+    opts->rotate = kc->rotate;
     opts->residual = o->residual;
     opts->n_sink = kc->sinks;
     opts->channel_align = o->align;
@@ -929,8 +939,8 @@ static kv_config config_from_options(const runtime *rt)
     const run_options *o = rt->opt;
     kv_config kc = {.k_format = o->k_format, .v_format = o->v_format, .keep_k = o->keep_k,
                     .score_with_q = o->score_with_q, .policy = o->policy, .prune_ratio = o->prune_ratio,
-                    .streaming = o->streaming, .sinks = o->sinks, .plan = rt->plan, .eviction = o->eviction,
-                    .evict_budget = o->evict_budget};
+                    .streaming = o->streaming, .sinks = o->sinks, .plan = rt->plan, .rotate = o->rotate,
+                    .eviction = o->eviction, .evict_budget = o->evict_budget};
     snprintf(kc.name, sizeof kc.name, "K %s, V %s", slimkv_format_name(o->k_format), slimkv_format_name(o->v_format));
     return kc;
 }
@@ -1082,7 +1092,7 @@ static void kl_summary(double *kl, long n, double *mean, double *p99)
 
 /* The configurations the eval table and the depth bench compare, dense f16
  * first (the baseline), --plan's last when given; returns how many. */
-#define N_STANDARD_CONFIGS 26
+#define N_STANDARD_CONFIGS 35
 static int standard_configs(const runtime *rt, kv_config *rows)
 {
     const run_options *o = rt->opt;
@@ -1091,6 +1101,9 @@ static int standard_configs(const runtime *rt, kv_config *rows)
 #define ROW(label, kf, vf, keep, by_q, stream, s, pol, ratio)                                                      \
     {.name = label, .k_format = kf, .v_format = vf, .keep_k = keep, .score_with_q = by_q, .streaming = stream,     \
      .sinks = s, .policy = pol, .prune_ratio = ratio}
+    /* every channel kept, the group size and rotation of the row */
+#define LOWBIT(label, kf, vf, g, rot)                                                                              \
+    {.name = label, .k_format = kf, .v_format = vf, .keep_k = 1.0, .sinks = o->sinks, .group = g, .rotate = rot}
 #define EVICT_ROW(label, f, pol, ratio, ev, budget)                                                                \
     {.name = label, .k_format = f, .v_format = f, .keep_k = 1.0, .sinks = o->sinks, .policy = pol,                 \
      .prune_ratio = ratio, .eviction = ev, .evict_budget = budget}
@@ -1100,6 +1113,15 @@ static int standard_configs(const runtime *rt, kv_config *rows)
         ROW("q8", SLIMKV_Q8, SLIMKV_Q8, 1.0, 0, 0.0, o->sinks, none, 0),
         ROW("q4", SLIMKV_Q4, SLIMKV_Q4, 1.0, 0, 0.0, o->sinks, none, 0),
         ROW("q2", SLIMKV_Q2, SLIMKV_Q2, 1.0, 0, 0.0, o->sinks, none, 0),
+        LOWBIT("q2, V rotated", SLIMKV_Q2, SLIMKV_Q2, 0, SLIMKV_ROTATE_V),
+        LOWBIT("q2, K+V rotated", SLIMKV_Q2, SLIMKV_Q2, 0, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("q2, G=16", SLIMKV_Q2, SLIMKV_Q2, 16, 0),
+        LOWBIT("q2, G=16, V rotated", SLIMKV_Q2, SLIMKV_Q2, 16, SLIMKV_ROTATE_V),
+        LOWBIT("q2, G=16, K+V rotated", SLIMKV_Q2, SLIMKV_Q2, 16, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("q2, G=64", SLIMKV_Q2, SLIMKV_Q2, 64, 0),
+        LOWBIT("q2, G=64, K+V rotated", SLIMKV_Q2, SLIMKV_Q2, 64, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("q4, G=64, K+V rotated", SLIMKV_Q4, SLIMKV_Q4, 64, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("q4, V rotated", SLIMKV_Q4, SLIMKV_Q4, 0, SLIMKV_ROTATE_V),
         ROW("q4, K 75% kept by k", SLIMKV_Q4, SLIMKV_Q4, 0.75, 0, 0.0, o->sinks, none, 0),
         ROW("q4, K 75% kept by q·k", SLIMKV_Q4, SLIMKV_Q4, 0.75, 1, 0.0, o->sinks, none, 0),
         ROW("q4, K 50% kept by k", SLIMKV_Q4, SLIMKV_Q4, 0.5, 0, 0.0, o->sinks, none, 0),
@@ -1126,6 +1148,7 @@ static int standard_configs(const runtime *rt, kv_config *rows)
         ROW("plan", SLIMKV_F16, SLIMKV_F16, 1.0, 0, 0.0, o->sinks, none, 0),
     };
 #undef ROW
+#undef LOWBIT
 #undef EVICT_ROW
     int n_rows = (int)(sizeof all / sizeof all[0]) - (rt->plan ? 0 : 1);
     memcpy(rows, all, (size_t)n_rows * sizeof *rows);
@@ -1156,6 +1179,32 @@ static int chosen_configs(const runtime *rt, int all, kv_config *out)
     static const char *const evict_baselines[] = {"f16 (dense)", "q4", "q4, ThinK 0.4"};
     kv_config every[N_STANDARD_CONFIGS];
     int n_every = standard_configs(rt, every), n = 0;
+    const char *list = rt->opt->configs;
+    if (list && strcmp(list, "default") && strcmp(list, "all") && !evict_set) {
+        /* row names separated by ';', in the table's order; the dense row,
+         * which every other is compared with, always comes first */
+        int named = 1;
+        for (const char *p = list; *p; p++)
+            named += *p == ';';
+        out[n++] = every[0];
+        for (int i = 1; i < n_every; i++) {
+            size_t len = strlen(every[i].name);
+            for (const char *p = list; p; p = strchr(p, ';') ? strchr(p, ';') + 1 : NULL)
+                if (!strncmp(p, every[i].name, len) && (p[len] == ';' || p[len] == '\0')) {
+                    out[n++] = every[i];
+                    break;
+                }
+        }
+        int dense_named = 0;
+        for (const char *p = list; p; p = strchr(p, ';') ? strchr(p, ';') + 1 : NULL)
+            dense_named |= !strncmp(p, every[0].name, strlen(every[0].name));
+        if (n - 1 + dense_named != named) {
+            fprintf(stderr, "slimkv-run: --configs: %d of the %d names are rows of the table (see --eval's rows)\n",
+                    n - 1 + dense_named, named);
+            return 0;
+        }
+        return n;
+    }
     for (int i = 0; i < n_every; i++) {
         if (evict_set) {
             int chosen = every[i].eviction != SLIMKV_EVICT_NONE || every[i].plan;
@@ -1190,6 +1239,10 @@ static int run_eval(const runtime *rt)
     }
     kv_config rows_spec[N_STANDARD_CONFIGS];
     int n_rows = chosen_configs(rt, !o->configs || !strcmp(o->configs, "all"), rows_spec);
+    if (n_rows == 0) {
+        free(ids);
+        return 1;
+    }
     eval_row rows[N_STANDARD_CONFIGS] = {0}; /* the dense row is the KL reference: its KL stays 0 */
     int n_prompt = o->ctx - o->n_gen;
     if (n_prompt < 1 || n_prompt > count) {
@@ -1228,6 +1281,7 @@ static int run_eval(const runtime *rt)
         gen_result g = {0};
         slimkv_status st = perplexity(rt, &opts, ids + begin, count, r == 0 ? dense_argmax : argmax,
                                       r == 0 ? dense_logprobs : NULL, r == 0 ? NULL : dense_logprobs, kl, &row->ppl);
+        row->kl_mean = row->kl_p99 = 0.0; /* the dense row is the reference */
         if (st == SLIMKV_OK && r > 0)
             kl_summary(kl, row->ppl.r.scored, &row->kl_mean, &row->kl_p99);
         if (st == SLIMKV_OK) {
@@ -1396,6 +1450,8 @@ static int run_depth_bench(const runtime *rt)
     }
     kv_config configs[N_STANDARD_CONFIGS];
     int n_configs = chosen_configs(rt, o->configs && !strcmp(o->configs, "all"), configs);
+    if (n_configs == 0)
+        return 1;
     depth_row *rows = calloc((size_t)n_configs * o->n_depths, sizeof *rows);
     int status = rows ? 0 : 1, n_rows = 0;
     fprintf(stderr, "[depth] %s from token %d; %d decode steps; batch %d; %d threads\n", o->depth_file, o->offset,
