@@ -21,6 +21,7 @@
 #include <cmocka.h>
 #include <omp.h>
 
+#include "fault_alloc.h"
 #include "oracle.h"
 #include "safetensors.h"
 #include "tmpdir.h"
@@ -1192,52 +1193,6 @@ static void test_forged_snapshots(void **state)
 
 /* ---- every allocation failing in turn ---- */
 
-typedef struct fault_state {
-    long calls, fail_at, live;
-} fault_state;
-
-static fault_state faults;
-
-static void *fault_malloc(size_t size, void *user)
-{
-    fault_state *s = user;
-    if (++s->calls == s->fail_at)
-        return NULL;
-    void *p = malloc(size);
-    s->live += p != NULL;
-    return p;
-}
-
-static void *fault_calloc(size_t count, size_t size, void *user)
-{
-    fault_state *s = user;
-    if (++s->calls == s->fail_at)
-        return NULL;
-    void *p = calloc(count, size);
-    s->live += p != NULL;
-    return p;
-}
-
-static void fault_free(void *ptr, void *user)
-{
-    fault_state *s = user;
-    s->live -= ptr != NULL;
-    free(ptr);
-}
-
-static void install_faults(long fail_at)
-{
-    faults.calls = 0;
-    faults.fail_at = fail_at;
-    slimkv_allocator a = {fault_malloc, fault_calloc, fault_free, &faults};
-    assert_int_equal(slimkv_set_allocator(&a), SLIMKV_OK);
-}
-
-static int teardown_allocator(void **state)
-{
-    (void)state;
-    return slimkv_set_allocator(NULL) == SLIMKV_OK ? 0 : -1;
-}
 
 typedef enum { CALL_PREFILL, CALL_OBSERVE, CALL_APPEND, CALL_RESTORE } call_kind;
 

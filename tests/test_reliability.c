@@ -13,56 +13,9 @@
 
 #include <cmocka.h>
 
+#include "fault_alloc.h"
 #include "oracle.h"
 
-/* An allocator that fails the fail_at-th call (1-based; 0 = never) and
- * counts what is live. */
-typedef struct fault_state {
-    long calls, fail_at, live;
-} fault_state;
-
-static void *fault_malloc(size_t size, void *user)
-{
-    fault_state *s = user;
-    if (++s->calls == s->fail_at)
-        return NULL;
-    void *p = malloc(size);
-    s->live += p != NULL;
-    return p;
-}
-
-static void *fault_calloc(size_t count, size_t size, void *user)
-{
-    fault_state *s = user;
-    if (++s->calls == s->fail_at)
-        return NULL;
-    void *p = calloc(count, size);
-    s->live += p != NULL;
-    return p;
-}
-
-static void fault_free(void *ptr, void *user)
-{
-    fault_state *s = user;
-    s->live--;
-    free(ptr);
-}
-
-static fault_state faults;
-
-static void install_faults(long fail_at)
-{
-    faults.calls = 0;
-    faults.fail_at = fail_at;
-    slimkv_allocator a = {fault_malloc, fault_calloc, fault_free, &faults};
-    assert_int_equal(slimkv_set_allocator(&a), SLIMKV_OK);
-}
-
-static int teardown_allocator(void **state)
-{
-    (void)state;
-    return slimkv_set_allocator(NULL) == SLIMKV_OK ? 0 : -1;
-}
 
 static slimkv_config small_config(slimkv_policy policy)
 {
