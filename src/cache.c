@@ -334,7 +334,8 @@ slimkv_status slimkv_cache_bytes_shared(const slimkv_cache *c, size_t *owned, si
         return SLIMKV_ERR_NULL_ARG;
     size_t own, other;
     c->backend->bytes_shared(c, &own, &other);
-    *owned = own + slimkv_policy_state_bytes(c); /* the policy's state is always the cache's own copy */
+    /* the policy's and the eviction's state are always the cache's own copies */
+    *owned = own + slimkv_policy_state_bytes(c) + slimkv_evict_state_bytes(c);
     *shared = other;
     return SLIMKV_OK;
 }

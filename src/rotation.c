@@ -12,7 +12,7 @@
 #include "internal.h"
 
 /* splitmix64: the signs are a fixed function of (head, channel), the same
- * in every process, so snapshots restore into any cache with rotate = 1. */
+ * in every process, so a snapshot restores into any cache rotating alike. */
 static uint64_t mix(uint64_t x)
 {
     x += 0x9e3779b97f4a7c15ull;

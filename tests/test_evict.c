@@ -1409,6 +1409,10 @@ static void test_fork_and_truncate(void **state)
         slimkv_cache_tokens_seen(c, &seen);
         assert_true(held < seen); /* something was evicted */
         assert_int_equal(slimkv_cache_fork(c, &f), SLIMKV_OK);
+        size_t total, owned, shared;
+        assert_int_equal(slimkv_cache_bytes(f, &total), SLIMKV_OK);
+        assert_int_equal(slimkv_cache_bytes_shared(f, &owned, &shared), SLIMKV_OK);
+        assert_true(owned + shared == total); /* the eviction state is the fork's own */
         slimkv_cache_tokens(f, &held_f);
         slimkv_cache_tokens_seen(f, &seen_f);
         assert_int_equal(held_f, held);
