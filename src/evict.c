@@ -236,102 +236,26 @@ slimkv_status slimkv_evict_append(slimkv_cache *c, const float *k, const float *
     return SLIMKV_OK;
 }
 
-/* ---- decoding what the body stores (the rebuild's and nobody else's) ---- */
+/* ---- decoding what the body stores: simd/scalar.c's slimkv_unpack_*_token ---- */
 
-static float evict_elem(slimkv_format fmt, const uint8_t *base, size_t i)
-{
-    if (fmt == SLIMKV_F32) {
-        float f;
-        memcpy(&f, base + i * 4, sizeof f);
-        return f;
-    }
-    uint16_t h;
-    memcpy(&h, base + i * 2, sizeof h);
-    return fmt == SLIMKV_F16 ? slimkv_half_to_float(h) : slimkv_bfloat_to_float(h);
-}
-
-static float evict_param(const uint8_t *params, size_t i)
-{
-    uint16_t h;
-    memcpy(&h, params + 2 * i, sizeof h);
-    return slimkv_half_to_float(h);
-}
-
-/* Token t of a K group on the head's dk kept channels. */
 static void evict_decode_k_token(const slimkv_cache *c, const slimkv_head *h, const uint8_t *group, int t,
                                  float *vals)
 {
-    slimkv_format fmt = c->cfg.k_format;
-    int g = c->cfg.group_size, dk = h->dk;
-    if (!slimkv_is_quantized(fmt)) {
-        for (int j = 0; j < dk; j++)
-            vals[j] = evict_elem(fmt, group, (size_t)t * dk + j);
-        return;
-    }
-    int bits = slimkv_format_bits(fmt);
-    const uint8_t *scales = group + slimkv_k_params_offset(fmt, dk, g), *mins = scales + 2 * (size_t)dk;
-    for (int j = 0; j < dk; j++) {
-        size_t byte;
-        int shift;
-        slimkv_k_code_pos(bits, g, j, t, &byte, &shift);
-        int code = (group[byte] >> shift) & ((1 << bits) - 1);
-        vals[j] = (float)code * evict_param(scales, (size_t)j) + evict_param(mins, (size_t)j);
-    }
+    slimkv_unpack_k_token(c->cfg.k_format, group, h->dk, c->cfg.group_size, t, vals);
 }
 
-/* Token t of a SparK group as the full row that scores as the record does:
- * kept channels as stored, pruned ones sign * sqrt(a_t / ||qbar_c||). */
 static void evict_decode_spark_row(const slimkv_cache *c, const slimkv_head *h, const uint8_t *group, int t,
                                    float *row)
 {
     const slimkv_config *cfg = &c->cfg;
-    slimkv_format fmt = cfg->k_format;
-    int dim = cfg->head_dim, g = cfg->group_size;
-    slimkv_spark_geometry geo = slimkv_spark_geometry_of(fmt, dim, c->spark_keep, g);
-    const uint8_t *rec = group + (size_t)t * geo.record, *mask = rec, *sign = rec + geo.bits;
-    const uint8_t *params = rec + 2 * geo.bits + 4, *values = rec + geo.values;
-    float a_t;
-    memcpy(&a_t, rec + 2 * geo.bits, sizeof a_t);
-    float root = sqrtf(a_t);
-    int bits = slimkv_format_bits(fmt);
-    for (int ch = 0, j = 0; ch < dim; ch++) {
-        float negative = (sign[ch / 8] >> (ch % 8) & 1) ? -1.0f : 1.0f;
-        if (!(mask[ch / 8] >> (ch % 8) & 1)) {
-            row[ch] = negative * root * h->qnorm_rsqrt[ch];
-            continue;
-        }
-        if (!slimkv_is_quantized(fmt)) {
-            row[ch] = evict_elem(fmt, values, (size_t)j);
-        } else {
-            int code = (values[(size_t)j * bits / 8] >> ((j * bits) % 8)) & ((1 << bits) - 1);
-            row[ch] = (float)code * evict_param(params, (size_t)(j / g)) +
-                      evict_param(params, (size_t)geo.nvg + (size_t)(j / g));
-        }
-        j++;
-    }
+    slimkv_unpack_spark_token(cfg->k_format, group, h->qnorm_rsqrt, cfg->head_dim, c->spark_keep, cfg->group_size,
+                              t, row);
 }
 
-/* Token slot s of a V block on the head's dv kept channels. */
 static void evict_decode_v_token(const slimkv_cache *c, const slimkv_head *h, const uint8_t *block, int s,
                                  float *vals)
 {
-    slimkv_format fmt = c->cfg.v_format;
-    int g = c->cfg.group_size, dv = h->dv;
-    if (!slimkv_is_quantized(fmt)) {
-        for (int j = 0; j < dv; j++)
-            vals[j] = evict_elem(fmt, block, (size_t)s * dv + j);
-        return;
-    }
-    int bits = slimkv_format_bits(fmt), nvg = (dv + g - 1) / g;
-    const uint8_t *scales = block + slimkv_v_params_offset(fmt, dv, g), *mins = scales + 2 * (size_t)g * nvg;
-    for (int j = 0; j < dv; j++) {
-        size_t byte;
-        int shift;
-        slimkv_v_code_pos(bits, dv, s, j, &byte, &shift);
-        int code = (block[byte] >> shift) & ((1 << bits) - 1);
-        size_t p = (size_t)s * nvg + (size_t)(j / g);
-        vals[j] = (float)code * evict_param(scales, p) + evict_param(mins, p);
-    }
+    slimkv_unpack_v_token(c->cfg.v_format, block, h->dv, c->cfg.group_size, s, vals);
 }
 
 /* Copies one V token from slot `from_slot` of one block to `to_slot` of
