@@ -48,17 +48,20 @@ typedef enum slimkv_status {
 } slimkv_status;
 
 /* Storage format of K or V. Dense formats store values as they are;
- * Q8/Q4/Q2 are KIVI-style asymmetric min/max quantization with fp16 scale
- * and min (K per channel over G tokens, V per token over G channels). */
+ * Q8/Q4/Q3/Q2 are KIVI-style asymmetric min/max quantization with fp16 scale
+ * and min (K per channel over G tokens, V per token over G channels). Q3
+ * is not a SparK record format; its V high-bit plane packs 32 tokens per
+ * 4-byte lane, so group sizes that are multiples of 32 waste no byte. */
 typedef enum slimkv_format {
     SLIMKV_F32 = 0,
     SLIMKV_F16 = 1,
     SLIMKV_BF16 = 2,
     SLIMKV_Q8 = 3,
     SLIMKV_Q4 = 4,
-    SLIMKV_Q2 = 5
+    SLIMKV_Q2 = 5,
+    SLIMKV_Q3 = 6
 } slimkv_format;
-#define SLIMKV_FORMAT_COUNT 6
+#define SLIMKV_FORMAT_COUNT 7
 
 typedef enum slimkv_policy {
     SLIMKV_POLICY_NONE = 0,   /* keep every channel */

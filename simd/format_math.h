@@ -105,6 +105,82 @@ SLIMKV_HD void slimkv_v_code_pos(int bits, int dv, int t, int c, size_t *byte, i
     *shift = bits * (quad % per_byte);
 }
 
+/* q3 codes are two planes: the low 2 bits in q2's layout, then the high
+ * bit in the same layout with 1-bit fields (8 per byte). A 2-bit plane
+ * decodes with q2's shifts and masks, and the high plane adds one bit. */
+SLIMKV_HD size_t slimkv_k_hi_plane_offset(int dk, int g)
+{
+    return ((size_t)dk / 4 + 3) / 4 * (size_t)g * 4;
+}
+
+SLIMKV_HD size_t slimkv_v_hi_plane_offset(int dv, int g)
+{
+    return (size_t)g * dv / 4;
+}
+
+/* Code of channel c, token t in a K group's code section (`bits` 8, 4, 3, 2). */
+SLIMKV_HD int slimkv_k_code_get(const uint8_t *codes, int bits, int dk, int g, int c, int t)
+{
+    size_t byte;
+    int shift;
+    if (bits != 3) {
+        slimkv_k_code_pos(bits, g, c, t, &byte, &shift);
+        return (codes[byte] >> shift) & ((1 << bits) - 1);
+    }
+    slimkv_k_code_pos(2, g, c, t, &byte, &shift);
+    int code = (codes[byte] >> shift) & 3;
+    slimkv_k_code_pos(1, g, c, t, &byte, &shift);
+    return code | ((codes[slimkv_k_hi_plane_offset(dk, g) + byte] >> shift) & 1) << 2;
+}
+
+/* Sets that code, leaving every other bit as it was. */
+SLIMKV_HD void slimkv_k_code_put(uint8_t *codes, int bits, int dk, int g, int c, int t, int code)
+{
+    size_t byte;
+    int shift;
+    if (bits != 3) {
+        slimkv_k_code_pos(bits, g, c, t, &byte, &shift);
+        codes[byte] = (uint8_t)((codes[byte] & ~(((1 << bits) - 1) << shift)) | (code << shift));
+        return;
+    }
+    slimkv_k_code_pos(2, g, c, t, &byte, &shift);
+    codes[byte] = (uint8_t)((codes[byte] & ~(3 << shift)) | ((code & 3) << shift));
+    slimkv_k_code_pos(1, g, c, t, &byte, &shift);
+    byte += slimkv_k_hi_plane_offset(dk, g);
+    codes[byte] = (uint8_t)((codes[byte] & ~(1 << shift)) | ((code >> 2 & 1) << shift));
+}
+
+/* The same for token t, channel c of a V block. */
+SLIMKV_HD int slimkv_v_code_get(const uint8_t *codes, int bits, int dv, int g, int t, int c)
+{
+    size_t byte;
+    int shift;
+    if (bits != 3) {
+        slimkv_v_code_pos(bits, dv, t, c, &byte, &shift);
+        return (codes[byte] >> shift) & ((1 << bits) - 1);
+    }
+    slimkv_v_code_pos(2, dv, t, c, &byte, &shift);
+    int code = (codes[byte] >> shift) & 3;
+    slimkv_v_code_pos(1, dv, t, c, &byte, &shift);
+    return code | ((codes[slimkv_v_hi_plane_offset(dv, g) + byte] >> shift) & 1) << 2;
+}
+
+SLIMKV_HD void slimkv_v_code_put(uint8_t *codes, int bits, int dv, int g, int t, int c, int code)
+{
+    size_t byte;
+    int shift;
+    if (bits != 3) {
+        slimkv_v_code_pos(bits, dv, t, c, &byte, &shift);
+        codes[byte] = (uint8_t)((codes[byte] & ~(((1 << bits) - 1) << shift)) | (code << shift));
+        return;
+    }
+    slimkv_v_code_pos(2, dv, t, c, &byte, &shift);
+    codes[byte] = (uint8_t)((codes[byte] & ~(3 << shift)) | ((code & 3) << shift));
+    slimkv_v_code_pos(1, dv, t, c, &byte, &shift);
+    byte += slimkv_v_hi_plane_offset(dv, g);
+    codes[byte] = (uint8_t)((codes[byte] & ~(1 << shift)) | ((code >> 2 & 1) << shift));
+}
+
 /* KIVI parameters of values in [lo, hi] as fp16: scale and min. */
 SLIMKV_HD void slimkv_quant_params_of(float lo, float hi, int bits, uint16_t *scale_h, uint16_t *min_h)
 {

@@ -16,6 +16,8 @@
  *     q8: byte (q*G + t)*4 + c%4
  *     q4: byte ((q/2)*G + t)*4 + c%4, low nibble for even q, high for odd q
  *     q2: byte ((q/4)*G + t)*4 + c%4, bits 2*(q%4)..+1
+ *     q3: the low 2 bits as q2 (bytes [0, H)), then the high bit at byte
+ *         H + ((q/8)*G + t)*4 + c%4, bit q%8 (H = slimkv_k_hi_plane_offset)
  *   then fp16 scale[dk], fp16 min[dk] at slimkv_k_params_offset().
  * V block (G tokens of one KV head):
  *   dense: elements [t][dv], token-major.
@@ -24,6 +26,9 @@
  *     q8: byte (u*dv + c)*4 + t%4
  *     q4: byte ((u/2)*dv + c)*4 + t%4, low nibble for even u, high for odd u
  *     q2: byte ((u/4)*dv + c)*4 + t%4, bits 2*(u%4)..+1
+ *     q3: the low 2 bits as q2 (bytes [0, G*dv/4)), then the high bit at
+ *         byte G*dv/4 + ((u/8)*dv + c)*4 + t%4, bit u%8 (a lane holds 32
+ *         tokens: with G not a multiple of 32 the last lanes are half used)
  *   then fp16 scale[G][nvg], fp16 min[G][nvg] at slimkv_v_params_offset().
  * Quantization (KIVI, asymmetric): over the values x of one K channel in a
  * group, or of one V channel group of a token: s = fp16((max-min)/(2^b-1)),
@@ -42,7 +47,8 @@
  * A pruned channel c is restored in the score as sign * sqrt(a_t / qnorm_c),
  * so its term is q_c * sign * sqrt(a_t) / sqrt(qnorm_c); the driver passes
  * u_c = q_c / sqrt(qnorm_c).
- * Code bits of padding quads (q4/q2 with dk/4 not a multiple of 2/4) are 0.
+ * Code bits of padding quads (q4/q3/q2 with dk/4 not a multiple of 2/8/4)
+ * are 0. SparK records hold q8, q4, q2 or dense values, never q3.
  * V blocks start zeroed (the core allocates them so); pack_v sets only the
  * bits and parameters of its own token slot, so slots not yet written read
  * as code 0, scale 0, min 0.
@@ -76,6 +82,7 @@ SLIMKV_HD size_t slimkv_k_params_offset(slimkv_format fmt, int dk, int g)
     case SLIMKV_Q8: return nquad * lanes;
     case SLIMKV_Q4: return (nquad + 1) / 2 * lanes;
     case SLIMKV_Q2: return (nquad + 3) / 4 * lanes;
+    case SLIMKV_Q3: return slimkv_k_hi_plane_offset(dk, g) + (nquad + 7) / 8 * lanes;
     case SLIMKV_F32: return (size_t)dk * g * 4;
     default: return (size_t)dk * g * 2;
     }
@@ -87,6 +94,7 @@ SLIMKV_HD size_t slimkv_v_params_offset(slimkv_format fmt, int dv, int g)
     case SLIMKV_Q8: return (size_t)g * dv;
     case SLIMKV_Q4: return (size_t)g * dv / 2;
     case SLIMKV_Q2: return (size_t)g * dv / 4;
+    case SLIMKV_Q3: return slimkv_v_hi_plane_offset(dv, g) + ((size_t)g + 31) / 32 * dv * 4;
     case SLIMKV_F32: return (size_t)dv * g * 4;
     default: return (size_t)dv * g * 2;
     }
@@ -128,12 +136,17 @@ static inline slimkv_spark_geometry slimkv_spark_geometry_of(slimkv_format fmt, 
 
 SLIMKV_HD int slimkv_is_quantized(slimkv_format fmt)
 {
-    return fmt == SLIMKV_Q8 || fmt == SLIMKV_Q4 || fmt == SLIMKV_Q2;
+    return fmt == SLIMKV_Q8 || fmt == SLIMKV_Q4 || fmt == SLIMKV_Q3 || fmt == SLIMKV_Q2;
 }
 
 SLIMKV_HD int slimkv_format_bits(slimkv_format fmt)
 {
-    return fmt == SLIMKV_F32 ? 32 : fmt == SLIMKV_Q8 ? 8 : fmt == SLIMKV_Q4 ? 4 : fmt == SLIMKV_Q2 ? 2 : 16;
+    return fmt == SLIMKV_F32  ? 32
+           : fmt == SLIMKV_Q8 ? 8
+           : fmt == SLIMKV_Q4 ? 4
+           : fmt == SLIMKV_Q3 ? 3
+           : fmt == SLIMKV_Q2 ? 2
+                              : 16;
 }
 
 /* The tiles attention walks for one KV head, in position order (the CPU
@@ -283,6 +296,13 @@ SLIMKV_HIDDEN void slimkv_unpack_v_token(slimkv_format fmt, const uint8_t *block
 /* Slots first_slot .. g-1 of a V block back to what a block never written
  * holds (codes, scales and mins 0; dense values 0), the other slots as they are. */
 SLIMKV_HIDDEN void slimkv_clear_v_slots(slimkv_format fmt, uint8_t *block, int dv, int g, int first_slot);
+
+/* q3 score and accumulation of the scalar table, for ISA tables that have
+ * no q3 body of their own yet. */
+SLIMKV_HIDDEN void slimkv_score_k_q3_scalar(const uint8_t *group, int dk, int g, int n, const float *q, int nq,
+                                            float *s, int lds);
+SLIMKV_HIDDEN void slimkv_accum_v_q3_scalar(const uint8_t *block, int dv, int g, int n, const float *w, int ldw,
+                                            int nq, float *acc);
 
 /* Scalar fp16/bf16 conversions (shared by every ISA for tails). */
 SLIMKV_HIDDEN uint16_t slimkv_f32_to_f16(float f);

@@ -194,11 +194,6 @@ static void slimkv_accum_v_bf16_scalar(const uint8_t *block, int dv, int g, int 
 
 /* ---- quantized codes: position of one code inside a K group / V block ---- */
 
-static int read_code(const uint8_t *codes, size_t byte, int shift, int bits)
-{
-    return (codes[byte] >> shift) & ((1 << bits) - 1);
-}
-
 /* KIVI min/max parameters of n values with stride; returns fp16 scale and min. */
 static void quant_params(const float *x, size_t stride, int n, int bits, uint16_t *scale_h, uint16_t *min_h)
 {
@@ -219,12 +214,8 @@ static void pack_k_quant(int bits, slimkv_format fmt, const float *src, int dk, 
     for (int c = 0; c < dk; c++) {
         quant_params(src + c, (size_t)dk, g, bits, &scale[c], &mins[c]);
         float mn = slimkv_f16_to_f32(mins[c]), inv = slimkv_inverse_scale(slimkv_f16_to_f32(scale[c]));
-        for (int t = 0; t < g; t++) {
-            size_t byte;
-            int shift;
-            slimkv_k_code_pos(bits, g, c, t, &byte, &shift);
-            group[byte] |= (uint8_t)(slimkv_quant_code(src[(size_t)t * dk + c], mn, inv, bits) << shift);
-        }
+        for (int t = 0; t < g; t++)
+            slimkv_k_code_put(group, bits, dk, g, c, t, slimkv_quant_code(src[(size_t)t * dk + c], mn, inv, bits));
     }
 }
 
@@ -237,13 +228,8 @@ static void pack_v_quant(int bits, slimkv_format fmt, const float *src, int dv, 
         uint16_t *sh = &scale[(size_t)slot * nvg + j], *mh = &mins[(size_t)slot * nvg + j];
         quant_params(src + c0, 1, cn, bits, sh, mh);
         float mn = slimkv_f16_to_f32(*mh), inv = slimkv_inverse_scale(slimkv_f16_to_f32(*sh));
-        for (int c = c0; c < c0 + cn; c++) {
-            size_t byte;
-            int shift;
-            slimkv_v_code_pos(bits, dv, slot, c, &byte, &shift);
-            block[byte] = (uint8_t)((block[byte] & ~(((1 << bits) - 1) << shift)) |
-                                    (slimkv_quant_code(src[c], mn, inv, bits) << shift));
-        }
+        for (int c = c0; c < c0 + cn; c++)
+            slimkv_v_code_put(block, bits, dv, g, slot, c, slimkv_quant_code(src[c], mn, inv, bits));
     }
 }
 
@@ -260,12 +246,8 @@ static void score_k_quant(int bits, slimkv_format fmt, const uint8_t *group, int
             bias += qi[c] * slimkv_f16_to_f32(mins[c]);
         for (int t = 0; t < n; t++) {
             float acc = 0.0f;
-            for (int c = 0; c < dk; c++) {
-                size_t byte;
-                int shift;
-                slimkv_k_code_pos(bits, g, c, t, &byte, &shift);
-                acc += qi[c] * slimkv_f16_to_f32(scale[c]) * (float)read_code(group, byte, shift, bits);
-            }
+            for (int c = 0; c < dk; c++)
+                acc += qi[c] * slimkv_f16_to_f32(scale[c]) * (float)slimkv_k_code_get(group, bits, dk, g, c, t);
             s[(size_t)i * lds + t] = acc + bias;
         }
     }
@@ -284,11 +266,8 @@ static void accum_v_quant(int bits, slimkv_format fmt, const uint8_t *block, int
         float *ai = acc + (size_t)i * dv;
         for (int t = 0; t < n; t++)
             for (int c = 0; c < dv; c++) {
-                size_t byte;
-                int shift;
-                slimkv_v_code_pos(bits, dv, t, c, &byte, &shift);
                 size_t p = (size_t)t * nvg + c / g;
-                ai[c] += wi[t] * slimkv_f16_to_f32(scale[p]) * (float)read_code(block, byte, shift, bits) +
+                ai[c] += wi[t] * slimkv_f16_to_f32(scale[p]) * (float)slimkv_v_code_get(block, bits, dv, g, t, c) +
                          wi[t] * slimkv_f16_to_f32(mins[p]);
             }
     }
@@ -358,6 +337,28 @@ static void slimkv_accum_v_q2_scalar(const uint8_t *block, int dv, int g, int n,
                                      float *acc)
 {
     accum_v_quant(2, SLIMKV_Q2, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_pack_k_q3_scalar(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_quant(3, SLIMKV_Q3, src, dk, g, group);
+}
+
+static void slimkv_pack_v_q3_scalar(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_quant(3, SLIMKV_Q3, src, dv, g, block, slot);
+}
+
+void slimkv_score_k_q3_scalar(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                     int lds)
+{
+    score_k_quant(3, SLIMKV_Q3, group, dk, g, n, q, nq, s, lds);
+}
+
+void slimkv_accum_v_q3_scalar(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                     float *acc)
+{
+    accum_v_quant(3, SLIMKV_Q3, block, dv, g, n, w, ldw, nq, acc);
 }
 
 
@@ -588,12 +589,9 @@ void slimkv_unpack_k_token(slimkv_format fmt, const uint8_t *group, int dk, int 
     }
     int bits = slimkv_format_bits(fmt);
     const uint16_t *scale = (const uint16_t *)(group + slimkv_k_params_offset(fmt, dk, g)), *mins = scale + dk;
-    for (int c = 0; c < dk; c++) {
-        size_t byte;
-        int shift;
-        slimkv_k_code_pos(bits, g, c, t, &byte, &shift);
-        dst[c] = (float)read_code(group, byte, shift, bits) * slimkv_f16_to_f32(scale[c]) + slimkv_f16_to_f32(mins[c]);
-    }
+    for (int c = 0; c < dk; c++)
+        dst[c] = (float)slimkv_k_code_get(group, bits, dk, g, c, t) * slimkv_f16_to_f32(scale[c]) +
+                 slimkv_f16_to_f32(mins[c]);
 }
 
 void slimkv_unpack_spark_token(slimkv_format fmt, const uint8_t *group, const float *qnorm_rsqrt, int dim,
@@ -622,11 +620,9 @@ void slimkv_unpack_v_token(slimkv_format fmt, const uint8_t *block, int dv, int 
     const uint16_t *scale = (const uint16_t *)(block + slimkv_v_params_offset(fmt, dv, g));
     const uint16_t *mins = scale + (size_t)g * nvg;
     for (int c = 0; c < dv; c++) {
-        size_t byte;
-        int shift;
-        slimkv_v_code_pos(bits, dv, slot, c, &byte, &shift);
         size_t p = (size_t)slot * nvg + c / g;
-        dst[c] = (float)read_code(block, byte, shift, bits) * slimkv_f16_to_f32(scale[p]) + slimkv_f16_to_f32(mins[p]);
+        dst[c] = (float)slimkv_v_code_get(block, bits, dv, g, slot, c) * slimkv_f16_to_f32(scale[p]) +
+                 slimkv_f16_to_f32(mins[p]);
     }
 }
 
@@ -639,15 +635,11 @@ void slimkv_clear_v_slots(slimkv_format fmt, uint8_t *block, int dv, int g, int 
         memset(block + (size_t)first_slot * dv * elem, 0, (size_t)(g - first_slot) * dv * elem);
         return;
     }
-    /* codes of several token slots share a byte (token quads, q4/q2 nibbles): bit by bit */
+    /* codes of several token slots share a byte (token quads, q4/q3/q2 fields): code by code */
     int bits = slimkv_format_bits(fmt), nvg = (dv + g - 1) / g;
     for (int t = first_slot; t < g; t++)
-        for (int c = 0; c < dv; c++) {
-            size_t byte;
-            int shift;
-            slimkv_v_code_pos(bits, dv, t, c, &byte, &shift);
-            block[byte] = (uint8_t)(block[byte] & ~(((1 << bits) - 1) << shift));
-        }
+        for (int c = 0; c < dv; c++)
+            slimkv_v_code_put(block, bits, dv, g, t, c, 0);
     uint16_t *scale = (uint16_t *)(block + slimkv_v_params_offset(fmt, dv, g)), *mins = scale + (size_t)g * nvg;
     memset(scale + (size_t)first_slot * nvg, 0, (size_t)(g - first_slot) * nvg * sizeof *scale);
     memset(mins + (size_t)first_slot * nvg, 0, (size_t)(g - first_slot) * nvg * sizeof *mins);
@@ -690,11 +682,13 @@ static void slimkv_rotate_scalar(float *x, int dim, const float *signs, int inve
 static const slimkv_score_k_fn score_k_scalar[SLIMKV_FORMAT_COUNT] = {
     [SLIMKV_F32] = slimkv_score_k_f32_scalar, [SLIMKV_F16] = slimkv_score_k_f16_scalar,
     [SLIMKV_BF16] = slimkv_score_k_bf16_scalar, [SLIMKV_Q8] = slimkv_score_k_q8_scalar,
-    [SLIMKV_Q4] = slimkv_score_k_q4_scalar,     [SLIMKV_Q2] = slimkv_score_k_q2_scalar};
+    [SLIMKV_Q4] = slimkv_score_k_q4_scalar,     [SLIMKV_Q2] = slimkv_score_k_q2_scalar,
+    [SLIMKV_Q3] = slimkv_score_k_q3_scalar};
 static const slimkv_accum_v_fn accum_v_scalar[SLIMKV_FORMAT_COUNT] = {
     [SLIMKV_F32] = slimkv_accum_v_f32_scalar, [SLIMKV_F16] = slimkv_accum_v_f16_scalar,
     [SLIMKV_BF16] = slimkv_accum_v_bf16_scalar, [SLIMKV_Q8] = slimkv_accum_v_q8_scalar,
-    [SLIMKV_Q4] = slimkv_accum_v_q4_scalar,     [SLIMKV_Q2] = slimkv_accum_v_q2_scalar};
+    [SLIMKV_Q4] = slimkv_accum_v_q4_scalar,     [SLIMKV_Q2] = slimkv_accum_v_q2_scalar,
+    [SLIMKV_Q3] = slimkv_accum_v_q3_scalar};
 
 static void slimkv_attend_groups_scalar(const slimkv_group_span *span, const float *q, int rows, float *m, float *l,
                                         float *acc)
@@ -750,6 +744,10 @@ void slimkv_kernels_init_scalar(slimkv_kernels *k)
     k->score_k[SLIMKV_Q2] = slimkv_score_k_q2_scalar;
     k->accum_v[SLIMKV_Q2] = slimkv_accum_v_q2_scalar;
     k->pack_spark[SLIMKV_Q2] = slimkv_pack_spark_q2_scalar;
+    k->pack_k[SLIMKV_Q3] = slimkv_pack_k_q3_scalar;
+    k->pack_v[SLIMKV_Q3] = slimkv_pack_v_q3_scalar;
+    k->score_k[SLIMKV_Q3] = slimkv_score_k_q3_scalar;
+    k->accum_v[SLIMKV_Q3] = slimkv_accum_v_q3_scalar;
     k->score_spark[SLIMKV_F32] = slimkv_score_spark_f32_scalar;
     k->score_spark[SLIMKV_F16] = slimkv_score_spark_f16_scalar;
     k->score_spark[SLIMKV_BF16] = slimkv_score_spark_bf16_scalar;
@@ -766,7 +764,8 @@ void slimkv_kernels_init_scalar(slimkv_kernels *k)
             k->attend_groups[kf][vf] = slimkv_attend_groups_scalar;
     for (int kf = 0; kf < SLIMKV_FORMAT_COUNT; kf++)
         for (int vf = 0; vf < SLIMKV_FORMAT_COUNT; vf++)
-            k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_scalar;
+            if (kf != SLIMKV_Q3) /* not a SparK record format */
+                k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_scalar;
     k->rotate = slimkv_rotate_scalar;
     k->f32_to_f16 = f32_to_f16_scalar;
     k->f16_to_f32 = f16_to_f32_scalar;

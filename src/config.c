@@ -130,6 +130,9 @@ static slimkv_status check(const slimkv_config *cfg, const char **why)
     default:
         REFUSE(SLIMKV_ERR_INVALID_CONFIG, "policy is not a slimkv_policy");
     }
+    if (cfg->policy == SLIMKV_POLICY_SPARK && cfg->k_format == SLIMKV_Q3)
+        REFUSE(SLIMKV_ERR_UNSUPPORTED, "policy SLIMKV_POLICY_SPARK does not take k_format q3 (SparK records hold "
+                                       "q8, q4, q2 or dense K values)");
     if ((unsigned)cfg->eviction > SLIMKV_EVICT_H2O)
         REFUSE(SLIMKV_ERR_INVALID_CONFIG, "eviction is not a slimkv_eviction");
     if (cfg->eviction != SLIMKV_EVICT_NONE) {

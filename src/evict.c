@@ -270,15 +270,9 @@ static void evict_copy_v_slot(const slimkv_cache *c, const slimkv_head *h, const
         memcpy(to + (size_t)to_slot * dv * elem, from + (size_t)from_slot * dv * elem, (size_t)dv * elem);
         return;
     }
-    int bits = slimkv_format_bits(fmt), nvg = (dv + g - 1) / g, mask = (1 << bits) - 1;
-    for (int j = 0; j < dv; j++) {
-        size_t fb, tb;
-        int fs, ts;
-        slimkv_v_code_pos(bits, dv, from_slot, j, &fb, &fs);
-        slimkv_v_code_pos(bits, dv, to_slot, j, &tb, &ts);
-        int code = (from[fb] >> fs) & mask;
-        to[tb] = (uint8_t)((to[tb] & ~(mask << ts)) | (code << ts));
-    }
+    int bits = slimkv_format_bits(fmt), nvg = (dv + g - 1) / g;
+    for (int j = 0; j < dv; j++)
+        slimkv_v_code_put(to, bits, dv, g, to_slot, j, slimkv_v_code_get(from, bits, dv, g, from_slot, j));
     size_t params = slimkv_v_params_offset(fmt, dv, g), pairs = (size_t)nvg * 2; /* bytes of nvg fp16 */
     memcpy(to + params + (size_t)to_slot * pairs, from + params + (size_t)from_slot * pairs, pairs);
     size_t mins = params + 2 * (size_t)g * nvg;

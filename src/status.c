@@ -36,7 +36,7 @@ static int name_index(const char *name, size_t length, const char *const *names,
     return -1;
 }
 
-static const char *const format_names[SLIMKV_FORMAT_COUNT] = {"f32", "f16", "bf16", "q8", "q4", "q2"};
+static const char *const format_names[SLIMKV_FORMAT_COUNT] = {"f32", "f16", "bf16", "q8", "q4", "q2", "q3"};
 static const char *const policy_names[] = {"none", "static", "think", "spark"};
 #define POLICY_COUNT (int)(sizeof policy_names / sizeof policy_names[0])
 

@@ -199,7 +199,7 @@ double scaled_max_error(const float *a, const float *b, size_t n, double scale)
 /* Error bounds of attention output vs the fp32 dense oracle, as max abs
  * error over max |v| (see scaled_max_error), per storage format.
  * They come from the formats' resolution on these inputs with margin: f16
- * has 11 significant bits, bf16 8; q8/q4/q2 are KIVI min/max codes. */
+ * has 11 significant bits, bf16 8; q8/q4/q3/q2 are KIVI min/max codes. */
 double format_error_bound(slimkv_format fmt)
 {
     switch (fmt) {
@@ -208,6 +208,7 @@ double format_error_bound(slimkv_format fmt)
     case SLIMKV_BF16: return 4e-2;
     case SLIMKV_Q8: return 4e-2;
     case SLIMKV_Q4: return 0.3;
+    case SLIMKV_Q3: return 0.5;
     default: return 0.7; /* 4 levels per channel: a smoke bound more than an accuracy claim */
     }
 }

@@ -103,7 +103,8 @@ static void expect_within(const slimkv_config *cfg, int n, int nq, double bound,
                  slimkv_format_name(cfg->v_format), n, nq, err, bound);
 }
 
-static const slimkv_format all_formats[] = {SLIMKV_F32, SLIMKV_F16, SLIMKV_BF16, SLIMKV_Q8, SLIMKV_Q4, SLIMKV_Q2};
+static const slimkv_format all_formats[] = {SLIMKV_F32, SLIMKV_F16, SLIMKV_BF16, SLIMKV_Q8,
+                                           SLIMKV_Q4,  SLIMKV_Q2,  SLIMKV_Q3};
 
 static void test_every_format(void **state)
 {
@@ -181,7 +182,7 @@ static void test_denormal_inputs(void **state)
  * error against fp32 is bounded separately (format_error_bound). */
 static double isa_vs_scalar_bound(slimkv_format fmt)
 {
-    return fmt == SLIMKV_Q8 ? 0.005 : fmt == SLIMKV_Q4 ? 0.07 : fmt == SLIMKV_Q2 ? 0.09 : 1e-4;
+    return fmt == SLIMKV_Q8 ? 0.005 : fmt == SLIMKV_Q4 ? 0.07 : fmt == SLIMKV_Q3 ? 0.08 : fmt == SLIMKV_Q2 ? 0.09 : 1e-4;
 }
 
 static void test_isa_matches_scalar(void **state)
@@ -189,7 +190,7 @@ static void test_isa_matches_scalar(void **state)
     (void)state;
     static const char *const isas[] = {"avx2", "avx512", "neon", "neon-dotprod"};
     static const int dims[] = {32, 64, 96, 128};
-    double worst[6] = {0};
+    double worst[SLIMKV_FORMAT_COUNT] = {0};
     for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
         shape s = {8, 2, dims[di]};
         const int n = 700, nq = 2;
@@ -478,7 +479,7 @@ static void test_bytes_held(void **state)
     const int counts[] = {0, 1, 100, 160, 161, 700, 1000};
     for (int f = 0; f < 6; f++)
         for (int masked = 0; masked < 2; masked++) {
-            slimkv_config cfg = make_config(s, all_formats[f], all_formats[(f + 3) % 6], 1000);
+            slimkv_config cfg = make_config(s, all_formats[f], all_formats[(f + 3) % SLIMKV_FORMAT_COUNT], 1000);
             cfg.n_sink = 3;
             if (masked) {
                 cfg.policy = SLIMKV_POLICY_STATIC;
@@ -567,7 +568,7 @@ static void test_bad_config(void **state)
     EXPECT_CONFIG(capacity, 0, SLIMKV_ERR_INVALID_CONFIG);
     EXPECT_CONFIG(capacity, -5, SLIMKV_ERR_INVALID_CONFIG);
     EXPECT_CONFIG(capacity, 2147483647, SLIMKV_ERR_INVALID_CONFIG); /* int overflow of capacity + window */
-    EXPECT_CONFIG(k_format, (slimkv_format)6, SLIMKV_ERR_INVALID_CONFIG);
+    EXPECT_CONFIG(k_format, (slimkv_format)7, SLIMKV_ERR_INVALID_CONFIG);
     EXPECT_CONFIG(v_format, (slimkv_format)-1, SLIMKV_ERR_INVALID_CONFIG);
     EXPECT_CONFIG(group_size, 24, SLIMKV_ERR_INVALID_CONFIG);
     EXPECT_CONFIG(group_size, 0, SLIMKV_ERR_INVALID_CONFIG);
@@ -577,6 +578,10 @@ static void test_bad_config(void **state)
     EXPECT_CONFIG(channel_align, 6, SLIMKV_ERR_INVALID_CONFIG);
     EXPECT_CONFIG(policy, (slimkv_policy)9, SLIMKV_ERR_INVALID_CONFIG);
     EXPECT_CONFIG(policy, SLIMKV_POLICY_STATIC, SLIMKV_ERR_NULL_ARG); /* no mask */
+    slimkv_format good_k = good.k_format;
+    good.k_format = SLIMKV_Q3;
+    EXPECT_CONFIG(policy, SLIMKV_POLICY_SPARK, SLIMKV_ERR_UNSUPPORTED); /* SparK records hold no q3 */
+    good.k_format = good_k;
     EXPECT_CONFIG(backend, (slimkv_backend)7, SLIMKV_ERR_INVALID_CONFIG);
     EXPECT_CONFIG(backend, SLIMKV_BACKEND_CUDA, SLIMKV_ERR_UNSUPPORTED);
     EXPECT_CONFIG(isa, "sse9", SLIMKV_ERR_UNSUPPORTED);

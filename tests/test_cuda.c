@@ -221,6 +221,18 @@ static void test_every_format(void **state)
             slimkv_config c = base_config(4, 2, 64, 256);
             c.k_format = (slimkv_format)kf;
             c.v_format = (slimkv_format)vf;
+            if (kf == SLIMKV_Q3 || vf == SLIMKV_Q3) { /* no device kernels: refused, and auto takes the CPU */
+                slimkv_cache *cache = NULL;
+                assert_int_equal(slimkv_cache_create(&c, &cache), SLIMKV_ERR_UNSUPPORTED);
+                assert_null(cache);
+                c.backend = SLIMKV_BACKEND_AUTO;
+                assert_int_equal(slimkv_cache_create(&c, &cache), SLIMKV_OK);
+                slimkv_backend b;
+                assert_int_equal(slimkv_cache_backend(cache, &b), SLIMKV_OK);
+                assert_int_equal(b, SLIMKV_BACKEND_CPU);
+                slimkv_cache_destroy(cache);
+                continue;
+            }
             run_scenario(&c, 70, 0, appends, 4, 3, 0, 100 + (uint64_t)kf * 8 + vf);
         }
     /* A Llama-3-8B layer (rows of 4 q heads per KV head, G 32, R 64). */

@@ -26,7 +26,8 @@
 #include "safetensors.h"
 #include "tmpdir.h"
 
-static const slimkv_format all_formats[] = {SLIMKV_F32, SLIMKV_F16, SLIMKV_BF16, SLIMKV_Q8, SLIMKV_Q4, SLIMKV_Q2};
+static const slimkv_format all_formats[] = {SLIMKV_F32, SLIMKV_F16, SLIMKV_BF16, SLIMKV_Q8,
+                                           SLIMKV_Q4,  SLIMKV_Q2,  SLIMKV_Q3};
 static const char *const all_isas[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"};
 #define N_FORMATS (sizeof all_formats / sizeof *all_formats)
 #define N_ISAS (sizeof all_isas / sizeof *all_isas)
@@ -374,6 +375,8 @@ static void test_attention_matches_oracle(void **state)
                 for (size_t s = 0; s < sizeof scenarios / sizeof *scenarios; s++) {
                     scenario sc = scenarios[s];
                     sc.policy = policies[p];
+                    if (!test_policy_takes(sc.policy, all_formats[f]))
+                        continue;
                     /* pairs: the format for both, and with f16 on the other side */
                     slimkv_format vf = s % 2 ? SLIMKV_F16 : all_formats[f];
                     double e = run_scenario(&w, base_config(&w, all_formats[f], vf), &sc, all_isas[ii]);
@@ -912,6 +915,8 @@ static void test_snapshots(void **state)
     for (int e = 1; e <= 2; e++)
         for (size_t p = 0; p < 4; p++)
             for (size_t f = 0; f < N_FORMATS; f += 2) {
+                if (!test_policy_takes(policies[p], all_formats[f]))
+                    continue;
                 slimkv_config cfg = base_config(&w, all_formats[f], all_formats[(f + 4) % N_FORMATS]);
                 cfg.eviction = (slimkv_eviction)e;
                 cfg.evict_budget = 40;

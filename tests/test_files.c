@@ -607,7 +607,7 @@ static void test_plan_bad(void **state)
     assert_int_equal(slimkv_plan_load(path, &p), SLIMKV_OK); /* the control */
     slimkv_plan_destroy(p);
 
-    const char *bad_values[8] = {"slimkv-masks", "2", "q3", "F16", "32x", "-64", "", "6"};
+    const char *bad_values[8] = {"slimkv-masks", "2", "q5", "F16", "32x", "-64", "", "6"};
     for (int i = 0; i < 8; i++) { /* one bad value at a time, then the key missing */
         meta[i].value = (char *)bad_values[i];
         assert_int_equal(st_write(path, t, 2, meta, 8), SLIMKV_OK);

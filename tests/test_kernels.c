@@ -19,7 +19,8 @@
 #include "oracle.h"
 
 static const char *const isa_names[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"};
-static const slimkv_format all_formats[] = {SLIMKV_F32, SLIMKV_F16, SLIMKV_BF16, SLIMKV_Q8, SLIMKV_Q4, SLIMKV_Q2};
+static const slimkv_format all_formats[] = {SLIMKV_F32, SLIMKV_F16, SLIMKV_BF16, SLIMKV_Q8,
+                                           SLIMKV_Q4,  SLIMKV_Q2,  SLIMKV_Q3};
 static const int group_sizes[] = {16, 32, 64};
 static const int k_dims[] = {4, 8, 12, 20, 64, 100, 128};
 static const int v_dims[] = {1, 3, 17, 64, 96, 128, 130};
@@ -64,6 +65,33 @@ static void fill_constant_runs(float *x, size_t n)
 
 /* ---- value of one stored element, computed from the scalar layout ---- */
 
+/* Field `index` of `bits` bits of a K-layout plane (a lane of 4 channels
+ * per token, 8/bits quads per byte); V planes alike with tokens and channels
+ * swapped (lane = one channel, 4 tokens). */
+static int plane_field(const uint8_t *plane, int bits, size_t rows, int quad, int row, int lane)
+{
+    int per = 8 / bits;
+    size_t byte = ((size_t)(quad / per) * rows + row) * 4 + lane;
+    return (plane[byte] >> (bits * (quad % per))) & ((1 << bits) - 1);
+}
+
+/* q3 is a 2-bit plane of low bits, then a 1-bit plane of high bits. */
+static int k_code(slimkv_format fmt, const uint8_t *group, int dk, int g, int c, int t)
+{
+    if (fmt != SLIMKV_Q3)
+        return plane_field(group, slimkv_format_bits(fmt), (size_t)g, c / 4, t, c % 4);
+    size_t hi = ((size_t)dk / 4 + 3) / 4 * g * 4;
+    return plane_field(group, 2, (size_t)g, c / 4, t, c % 4) | plane_field(group + hi, 1, (size_t)g, c / 4, t, c % 4) << 2;
+}
+
+static int v_code(slimkv_format fmt, const uint8_t *block, int dv, int g, int t, int c)
+{
+    if (fmt != SLIMKV_Q3)
+        return plane_field(block, slimkv_format_bits(fmt), (size_t)dv, t / 4, c, t % 4);
+    size_t hi = (size_t)g * dv / 4;
+    return plane_field(block, 2, (size_t)dv, t / 4, c, t % 4) | plane_field(block + hi, 1, (size_t)dv, t / 4, c, t % 4) << 2;
+}
+
 static float k_value(slimkv_format fmt, const uint8_t *group, int dk, int g, int c, int t)
 {
     switch (fmt) {
@@ -72,25 +100,8 @@ static float k_value(slimkv_format fmt, const uint8_t *group, int dk, int g, int
     case SLIMKV_BF16: return slimkv_bf16_to_f32(((const uint16_t *)group)[(size_t)t * dk + c]);
     default: break;
     }
-    int bits = slimkv_format_bits(fmt), per = 8 / bits, quad = c / 4;
-    size_t byte = ((size_t)(quad / per) * g + t) * 4 + c % 4;
-    int code = (group[byte] >> (bits * (quad % per))) & ((1 << bits) - 1);
     const uint16_t *p = (const uint16_t *)(group + slimkv_k_params_offset(fmt, dk, g));
-    return (float)code * slimkv_f16_to_f32(p[c]) + slimkv_f16_to_f32(p[dk + c]);
-}
-
-static int k_code(slimkv_format fmt, const uint8_t *group, int g, int c, int t)
-{
-    int bits = slimkv_format_bits(fmt), per = 8 / bits, quad = c / 4;
-    size_t byte = ((size_t)(quad / per) * g + t) * 4 + c % 4;
-    return (group[byte] >> (bits * (quad % per))) & ((1 << bits) - 1);
-}
-
-static int v_code(slimkv_format fmt, const uint8_t *block, int dv, int t, int c)
-{
-    int bits = slimkv_format_bits(fmt), per = 8 / bits, quad = t / 4;
-    size_t byte = ((size_t)(quad / per) * dv + c) * 4 + t % 4;
-    return (block[byte] >> (bits * (quad % per))) & ((1 << bits) - 1);
+    return (float)k_code(fmt, group, dk, g, c, t) * slimkv_f16_to_f32(p[c]) + slimkv_f16_to_f32(p[dk + c]);
 }
 
 static float v_value(slimkv_format fmt, const uint8_t *block, int dv, int g, int t, int c)
@@ -104,7 +115,7 @@ static float v_value(slimkv_format fmt, const uint8_t *block, int dv, int g, int
     int nvg = (dv + g - 1) / g;
     const uint16_t *p = (const uint16_t *)(block + slimkv_v_params_offset(fmt, dv, g));
     size_t j = (size_t)t * nvg + c / g;
-    return (float)v_code(fmt, block, dv, t, c) * slimkv_f16_to_f32(p[j]) +
+    return (float)v_code(fmt, block, dv, g, t, c) * slimkv_f16_to_f32(p[j]) +
            slimkv_f16_to_f32(p[(size_t)g * nvg + j]);
 }
 
@@ -124,7 +135,7 @@ static void check_pack_k(const slimkv_kernels *k, const slimkv_kernels *ref)
 {
     test_rng r;
     rng_seed(&r, 11);
-    for (size_t fi = 0; fi < 6; fi++)
+    for (size_t fi = 0; fi < SLIMKV_FORMAT_COUNT; fi++)
         for (size_t gi = 0; gi < 3; gi++)
             for (size_t di = 0; di < sizeof k_dims / sizeof *k_dims; di++)
                 for (int constant = 0; constant < 2; constant++) {
@@ -165,7 +176,7 @@ static void check_pack_v(const slimkv_kernels *k, const slimkv_kernels *ref)
 {
     test_rng r;
     rng_seed(&r, 12);
-    for (size_t fi = 0; fi < 6; fi++)
+    for (size_t fi = 0; fi < SLIMKV_FORMAT_COUNT; fi++)
         for (size_t gi = 0; gi < 3; gi++)
             for (size_t di = 0; di < sizeof v_dims / sizeof *v_dims; di++) {
                 slimkv_format fmt = all_formats[fi];
@@ -218,7 +229,7 @@ static void check_score_k(const slimkv_kernels *k, const slimkv_kernels *ref)
 {
     test_rng r;
     rng_seed(&r, 13);
-    for (size_t fi = 0; fi < 6; fi++)
+    for (size_t fi = 0; fi < SLIMKV_FORMAT_COUNT; fi++)
         for (size_t gi = 0; gi < 3; gi++)
             for (size_t di = 0; di < sizeof k_dims / sizeof *k_dims; di++)
                 for (size_t qi = 0; qi < sizeof query_counts / sizeof *query_counts; qi++) {
@@ -254,7 +265,7 @@ static void check_score_k(const slimkv_kernels *k, const slimkv_kernels *ref)
                                 if (slimkv_is_quantized(fmt)) {
                                     double f = fabs((double)qc * slimkv_f16_to_f32(scale[c]));
                                     folded_max = f > folded_max ? f : folded_max;
-                                    codes += k_code(fmt, grp.p, g, c, t);
+                                    codes += k_code(fmt, grp.p, dk, g, c, t);
                                 }
                             }
                             double tol = 1e-4 * l1 + 1e-6 + folded_max / 254.0 * codes;
@@ -274,7 +285,7 @@ static void check_accum_v(const slimkv_kernels *k, const slimkv_kernels *ref)
 {
     test_rng r;
     rng_seed(&r, 14);
-    for (size_t fi = 0; fi < 6; fi++)
+    for (size_t fi = 0; fi < SLIMKV_FORMAT_COUNT; fi++)
         for (size_t gi = 0; gi < 3; gi++)
             for (size_t di = 0; di < sizeof v_dims / sizeof *v_dims; di++)
                 for (size_t qi = 0; qi < sizeof query_counts / sizeof *query_counts; qi++) {
@@ -308,7 +319,7 @@ static void check_accum_v(const slimkv_kernels *k, const slimkv_kernels *ref)
                                 if (slimkv_is_quantized(fmt)) {
                                     double f = fabs(wt * slimkv_f16_to_f32(scale[(size_t)t * nvg + c / g]));
                                     folded_max = f > folded_max ? f : folded_max;
-                                    codes += v_code(fmt, blk.p, dv, t, c);
+                                    codes += v_code(fmt, blk.p, dv, g, t, c);
                                 }
                             }
                             double tol = 1e-4 * l1 + 1e-6 + folded_max / 254.0 * codes;
@@ -332,7 +343,7 @@ static void check_spark(const slimkv_kernels *k, const slimkv_kernels *ref)
     test_rng r;
     rng_seed(&r, 18);
     static const int dims[] = {4, 12, 64, 100, 128};
-    for (size_t fi = 0; fi < 6; fi++)
+    for (size_t fi = 0; fi < 6; fi++) /* the SparK record formats: all but q3 */
         for (size_t gi = 0; gi < 3; gi++)
             for (size_t di = 0; di < sizeof dims / sizeof *dims; di++)
                 for (int ti = 0; ti < 3; ti++) {
@@ -680,12 +691,15 @@ static void check_attend_groups(const slimkv_kernels *k, const slimkv_kernels *r
     test_rng r;
     rng_seed(&r, 19);
     int ran = 0;
-    for (size_t ki = 0; ki < 6; ki++)
-        for (size_t vi = 0; vi < 6; vi++) {
+    for (size_t ki = 0; ki < SLIMKV_FORMAT_COUNT; ki++)
+        for (size_t vi = 0; vi < SLIMKV_FORMAT_COUNT; vi++) {
             slimkv_format kf = all_formats[ki], vf = all_formats[vi];
             /* every table serves every pair */
             assert_non_null(k->attend_groups[kf][vf]);
-            assert_non_null(k->attend_spark_groups[kf][vf]);
+            if (kf == SLIMKV_Q3) /* not a SparK record format */
+                assert_null(k->attend_spark_groups[kf][vf]);
+            else
+                assert_non_null(k->attend_spark_groups[kf][vf]);
             for (size_t gi = 0; gi < 2; gi++)
                 for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
                     fused_case fc = {.kf = kf, .vf = vf, .g = group_sizes[gi], .dk = dims[di][0], .dv = dims[di][1],
@@ -737,7 +751,7 @@ static void check_attend_spark_groups(const slimkv_kernels *k, const slimkv_kern
     test_rng r;
     rng_seed(&r, 23);
     for (size_t ki = 0; ki < 6; ki++)
-        for (size_t vi = 0; vi < 6; vi++)
+        for (size_t vi = 0; vi < SLIMKV_FORMAT_COUNT; vi++)
             for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
                 slimkv_format kf = all_formats[ki], vf = all_formats[vi];
                 int dim = dims[di][0], t_keep = (ki + vi + di) % 3 == 0 ? dim : (ki + vi + di) % 3 == 1 ? dim / 2 + 1 : 4;

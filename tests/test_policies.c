@@ -14,7 +14,8 @@
 
 #include "oracle.h"
 
-static const slimkv_format all_formats[] = {SLIMKV_F32, SLIMKV_F16, SLIMKV_BF16, SLIMKV_Q8, SLIMKV_Q4, SLIMKV_Q2};
+static const slimkv_format all_formats[] = {SLIMKV_F32, SLIMKV_F16, SLIMKV_BF16, SLIMKV_Q8,
+                                           SLIMKV_Q4,  SLIMKV_Q2,  SLIMKV_Q3};
 
 typedef struct workload {
     int n_q, n_kv, dim, n;      /* n tokens: a prompt, then decode tokens */
@@ -186,7 +187,7 @@ static void test_spark_matches_oracle(void **state)
     const int prompt = 400;
     const float ratios[] = {0.5f, 0.8f};
     for (int ri = 0; ri < 2; ri++)
-        for (int f = 0; f < 6; f++) {
+        for (int f = 0; f < 6; f++) { /* every format SparK records hold (not q3) */
             slimkv_config cfg = policy_config(&w, SLIMKV_POLICY_SPARK, all_formats[f], ratios[ri]);
             slimkv_cache *c = fill_cache(&cfg, &w, prompt, ri + 1);
             float qnorm[2 * 64];

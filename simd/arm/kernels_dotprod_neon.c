@@ -402,16 +402,18 @@ static void slimkv_accum_v_q2_neondot(const uint8_t *block, int dv, int g, int n
 /* ---- fused decode over whole groups ---- */
 
 /* Index: format - SLIMKV_Q8. */
-static const slimkv_score_k_fn quant_score_neondot[3] = {
+static const slimkv_score_k_fn quant_score_neondot[4] = {
     slimkv_score_k_q8_neondot,
     slimkv_score_k_q4_neondot,
-    slimkv_score_k_q2_neondot};
-static const slimkv_accum_v_fn quant_accum_neondot[3] = {
+    slimkv_score_k_q2_neondot,
+    slimkv_score_k_q3_scalar};
+static const slimkv_accum_v_fn quant_accum_neondot[4] = {
     slimkv_accum_v_q8_neondot,
     slimkv_accum_v_q4_neondot,
-    slimkv_accum_v_q2_neondot};
+    slimkv_accum_v_q2_neondot,
+    slimkv_accum_v_q3_scalar};
 
-/* Every pair of q8 / q4 / q2 (formats SLIMKV_Q8..SLIMKV_Q2). */
+/* Every pair of q8 / q4 / q2 / q3 (formats SLIMKV_Q8..SLIMKV_Q3). */
 static void slimkv_attend_groups_quant_neondot(const slimkv_group_span *span, const float *q, int rows, float *m,
                                                float *l, float *acc)
 {
@@ -451,14 +453,15 @@ static void slimkv_attend_spark_groups_neondot(const slimkv_group_span *span, co
 
 void slimkv_kernels_use_dotprod_neon(slimkv_kernels *k)
 {
-    for (int kf = SLIMKV_Q8; kf <= SLIMKV_Q2; kf++)
-        for (int vf = SLIMKV_Q8; vf <= SLIMKV_Q2; vf++)
+    for (int kf = SLIMKV_Q8; kf <= SLIMKV_Q3; kf++)
+        for (int vf = SLIMKV_Q8; vf <= SLIMKV_Q3; vf++)
             k->attend_groups[kf][vf] = slimkv_attend_groups_quant_neondot;
     for (int kf = 0; kf < SLIMKV_FORMAT_COUNT; kf++)
         for (int vf = 0; vf < SLIMKV_FORMAT_COUNT; vf++) {
             if (slimkv_is_quantized(kf) != slimkv_is_quantized(vf))
                 k->attend_groups[kf][vf] = slimkv_attend_groups_mixed_neondot;
-            k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_neondot;
+            if (kf != SLIMKV_Q3) /* not a SparK record format */
+                k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_neondot;
         }
     k->score_k[SLIMKV_Q8] = slimkv_score_k_q8_neondot;
     k->score_k[SLIMKV_Q4] = slimkv_score_k_q4_neondot;

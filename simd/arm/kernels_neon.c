@@ -769,14 +769,16 @@ const slimkv_accum_v_fn slimkv_dense_accum_v_neon[3] = {
     slimkv_accum_v_bf16_neon};
 
 /* Index: format - SLIMKV_Q8. */
-static const slimkv_score_k_fn quant_score_neon[3] = {
+static const slimkv_score_k_fn quant_score_neon[4] = {
     slimkv_score_k_q8_neon,
     slimkv_score_k_q4_neon,
-    slimkv_score_k_q2_neon};
-static const slimkv_accum_v_fn quant_accum_neon[3] = {
+    slimkv_score_k_q2_neon,
+    slimkv_score_k_q3_scalar};
+static const slimkv_accum_v_fn quant_accum_neon[4] = {
     slimkv_accum_v_q8_neon,
     slimkv_accum_v_q4_neon,
-    slimkv_accum_v_q2_neon};
+    slimkv_accum_v_q2_neon,
+    slimkv_accum_v_q3_scalar};
 
 /* Every pair of f32 / f16 / bf16 (formats 0..2). */
 static void slimkv_attend_groups_dense_neon(const slimkv_group_span *span, const float *q, int rows, float *m,
@@ -787,7 +789,7 @@ static void slimkv_attend_groups_dense_neon(const slimkv_group_span *span, const
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
-/* Every pair of q8 / q4 / q2 (formats SLIMKV_Q8..SLIMKV_Q2). */
+/* Every pair of q8 / q4 / q2 / q3 (formats SLIMKV_Q8..SLIMKV_Q3). */
 static void slimkv_attend_groups_quant_neon(const slimkv_group_span *span, const float *q, int rows, float *m,
                                             float *l, float *acc)
 {
@@ -866,14 +868,15 @@ void slimkv_kernels_init_neon(slimkv_kernels *k)
     for (int kf = SLIMKV_F32; kf <= SLIMKV_BF16; kf++)
         for (int vf = SLIMKV_F32; vf <= SLIMKV_BF16; vf++)
             k->attend_groups[kf][vf] = slimkv_attend_groups_dense_neon;
-    for (int kf = SLIMKV_Q8; kf <= SLIMKV_Q2; kf++)
-        for (int vf = SLIMKV_Q8; vf <= SLIMKV_Q2; vf++)
+    for (int kf = SLIMKV_Q8; kf <= SLIMKV_Q3; kf++)
+        for (int vf = SLIMKV_Q8; vf <= SLIMKV_Q3; vf++)
             k->attend_groups[kf][vf] = slimkv_attend_groups_quant_neon;
     for (int kf = 0; kf < SLIMKV_FORMAT_COUNT; kf++)
         for (int vf = 0; vf < SLIMKV_FORMAT_COUNT; vf++) {
             if (slimkv_is_quantized(kf) != slimkv_is_quantized(vf))
                 k->attend_groups[kf][vf] = slimkv_attend_groups_mixed_neon;
-            k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_neon;
+            if (kf != SLIMKV_Q3) /* not a SparK record format */
+                k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_neon;
         }
     k->rotate = slimkv_rotate_neon;
     k->f32_to_f16 = f32_to_f16_neon;

@@ -523,7 +523,8 @@ void slimkv_kernels_init_avx2(slimkv_kernels *k)
         for (int vf = 0; vf < SLIMKV_FORMAT_COUNT; vf++) {
             if (slimkv_is_quantized(kf) != slimkv_is_quantized(vf))
                 k->attend_groups[kf][vf] = slimkv_attend_groups_mixed_avx2;
-            k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_avx2;
+            if (kf != SLIMKV_Q3) /* not a SparK record format */
+                k->attend_spark_groups[kf][vf] = slimkv_attend_spark_groups_avx2;
         }
     k->rotate = slimkv_rotate_avx2;
     k->f32_to_f16 = f32_to_f16_avx2;

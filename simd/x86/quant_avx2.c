@@ -707,16 +707,18 @@ static void slimkv_accum_v_q2_avx2(const uint8_t *block, int dv, int g, int n, c
 
 /* Index: format - SLIMKV_Q8 (kernels_avx2.c composes them with the dense
  * formats and SparK's scores). */
-const slimkv_score_k_fn slimkv_quant_score_k_avx2[3] = {
+const slimkv_score_k_fn slimkv_quant_score_k_avx2[4] = {
     slimkv_score_k_q8_avx2,
     slimkv_score_k_q4_avx2,
-    slimkv_score_k_q2_avx2};
-const slimkv_accum_v_fn slimkv_quant_accum_v_avx2[3] = {
+    slimkv_score_k_q2_avx2,
+    slimkv_score_k_q3_scalar};
+const slimkv_accum_v_fn slimkv_quant_accum_v_avx2[4] = {
     slimkv_accum_v_q8_avx2,
     slimkv_accum_v_q4_avx2,
-    slimkv_accum_v_q2_avx2};
+    slimkv_accum_v_q2_avx2,
+    slimkv_accum_v_q3_scalar};
 
-/* Every pair of q8 / q4 / q2 (formats SLIMKV_Q8..SLIMKV_Q2). */
+/* Every pair of q8 / q4 / q2 / q3 (formats SLIMKV_Q8..SLIMKV_Q3). */
 static void slimkv_attend_groups_quant_avx2(const slimkv_group_span *span, const float *q, int rows, float *m,
                                             float *l, float *acc)
 {
@@ -728,8 +730,8 @@ static void slimkv_attend_groups_quant_avx2(const slimkv_group_span *span, const
 
 void slimkv_x86_quant_init_avx2(slimkv_kernels *k)
 {
-    for (int kf = SLIMKV_Q8; kf <= SLIMKV_Q2; kf++)
-        for (int vf = SLIMKV_Q8; vf <= SLIMKV_Q2; vf++)
+    for (int kf = SLIMKV_Q8; kf <= SLIMKV_Q3; kf++)
+        for (int vf = SLIMKV_Q8; vf <= SLIMKV_Q3; vf++)
             k->attend_groups[kf][vf] = slimkv_attend_groups_quant_avx2;
     k->pack_k[SLIMKV_Q8] = slimkv_pack_k_q8_avx2;
     k->pack_v[SLIMKV_Q8] = slimkv_pack_v_q8_avx2;

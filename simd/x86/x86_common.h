@@ -88,10 +88,10 @@ SLIMKV_HIDDEN void slimkv_scale_f32_avx512(float *x, int n, float a);
 /* Per-format kernels of the quantized and SparK files, indexed by format -
  * SLIMKV_Q8 (quantized) or by format (SparK), for the fused bodies of the
  * pairs that mix families (kernels_avx2.c, kernels_avx512.c). */
-SLIMKV_HIDDEN extern const slimkv_score_k_fn slimkv_quant_score_k_avx2[3];
-SLIMKV_HIDDEN extern const slimkv_accum_v_fn slimkv_quant_accum_v_avx2[3];
-SLIMKV_HIDDEN extern const slimkv_score_k_fn slimkv_quant_score_k_avx512[3];
-SLIMKV_HIDDEN extern const slimkv_accum_v_fn slimkv_quant_accum_v_avx512[3];
+SLIMKV_HIDDEN extern const slimkv_score_k_fn slimkv_quant_score_k_avx2[4];
+SLIMKV_HIDDEN extern const slimkv_accum_v_fn slimkv_quant_accum_v_avx2[4];
+SLIMKV_HIDDEN extern const slimkv_score_k_fn slimkv_quant_score_k_avx512[4];
+SLIMKV_HIDDEN extern const slimkv_accum_v_fn slimkv_quant_accum_v_avx512[4];
 SLIMKV_HIDDEN extern const slimkv_score_spark_fn slimkv_spark_score_avx2[SLIMKV_FORMAT_COUNT];
 SLIMKV_HIDDEN extern const slimkv_score_spark_fn slimkv_spark_score_avx512[SLIMKV_FORMAT_COUNT];
 
