@@ -96,7 +96,7 @@ static void usage(FILE *to)
     fprintf(to,
             "usage: slimkv-bench [options]\n"
             "  --formats LIST    cache configs (default %s):\n"
-            "                    K[/V]              formats f32 f16 bf16 q8 q4 q2, V defaults to K\n"
+            "                    K[/V]              formats f32 f16 bf16 q8 q4 q3 q2, V defaults to K\n"
             "                    K[/V]@keep         static mask keeping that fraction of K channels\n"
             "                                       (largest mean |k|), e.g. q4@0.5\n"
             "                    K[/V]+think[ratio] ThinK: query-aware K channel pruning at prefill,\n"

@@ -24,9 +24,10 @@
 /* Dense f16 first: it is the baseline the others are compared with. Then
  * quantization, static masks, ThinK (prune 40% of K channels per head) and
  * SparK (prune 50% / 80% of K channels per token). */
-static const char *const demo_specs[] = {"f16",          "q8",          "q4",          "q2",
-                                         "q4@0.5",       "q2@0.5",      "f16+think0.4", "q4+think0.4",
-                                         "f16+spark0.5", "q4+spark0.5", "f16+spark0.8", "q4+spark0.8"};
+static const char *const demo_specs[] = {"f16",          "q8",           "q4",          "q3",
+                                         "q2",           "q4@0.5",       "q2@0.5",      "f16+think0.4",
+                                         "q4+think0.4",  "f16+spark0.5", "q4+spark0.5", "f16+spark0.8",
+                                         "q4+spark0.8"};
 #define DEMO_SPEC_COUNT (int)(sizeof demo_specs / sizeof demo_specs[0])
 #define CONFIG_WIDTH 12 /* the longest name above */
 

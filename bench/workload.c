@@ -327,7 +327,7 @@ attend_error compare_outputs(const float *out, const float *ref, int n_heads, in
 /* ---- cache configurations ---- */
 
 static const char *const SPEC_SYNTAX =
-    "expected K[/V], K[/V]@keep or K[/V]+think|spark[ratio] with formats f32 f16 bf16 q8 q4 q2 "
+    "expected K[/V], K[/V]@keep or K[/V]+think|spark[ratio] with formats f32 f16 bf16 q8 q4 q3 q2 "
     "(e.g. q4, q4/q2, q4@0.5, q4+think0.4, f16+spark0.5)";
 
 /* A number in [lo, hi] (hi_open: [lo, hi)) that fills all of text. */

@@ -72,7 +72,7 @@ expect 0 '^usage: slimkv-plan' "$PLAN" --help
 expect 2 '^usage: slimkv-plan' "$PLAN"
 expect 2 'unknown option --bogus' "$PLAN" --bogus
 expect 2 "^--budget: expected a number .*got '1.5'" "$PLAN" --calib "$CALIB" --out "$T/x.safetensors" --budget 1.5
-expect 2 "^--k-format: expected f32, f16, bf16, q8, q4 or q2, got 'q5'" "$PLAN" --k-format q5
+expect 2 "^--k-format: expected f32, f16, bf16, q8, q4, q3 or q2, got 'q5'" "$PLAN" --k-format q5
 expect 2 "^--v-format: expected .*got 'Q4'" "$PLAN" --v-format Q4
 expect 2 '^--queries needs a value' "$PLAN" --calib "$CALIB" --queries
 expect 2 "^--dtype: expected f32 or f16, got 'f64'" "$PLAN" --synthetic "$T/x.safetensors" --dtype f64

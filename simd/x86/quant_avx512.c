@@ -1,4 +1,4 @@
-/* AVX-512 bodies of the quantized formats (q8, q4, q2).
+/* AVX-512 bodies of the quantized formats (q8, q4, q3, q2).
  *
  * Packing is bit-exact with scalar.c: the same float operations in the same
  * order, 16 lanes at a time.
@@ -33,6 +33,22 @@ X86_INLINE __mmask16 lanes16(int n)
 X86_INLINE __mmask32 lanes32(int n)
 {
     return n >= 32 ? (__mmask32)0xffffffffu : n <= 0 ? (__mmask32)0 : (__mmask32)((1u << n) - 1);
+}
+
+/* Fields per byte of a code plane: q3's low plane is q2's (its high bits
+ * are a plane of their own, see high_field). */
+X86_INLINE int plane_fields(int bits)
+{
+    return bits == 3 ? 4 : 8 / bits;
+}
+
+/* Bit k of every byte of a q3 high plane moved to bit 2 (the others 0):
+ * what that byte's code gains over its low 2 bits. */
+X86_INLINE __m512i high_field(__m512i bytes, int k)
+{
+    const __m512i bit2 = _mm512_set1_epi8(4);
+    return _mm512_and_si512(k >= 2 ? _mm512_srli_epi16(bytes, (unsigned)(k - 2)) : _mm512_slli_epi16(bytes, (unsigned)(2 - k)),
+                            bit2);
 }
 
 /* Field `sub` of the bytes of a plane (8/bits fields per byte), as unsigned
@@ -159,9 +175,13 @@ X86_INLINE __m512 load_quad_4_tokens(const float *p, size_t stride)
 
 X86_INLINE void pack_k_quant(const int bits, slimkv_format fmt, const float *src, int dk, int g, uint8_t *group)
 {
-    const int per = 8 / bits;
+    const int per = plane_fields(bits);
     const __m512 top = _mm512_set1_ps((float)((1 << bits) - 1)), zero = _mm512_setzero_ps();
     uint8_t *scale_h = group + slimkv_k_params_offset(fmt, dk, g), *min_h = scale_h + 2 * (size_t)dk;
+    /* q3: the high bits are ORed into their plane, which starts zeroed */
+    uint8_t *high = group + slimkv_k_hi_plane_offset(dk, g);
+    if (bits == 3)
+        memset(high, 0, (size_t)(dk / 4 + 7) / 8 * g * 4);
     for (int c0 = 0; c0 < dk; c0 += PACK_K_CHANNELS) {
         const int cn = x86_min(PACK_K_CHANNELS, dk - c0);
         float mins[PACK_K_CHANNELS], invs[PACK_K_CHANNELS];
@@ -188,7 +208,11 @@ X86_INLINE void pack_k_quant(const int bits, slimkv_format fmt, const float *src
          * section is written once, padding quads as 0. */
         const int quads = cn / 4, planes = (quads + per - 1) / per;
         for (int p = 0; p < planes; p++) {
-            uint8_t *plane = group + (size_t)(c0 / 4 / per + p) * g * 4;
+            const int plane_index = c0 / 4 / per + p;
+            uint8_t *plane = group + (size_t)plane_index * g * 4;
+            /* q3: this low plane's high bits, bits 4*(index%2).. of high row index/2 */
+            uint8_t *high_row = high + (size_t)(plane_index / 2) * g * 4;
+            const int high_base = 4 * (plane_index % 2);
             const int subs = x86_min(per, quads - p * per);
             __m512 mn[4], inv[4];
             for (int sub = 0; sub < subs; sub++) {
@@ -197,12 +221,21 @@ X86_INLINE void pack_k_quant(const int bits, slimkv_format fmt, const float *src
             }
             for (int t = 0; t < g; t += 4) {
                 const float *x = src + (size_t)t * dk + c0 + 4 * p * per;
-                __m512i word = _mm512_setzero_si512();
+                __m512i word = _mm512_setzero_si512(), high_word = _mm512_setzero_si512();
                 for (int sub = 0; sub < subs; sub++) {
                     __m512i code = quantize_codes(load_quad_4_tokens(x + 4 * sub, (size_t)dk), mn[sub], inv[sub], top);
-                    word = _mm512_or_si512(word, _mm512_slli_epi32(code, (unsigned)(bits * sub)));
+                    if (bits == 3) {
+                        high_word = _mm512_or_si512(high_word,
+                                                    _mm512_slli_epi32(_mm512_srli_epi32(code, 2), (unsigned)(high_base + sub)));
+                        code = _mm512_and_si512(code, _mm512_set1_epi32(3));
+                    }
+                    word = _mm512_or_si512(word, _mm512_slli_epi32(code, (unsigned)((bits == 3 ? 2 : bits) * sub)));
                 }
                 _mm_storeu_si128((__m128i *)(plane + 4 * (size_t)t), _mm512_cvtepi32_epi8(word));
+                if (bits == 3) {
+                    __m128i *h = (__m128i *)(high_row + 4 * (size_t)t);
+                    _mm_storeu_si128(h, _mm_or_si128(_mm_loadu_si128(h), _mm512_cvtepi32_epi8(high_word)));
+                }
             }
         }
     }
@@ -211,14 +244,17 @@ X86_INLINE void pack_k_quant(const int bits, slimkv_format fmt, const float *src
 X86_INLINE void pack_v_quant(const int bits, slimkv_format fmt, const float *src, int dv, int g, uint8_t *block,
                              int slot)
 {
-    const int per = 8 / bits, nvg = (dv + g - 1) / g, u = slot / 4;
+    const int per = plane_fields(bits), nvg = (dv + g - 1) / g, u = slot / 4;
+    const int low_bits = bits == 3 ? 2 : bits; /* q3: 2 bits here, the third in the high plane */
     const float top = (float)((1 << bits) - 1);
     uint8_t *scale_h = block + slimkv_v_params_offset(fmt, dv, g), *min_h = scale_h + 2 * (size_t)g * nvg;
     uint8_t *plane = block + (size_t)(u / per) * dv * 4;
+    uint8_t *high_plane = block + slimkv_v_hi_plane_offset(dv, g) + (size_t)(u / 8) * dv * 4;
     /* the slot's field inside each channel's word: byte t%4, bits of u%per */
-    const int shift = 8 * (slot % 4) + bits * (u % per);
-    const __m512i keep = _mm512_set1_epi32((int)~((uint32_t)((1 << bits) - 1) << shift));
-    const __m128i shift_count = _mm_cvtsi32_si128(shift);
+    const int shift = 8 * (slot % 4) + low_bits * (u % per), high_shift = 8 * (slot % 4) + u % 8;
+    const __m512i keep = _mm512_set1_epi32((int)~((uint32_t)((1 << low_bits) - 1) << shift));
+    const __m512i keep_high = _mm512_set1_epi32((int)~(1u << high_shift));
+    const __m128i shift_count = _mm_cvtsi32_si128(shift), high_count = _mm_cvtsi32_si128(high_shift);
     for (int j = 0; j < nvg; j++) {
         const int c0 = j * g, cn = x86_min(g, dv - c0);
         const float *x = src + c0;
@@ -244,6 +280,14 @@ X86_INLINE void pack_v_quant(const int bits, slimkv_format fmt, const float *src
         for (int c = 0; c < cn; c += 16) {
             const __mmask16 m = lanes16(cn - c);
             __m512i code = quantize_codes(_mm512_maskz_loadu_ps(m, x + c), mn, inv, _mm512_set1_ps(top));
+            if (bits == 3) {
+                uint8_t *high_words = high_plane + 4 * (size_t)(c0 + c);
+                __m512i old = _mm512_maskz_loadu_epi32(m, high_words);
+                _mm512_mask_storeu_epi32(high_words, m,
+                                         _mm512_or_si512(_mm512_and_si512(old, keep_high),
+                                                         _mm512_sll_epi32(_mm512_srli_epi32(code, 2), high_count)));
+                code = _mm512_and_si512(code, _mm512_set1_epi32(3));
+            }
             uint8_t *words = plane + 4 * (size_t)(c0 + c);
             __m512i old = _mm512_maskz_loadu_epi32(m, words);
             _mm512_mask_storeu_epi32(words, m,
@@ -310,10 +354,11 @@ X86_INLINE void fold_k_queries(const int QN, const int two_level, const uint8_t 
  * from the planes of `quads` quads starting at plane `plane0`. Every field
  * of a plane is used: padding quads have zero words. q8 adds the fine level
  * of the query. */
-X86_INLINE void score_k_block(const int bits, const int QN, const int NV, const uint8_t *group, int g, int plane0,
-                              int quads, int t0, int n, const k_fold *f, float *s, int lds, int accumulate)
+X86_INLINE void score_k_block(const int bits, const int QN, const int NV, const uint8_t *group, const uint8_t *high,
+                              int g, int plane0, int quads, int t0, int n, const k_fold *f, float *s, int lds,
+                              int accumulate)
 {
-    const int per = 8 / bits, planes = (quads + per - 1) / per, two_level = bits == 8;
+    const int per = plane_fields(bits), planes = (quads + per - 1) / per, two_level = bits == 8;
     __m512i acc[X86_QUERY_CHUNK][2], acc_fine[X86_QUERY_CHUNK][2];
     X86_UNROLL
     for (int i = 0; i < QN; i++)
@@ -322,17 +367,24 @@ X86_INLINE void score_k_block(const int bits, const int QN, const int NV, const 
             acc[i][v] = acc_fine[i][v] = _mm512_setzero_si512();
     for (int p = 0; p < planes; p++) {
         const uint8_t *row = group + ((size_t)(plane0 + p) * g + t0) * 4;
-        __m512i bytes[2];
+        /* q3: the high bits of this low plane, bits 4*(index%2).. of high row index/2 */
+        const uint8_t *high_row = high + ((size_t)((plane0 + p) / 2) * g + t0) * 4;
+        const int high_base = 4 * ((plane0 + p) % 2);
+        __m512i bytes[2], high_bytes[2];
         X86_UNROLL
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < NV; v++) {
             bytes[v] = _mm512_loadu_si512(row + 64 * v);
+            if (bits == 3)
+                high_bytes[v] = _mm512_loadu_si512(high_row + 64 * v);
+        }
         X86_UNROLL
         for (int sub = 0; sub < per; sub++) {
             const int32_t *words = &f->words[(p * per + sub) * QN], *fine = &f->fine[(p * per + sub) * QN];
             __m512i codes[2];
             X86_UNROLL
             for (int v = 0; v < NV; v++)
-                codes[v] = code_field(bytes[v], bits, sub);
+                codes[v] = bits == 3 ? _mm512_or_si512(code_field(bytes[v], 2, sub), high_field(high_bytes[v], high_base + sub))
+                                     : code_field(bytes[v], bits, sub);
             X86_UNROLL
             for (int i = 0; i < QN; i++) {
                 const __m512i w = _mm512_set1_epi32(words[i]);
@@ -370,7 +422,8 @@ X86_INLINE void score_k_block(const int bits, const int QN, const int NV, const 
 X86_INLINE void score_k_queries(const int bits, const int QN, const uint8_t *group, const uint8_t *params, int dk,
                                 int g, int n, const float *q, float *s, int lds)
 {
-    const int per = 8 / bits, nquad = dk / 4;
+    const int per = plane_fields(bits), nquad = dk / 4;
+    const uint8_t *high = group + slimkv_k_hi_plane_offset(dk, g); /* read by q3 only */
     k_fold f;
     int k0 = 0;
     do { /* at least once: dk == 0 scores 0, as the oracle */
@@ -378,9 +431,9 @@ X86_INLINE void score_k_queries(const int bits, const int QN, const uint8_t *gro
         fold_k_queries(QN, bits == 8, params, dk, 4 * k0, 4 * kn, q, &f);
         for (int t0 = 0; t0 < n; t0 += 32) {
             if (n - t0 > 16)
-                score_k_block(bits, QN, 2, group, g, k0 / per, kn, t0, n, &f, s, lds, k0 > 0);
+                score_k_block(bits, QN, 2, group, high, g, k0 / per, kn, t0, n, &f, s, lds, k0 > 0);
             else
-                score_k_block(bits, QN, 1, group, g, k0 / per, kn, t0, n, &f, s, lds, k0 > 0);
+                score_k_block(bits, QN, 1, group, high, g, k0 / per, kn, t0, n, &f, s, lds, k0 > 0);
         }
         k0 += K_FOLD_QUADS;
     } while (k0 < nquad);
@@ -584,10 +637,10 @@ X86_INLINE void fold_v_window(const int QN, const int two_level, const uint8_t *
  * and quad u are words[u * stride + i]; its step and bias f->step[i][jf].
  * Every field of a plane is used: quads past the tokens have zero words. */
 X86_INLINE void accum_v_block(const int bits, const int QN, const int NV, const int fine_level, const uint8_t *block,
-                              int dv, int c, int c_end, int q0, int quads, const int32_t *words, int stride,
-                              const v_fold *f, int jf, float *acc)
+                              const uint8_t *high, int dv, int c, int c_end, int q0, int quads, const int32_t *words,
+                              int stride, const v_fold *f, int jf, float *acc)
 {
-    const int per = 8 / bits, planes = (quads + per - 1) / per;
+    const int per = plane_fields(bits), planes = (quads + per - 1) / per;
     const __mmask16 last = lanes16(c_end - c - 16 * (NV - 1));
     __m512i sum[X86_QUERY_CHUNK][4];
     X86_UNROLL
@@ -596,18 +649,27 @@ X86_INLINE void accum_v_block(const int bits, const int QN, const int NV, const 
         for (int v = 0; v < NV; v++)
             sum[i][v] = _mm512_setzero_si512();
     for (int p = 0; p < planes; p++) {
-        const uint8_t *row = block + ((size_t)(q0 / per + p) * dv + c) * 4;
-        __m512i bytes[4];
+        const int index = q0 / per + p;
+        const uint8_t *row = block + ((size_t)index * dv + c) * 4;
+        /* q3: the high bits of this low plane, bits 4*(index%2).. of high row index/2 */
+        const uint8_t *high_row = high + ((size_t)(index / 2) * dv + c) * 4;
+        const int high_base = 4 * (index % 2);
+        __m512i bytes[4], high_bytes[4];
         X86_UNROLL
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < NV; v++) {
             bytes[v] = v < NV - 1 ? _mm512_loadu_si512(row + 64 * v) : _mm512_maskz_loadu_epi32(last, row + 64 * v);
+            if (bits == 3)
+                high_bytes[v] = v < NV - 1 ? _mm512_loadu_si512(high_row + 64 * v)
+                                           : _mm512_maskz_loadu_epi32(last, high_row + 64 * v);
+        }
         X86_UNROLL
         for (int sub = 0; sub < per; sub++) {
             const int32_t *wq = words + (size_t)(p * per + sub) * stride;
             __m512i codes[4];
             X86_UNROLL
             for (int v = 0; v < NV; v++)
-                codes[v] = code_field(bytes[v], bits, sub);
+                codes[v] = bits == 3 ? _mm512_or_si512(code_field(bytes[v], 2, sub), high_field(high_bytes[v], high_base + sub))
+                                     : code_field(bytes[v], bits, sub);
             X86_UNROLL
             for (int i = 0; i < QN; i++) {
                 const __m512i w = _mm512_set1_epi32(wq[i]);
@@ -640,18 +702,19 @@ X86_INLINE void accum_v_group(const int bits, const int QN, const int two_level,
                               int j, int q0, int quads, int word0, int stride, const v_fold *f, int jf, float *acc)
 {
     const int c_end = x86_min(dv, (j + 1) * g);
+    const uint8_t *high = block + slimkv_v_hi_plane_offset(dv, g); /* read by q3 only */
     for (int level = 0; level <= two_level; level++) {
         const int32_t *words = level ? &f->fine[word0] : &f->words[word0];
         for (int c = j * g; c < c_end; c += 64) {
             const int nv = x86_min(4, (c_end - c + 15) / 16);
             if (nv == 4)
-                accum_v_block(bits, QN, 4, level, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc);
+                accum_v_block(bits, QN, 4, level, block, high, dv, c, c_end, q0, quads, words, stride, f, jf, acc);
             else if (nv == 3)
-                accum_v_block(bits, QN, 3, level, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc);
+                accum_v_block(bits, QN, 3, level, block, high, dv, c, c_end, q0, quads, words, stride, f, jf, acc);
             else if (nv == 2)
-                accum_v_block(bits, QN, 2, level, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc);
+                accum_v_block(bits, QN, 2, level, block, high, dv, c, c_end, q0, quads, words, stride, f, jf, acc);
             else
-                accum_v_block(bits, QN, 1, level, block, dv, c, c_end, q0, quads, words, stride, f, jf, acc);
+                accum_v_block(bits, QN, 1, level, block, high, dv, c, c_end, q0, quads, words, stride, f, jf, acc);
         }
     }
 }
@@ -769,6 +832,27 @@ static void slimkv_accum_v_q2_avx512(const uint8_t *block, int dv, int g, int n,
     accum_v_quant(2, SLIMKV_Q2, block, dv, g, n, w, ldw, nq, acc);
 }
 
+static void slimkv_pack_k_q3_avx512(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_quant(3, SLIMKV_Q3, src, dk, g, group);
+}
+
+static void slimkv_pack_v_q3_avx512(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_quant(3, SLIMKV_Q3, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_q3_avx512(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                     int lds)
+{
+    score_k_quant(3, SLIMKV_Q3, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_q3_avx512(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                     float *acc)
+{
+    accum_v_quant(3, SLIMKV_Q3, block, dv, g, n, w, ldw, nq, acc);
+}
 
 /* ---- fused decode over whole groups, quantized K and V formats ---- */
 
@@ -778,12 +862,12 @@ const slimkv_score_k_fn slimkv_quant_score_k_avx512[4] = {
     slimkv_score_k_q8_avx512,
     slimkv_score_k_q4_avx512,
     slimkv_score_k_q2_avx512,
-    slimkv_score_k_q3_scalar};
+    slimkv_score_k_q3_avx512};
 const slimkv_accum_v_fn slimkv_quant_accum_v_avx512[4] = {
     slimkv_accum_v_q8_avx512,
     slimkv_accum_v_q4_avx512,
     slimkv_accum_v_q2_avx512,
-    slimkv_accum_v_q3_scalar};
+    slimkv_accum_v_q3_avx512};
 
 /* Every pair of q8 / q4 / q2 / q3 (formats SLIMKV_Q8..SLIMKV_Q3). */
 static void slimkv_attend_groups_quant_avx512(const slimkv_group_span *span, const float *q, int rows, float *m,
@@ -812,4 +896,8 @@ void slimkv_x86_quant_init_avx512(slimkv_kernels *k)
     k->pack_v[SLIMKV_Q2] = slimkv_pack_v_q2_avx512;
     k->score_k[SLIMKV_Q2] = slimkv_score_k_q2_avx512;
     k->accum_v[SLIMKV_Q2] = slimkv_accum_v_q2_avx512;
+    k->pack_k[SLIMKV_Q3] = slimkv_pack_k_q3_avx512;
+    k->pack_v[SLIMKV_Q3] = slimkv_pack_v_q3_avx512;
+    k->score_k[SLIMKV_Q3] = slimkv_score_k_q3_avx512;
+    k->accum_v[SLIMKV_Q3] = slimkv_accum_v_q3_avx512;
 }

@@ -46,6 +46,6 @@ int cli_format(const char *text, const char *option, slimkv_format *format)
 {
     if (text && slimkv_format_from_name(text, strlen(text), format) == SLIMKV_OK)
         return 0;
-    fprintf(stderr, "%s: expected f32, f16, bf16, q8, q4 or q2, got '%s'\n", option, text ? text : "");
+    fprintf(stderr, "%s: expected f32, f16, bf16, q8, q4, q3 or q2, got '%s'\n", option, text ? text : "");
     return -1;
 }

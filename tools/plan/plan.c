@@ -18,7 +18,7 @@ static void usage(FILE *out)
             "total decode-attention error (sum over layers of squared relative errors vs f32 dense).\n"
             "options:\n"
             "  --budget F          K+V bytes as a fraction of the unpruned bytes (default 0.5)\n"
-            "  --k-format F        f32 f16 bf16 q8 q4 q2 (default q4); --v-format F likewise\n"
+            "  --k-format F        f32 f16 bf16 q8 q4 q3 q2 (default q4); --v-format F likewise\n"
             "  --group N           G (default 32)   --residual N  R (default 128)\n"
             "  --sink N            S (default 0)    --align N     channel alignment (default 8)\n"
             "  --queries N         last calibration queries compared (default 32)\n"

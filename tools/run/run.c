@@ -138,7 +138,7 @@ static void usage(FILE *to)
             "usage: slimkv-run [options] (--prompt TEXT | --ppl FILE | --eval FILE | --depth-bench FILE |\n"
             "                  --write-calib FILE)\n"
             "  --model PATH        GGUF model (default %s)\n"
-            "  --k-format F        K storage: f32, f16, bf16, q8, q4, q2 (default f16)\n"
+            "  --k-format F        K storage: f32, f16, bf16, q8, q4, q3, q2 (default f16)\n"
             "  --v-format F        V storage (default f16)\n"
             "  --keep-k FRACTION   static mask keeping that fraction of K channels per KV head,\n"
             "                      those of largest mean |k| on the calibration text (default 1)\n"
@@ -650,6 +650,30 @@ typedef struct kv_config {
     int evict_budget;
 } kv_config;
 
+/* Bits per stored element of the compressed body, averaged over K and V:
+ * the code bits plus the fp16 scale and min of each group of G (b + 32/G
+ * for a quantized format). Pruned channels and evicted tokens are not
+ * counted here: they lower the element count, which bytes/token shows. */
+static double stored_bits(slimkv_format f, int g)
+{
+    switch (f) {
+    case SLIMKV_F32: return 32;
+    case SLIMKV_F16:
+    case SLIMKV_BF16: return 16;
+    case SLIMKV_Q8: return 8 + 32.0 / g;
+    case SLIMKV_Q4: return 4 + 32.0 / g;
+    case SLIMKV_Q3: return 3 + 32.0 / g;
+    case SLIMKV_Q2: return 2 + 32.0 / g;
+    }
+    return 0;
+}
+
+static double body_bits_per_element(const run_options *o, const kv_config *kc)
+{
+    int g = kc->group ? kc->group : o->group;
+    return (stored_bits(kc->k_format, g) + stored_bits(kc->v_format, g)) / 2;
+}
+
 static void cache_options(const run_options *o, const kv_config *kc, uint8_t **masks, llama_cache_options *opts)
 {
     llama_cache_options_init(opts);
@@ -1092,7 +1116,7 @@ static void kl_summary(double *kl, long n, double *mean, double *p99)
 
 /* The configurations the eval table and the depth bench compare, dense f16
  * first (the baseline), --plan's last when given; returns how many. */
-#define N_STANDARD_CONFIGS 35
+#define N_STANDARD_CONFIGS 45
 static int standard_configs(const runtime *rt, kv_config *rows)
 {
     const run_options *o = rt->opt;
@@ -1120,6 +1144,16 @@ static int standard_configs(const runtime *rt, kv_config *rows)
         LOWBIT("q2, G=16, K+V rotated", SLIMKV_Q2, SLIMKV_Q2, 16, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
         LOWBIT("q2, G=64", SLIMKV_Q2, SLIMKV_Q2, 64, 0),
         LOWBIT("q2, G=64, K+V rotated", SLIMKV_Q2, SLIMKV_Q2, 64, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("q2, G=128, K+V rotated", SLIMKV_Q2, SLIMKV_Q2, 128, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("q3", SLIMKV_Q3, SLIMKV_Q3, 0, 0),
+        LOWBIT("q3, V rotated", SLIMKV_Q3, SLIMKV_Q3, 0, SLIMKV_ROTATE_V),
+        LOWBIT("q3, K+V rotated", SLIMKV_Q3, SLIMKV_Q3, 0, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("q3, G=64, K+V rotated", SLIMKV_Q3, SLIMKV_Q3, 64, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("q3, G=128, K+V rotated", SLIMKV_Q3, SLIMKV_Q3, 128, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("K q3 / V q2, K+V rotated", SLIMKV_Q3, SLIMKV_Q2, 0, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("K q3 / V q2, G=64, K+V rotated", SLIMKV_Q3, SLIMKV_Q2, 64, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("K q2 / V q3, G=64, K+V rotated", SLIMKV_Q2, SLIMKV_Q3, 64, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("K q3 / V q2, G=128, K+V rotated", SLIMKV_Q3, SLIMKV_Q2, 128, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
         LOWBIT("q4, G=64, K+V rotated", SLIMKV_Q4, SLIMKV_Q4, 64, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
         LOWBIT("q4, V rotated", SLIMKV_Q4, SLIMKV_Q4, 0, SLIMKV_ROTATE_V),
         ROW("q4, K 75% kept by k", SLIMKV_Q4, SLIMKV_Q4, 0.75, 0, 0.0, o->sinks, none, 0),
@@ -1330,9 +1364,9 @@ static int run_eval(const runtime *rt)
                    "H2O evicts. KV bytes/token: bytes held at the end of a window over the tokens seen (%d); "
                    "held: tokens each cache holds after the prompt -> at the end of a window.\n\n",
                    o->ctx - o->stride, o->window, o->evict_pool, o->residual, o->chunk, o->ctx - 1);
-        printf("| config | KV bytes/token | vs dense | decode tok/s | perplexity | vs dense | KL mean | KL p99 | "
-               "top-1 = dense | greedy = dense |%s\n", evicting ? " held |" : "");
-        printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|%s\n", evicting ? "---:|" : "");
+        printf("| config | bits/elem | KV bytes/token | vs dense | decode tok/s | perplexity | vs dense | KL mean | "
+               "KL p99 | top-1 = dense | greedy = dense |%s\n", evicting ? " held |" : "");
+        printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|%s\n", evicting ? "---:|" : "");
         for (int r = 0; r < n_rows; r++) {
             double ppl = rows[r].ppl.r.perplexity;
             double bytes = (double)rows[r].ppl.r.bytes / rows[r].ppl.r.tokens_held;
@@ -1343,8 +1377,8 @@ static int run_eval(const runtime *rt)
             if (evicting)
                 snprintf(held, sizeof held, " %d -> %d |", rows[r].ppl.r.cache_tokens_prompt,
                          rows[r].ppl.r.cache_tokens_end);
-            printf("| %s%s | %.0f | %.1f%% | %.1f | %.3f | %+.2f%% | %.4f | %.4f | %.1f%% | %.1f%% |%s\n",
-                   rows[r].kc.name, sinks, bytes, 100.0 * bytes / dense_bytes, rows[r].decode_tps, ppl,
+            printf("| %s%s | %.4g | %.0f | %.1f%% | %.1f | %.3f | %+.2f%% | %.4f | %.4f | %.1f%% | %.1f%% |%s\n",
+                   rows[r].kc.name, sinks, body_bits_per_element(o, &rows[r].kc), bytes, 100.0 * bytes / dense_bytes, rows[r].decode_tps, ppl,
                    100.0 * (ppl / dense_ppl - 1.0), rows[r].kl_mean, rows[r].kl_p99, rows[r].top1, rows[r].agreement,
                    held);
         }
