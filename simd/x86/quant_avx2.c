@@ -1,4 +1,4 @@
-/* AVX2 bodies of the quantized formats (q8, q4, q2).
+/* AVX2 bodies of the quantized formats (q8, q4, q3, q2).
  *
  * Packing is bit-exact with scalar.c: the same float operations in the same
  * order, 8 lanes at a time.
@@ -8,8 +8,11 @@
  * multiplies unsigned codes by signed int8 and adds pairs into int16, and
  * vpmaddwd widens pairs of those into the 32-bit lane of 4 codes. The int16
  * sums are kept over several planes while they cannot saturate (a term is
- * at most 2 * 15 * 127 = 3810 for 4-bit fields, 2 * 3 * 127 = 762 for
- * 2-bit ones). q8 codes would saturate vpmaddubsw (2 * 255 * 127 > 32767):
+ * at most 2 * 15 * 127 = 3810 for 4-bit fields, 2 * 7 * 127 = 1778 for q3,
+ * 2 * 3 * 127 = 762 for 2-bit ones). q3 reads its low plane as q2 and ORs
+ * each field's high bit (one register of the 1-bit plane per two low
+ * planes) into bit 2 before the multiply: no separate pass over the high
+ * plane. q8 codes would saturate vpmaddubsw (2 * 255 * 127 > 32767):
  * V splits them into nibbles (code = lo + 16 * hi); K widens them to 16
  * bits for vpmaddwd with an int16 query, since with q8's fine codes an int8
  * query (its step set by the outlier channel) would dominate the attention
@@ -56,12 +59,28 @@ X86_INLINE __m256 abs8(__m256 x)
     return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
 }
 
+/* Fields per byte of a code plane: q3's low plane is q2's. */
+X86_INLINE int fields_per_byte(int bits)
+{
+    return bits == 3 ? 4 : 8 / bits;
+}
+
 /* Field `sub` of the bytes of a plane (8/bits fields per byte). q8 is not
  * split here: see its nibbles in the blocks below. */
 X86_INLINE __m256i code_field(__m256i bytes, int bits, int sub)
 {
     const __m256i field = _mm256_set1_epi8((char)((1 << bits) - 1));
     return _mm256_and_si256(sub ? _mm256_srli_epi16(bytes, bits * sub) : bytes, field);
+}
+
+/* q3 code of field `sub`: the low plane's 2 bits, and bit `sub` of `hi` (the
+ * high plane's byte, already shifted to this low plane's 4 bits) moved to
+ * bit 2. 16-bit shifts are safe: the bit that lands on bit 2 of a byte
+ * comes from that same byte. */
+X86_INLINE __m256i q3_code(__m256i low, __m256i hi, int sub)
+{
+    const __m256i h = sub < 2 ? _mm256_slli_epi16(hi, 2 - sub) : sub > 2 ? _mm256_srli_epi16(hi, sub - 2) : hi;
+    return _mm256_or_si256(code_field(low, 2, sub), _mm256_and_si256(h, _mm256_set1_epi8(4)));
 }
 
 /* code = clamp(rint((x - min) * inv), 0, top), as scalar.c's quant_code. */
@@ -85,7 +104,8 @@ X86_INLINE void steps_to_int8_words(__m256 x, int32_t *words)
  * block widens it to 32 bits. */
 X86_INLINE int int16_terms(int bits)
 {
-    return bits == 2 ? 32767 / (2 * 3 * 127) : 32767 / (2 * 15 * 127);
+    const int top = bits == 8 ? 15 : (1 << bits) - 1; /* q8: nibbles */
+    return 32767 / (2 * top * 127);
 }
 
 /* ---- packing ---- */
@@ -110,11 +130,22 @@ X86_INLINE void store_halves(uint8_t *dst, __m128i h, int n)
     }
 }
 
+/* Lanes holding bytes < 256, [t, t+1] and [t+2, t+3] of a quad each, as
+ * the 16 bytes of 4 tokens: 32-bit words [t, t+1, t+2, t+3]. */
+X86_INLINE __m128i words_to_bytes(__m256i w01, __m256i w23)
+{
+    const __m256i token_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i b = _mm256_packus_epi32(w01, w23); /* words [t, t+2 | t+1, t+3] */
+    b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(b, b), token_order);
+    return _mm256_castsi256_si128(b);
+}
+
 X86_INLINE void pack_k_quant(const int bits, slimkv_format fmt, const float *src, int dk, int g, uint8_t *group)
 {
-    const int per = 8 / bits;
+    const int per = fields_per_byte(bits), lo_bits = bits == 3 ? 2 : bits;
     const __m256 top = _mm256_set1_ps((float)((1 << bits) - 1)), zero = _mm256_setzero_ps();
     uint8_t *scale_h = group + slimkv_k_params_offset(fmt, dk, g), *min_h = scale_h + 2 * (size_t)dk;
+    uint8_t *hi_codes = group + slimkv_k_hi_plane_offset(dk, g); /* q3 */
     for (int c0 = 0; c0 < dk; c0 += PACK_K_CHANNELS) {
         const int cn = x86_min(PACK_K_CHANNELS, dk - c0);
         float mins[PACK_K_CHANNELS], invs[PACK_K_CHANNELS];
@@ -138,9 +169,10 @@ X86_INLINE void pack_k_quant(const int bits, slimkv_format fmt, const float *src
         }
         /* codes: 2 tokens x one quad per register, 4 tokens per store */
         const int quads = cn / 4, planes = (quads + per - 1) / per;
-        const __m256i token_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
         for (int p = 0; p < planes; p++) {
             uint8_t *plane = group + (size_t)(c0 / 4 / per + p) * g * 4;
+            /* q3: low planes 2r and 2r+1 share high row r (c0 / 4 / per is even) */
+            uint8_t *hi_plane = hi_codes + (size_t)((c0 / 4 / per + p) / 2) * g * 4;
             const int subs = x86_min(per, quads - p * per);
             __m256 mn[4], inv[4];
             for (int sub = 0; sub < subs; sub++) {
@@ -150,18 +182,28 @@ X86_INLINE void pack_k_quant(const int bits, slimkv_format fmt, const float *src
             for (int t = 0; t < g; t += 4) {
                 const float *x = src + (size_t)t * dk + c0 + 4 * p * per;
                 __m256i w01 = _mm256_setzero_si256(), w23 = _mm256_setzero_si256();
+                __m256i h01 = _mm256_setzero_si256(), h23 = _mm256_setzero_si256();
                 for (int sub = 0; sub < subs; sub++) {
                     const float *xs = x + 4 * sub;
                     __m256i c01 = quantize_codes(load_quad_2_tokens(xs, (size_t)dk), mn[sub], inv[sub], top);
                     __m256i c23 = quantize_codes(load_quad_2_tokens(xs + 2 * (size_t)dk, (size_t)dk), mn[sub],
                                                  inv[sub], top);
-                    w01 = _mm256_or_si256(w01, _mm256_slli_epi32(c01, bits * sub));
-                    w23 = _mm256_or_si256(w23, _mm256_slli_epi32(c23, bits * sub));
+                    if (bits == 3) {
+                        const int hs = 4 * (p % 2) + sub;
+                        h01 = _mm256_or_si256(h01, _mm256_slli_epi32(_mm256_srli_epi32(c01, 2), hs));
+                        h23 = _mm256_or_si256(h23, _mm256_slli_epi32(_mm256_srli_epi32(c23, 2), hs));
+                        c01 = _mm256_and_si256(c01, _mm256_set1_epi32(3));
+                        c23 = _mm256_and_si256(c23, _mm256_set1_epi32(3));
+                    }
+                    w01 = _mm256_or_si256(w01, _mm256_slli_epi32(c01, lo_bits * sub));
+                    w23 = _mm256_or_si256(w23, _mm256_slli_epi32(c23, lo_bits * sub));
                 }
-                /* lanes hold bytes < 256: pack to bytes, 32-bit words [t, t+2 | t+1, t+3] */
-                __m256i b = _mm256_packus_epi32(w01, w23);
-                b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(b, b), token_order);
-                _mm_storeu_si128((__m128i *)(plane + 4 * (size_t)t), _mm256_castsi256_si128(b));
+                _mm_storeu_si128((__m128i *)(plane + 4 * (size_t)t), words_to_bytes(w01, w23));
+                if (bits == 3) { /* the odd plane adds its half to the even one's bytes */
+                    __m128i h = words_to_bytes(h01, h23);
+                    __m128i *dst = (__m128i *)(hi_plane + 4 * (size_t)t);
+                    _mm_storeu_si128(dst, p % 2 ? _mm_or_si128(_mm_loadu_si128(dst), h) : h);
+                }
             }
         }
     }
@@ -170,13 +212,18 @@ X86_INLINE void pack_k_quant(const int bits, slimkv_format fmt, const float *src
 X86_INLINE void pack_v_quant(const int bits, slimkv_format fmt, const float *src, int dv, int g, uint8_t *block,
                              int slot)
 {
-    const int per = 8 / bits, nvg = (dv + g - 1) / g, u = slot / 4;
+    const int per = fields_per_byte(bits), lo_bits = bits == 3 ? 2 : bits, nvg = (dv + g - 1) / g, u = slot / 4;
     const float top = (float)((1 << bits) - 1);
     uint8_t *scale_h = block + slimkv_v_params_offset(fmt, dv, g), *min_h = scale_h + 2 * (size_t)g * nvg;
     uint8_t *plane = block + (size_t)(u / per) * dv * 4;
-    const int shift = 8 * (slot % 4) + bits * (u % per);
-    const __m256i keep = _mm256_set1_epi32((int)~((uint32_t)((1 << bits) - 1) << shift));
+    const int shift = 8 * (slot % 4) + lo_bits * (u % per);
+    const __m256i keep = _mm256_set1_epi32((int)~((uint32_t)((1 << lo_bits) - 1) << shift));
     const __m128i shift_count = _mm_cvtsi32_si128(shift);
+    /* q3: the high bit, 8 token quads per byte */
+    uint8_t *hi_plane = block + slimkv_v_hi_plane_offset(dv, g) + (size_t)(u / 8) * dv * 4;
+    const int hi_shift = 8 * (slot % 4) + u % 8;
+    const __m256i hi_keep = _mm256_set1_epi32((int)~(1u << hi_shift));
+    const __m128i hi_shift_count = _mm_cvtsi32_si128(hi_shift);
     for (int j = 0; j < nvg; j++) {
         const int c0 = j * g, cn = x86_min(g, dv - c0);
         const float *x = src + c0;
@@ -202,6 +249,14 @@ X86_INLINE void pack_v_quant(const int bits, slimkv_format fmt, const float *src
         for (int c = 0; c < cn; c += 8) {
             const __m256i m = lanes8(cn - c);
             __m256i code = quantize_codes(_mm256_maskload_ps(x + c, m), mn, inv, _mm256_set1_ps(top));
+            if (bits == 3) {
+                int *hi_words = (int *)(hi_plane + 4 * (size_t)(c0 + c));
+                __m256i old = _mm256_maskload_epi32(hi_words, m);
+                _mm256_maskstore_epi32(hi_words, m,
+                                       _mm256_or_si256(_mm256_and_si256(old, hi_keep),
+                                                       _mm256_sll_epi32(_mm256_srli_epi32(code, 2), hi_shift_count)));
+                code = _mm256_and_si256(code, _mm256_set1_epi32(3));
+            }
             int *words = (int *)(plane + 4 * (size_t)(c0 + c));
             __m256i old = _mm256_maskload_epi32(words, m);
             _mm256_maskstore_epi32(words, m,
@@ -242,9 +297,10 @@ X86_INLINE void dot_widen(const int bits, const int QN, dot_sums *d)
 /* Adds the dot products of the fields of one plane register with each
  * query's int8 words: those of query i and quad k at words[i * query_stride
  * + k * quad_stride], from quad k0 on. Every field is used: the words of
- * padding quads are 0. */
-X86_INLINE void dot_plane(const int bits, const int QN, __m256i bytes, const int32_t *words, int query_stride,
-                          int quad_stride, int k0, dot_sums *d)
+ * padding quads are 0. q3: `hi` holds the high bits of field sub at bit
+ * sub of each byte. */
+X86_INLINE void dot_plane(const int bits, const int QN, __m256i bytes, __m256i hi, const int32_t *words,
+                          int query_stride, int quad_stride, int k0, dot_sums *d)
 {
     if (bits == 8) {
         const __m256i nibble = _mm256_set1_epi8(0x0f);
@@ -258,8 +314,8 @@ X86_INLINE void dot_plane(const int bits, const int QN, __m256i bytes, const int
         return;
     }
     X86_UNROLL
-    for (int sub = 0; sub < 8 / bits; sub++) {
-        __m256i codes = code_field(bytes, bits, sub);
+    for (int sub = 0; sub < fields_per_byte(bits); sub++) {
+        __m256i codes = bits == 3 ? q3_code(bytes, hi, sub) : code_field(bytes, bits, sub);
         X86_UNROLL
         for (int i = 0; i < QN; i++) {
             const __m256i w = _mm256_set1_epi32(words[i * query_stride + (k0 + sub) * quad_stride]);
@@ -269,17 +325,26 @@ X86_INLINE void dot_plane(const int bits, const int QN, __m256i bytes, const int
 }
 
 /* Sums over the planes holding `quads` quads at `first`, `first +
- * plane_step`, ..., widening before any int16 sum could saturate. */
-X86_INLINE void dot_planes(const int bits, const int QN, const uint8_t *first, size_t plane_step, __m256i mask,
-                           int full, const int32_t *words, int query_stride, int quad_stride, int quads, dot_sums *d)
+ * plane_step`, ..., widening before any int16 sum could saturate. q3: the
+ * high rows at hi_first with the same step, row p/2 for low plane p. */
+X86_INLINE void dot_planes(const int bits, const int QN, const uint8_t *first, const uint8_t *hi_first,
+                           size_t plane_step, __m256i mask, int full, const int32_t *words, int query_stride,
+                           int quad_stride, int quads, dot_sums *d)
 {
-    const int per = 8 / bits, planes = (quads + per - 1) / per;
+    const int per = fields_per_byte(bits), planes = (quads + per - 1) / per;
     const int planes_per_widen = bits == 8 ? int16_terms(bits) : int16_terms(bits) / per;
+    __m256i hi = _mm256_setzero_si256();
     dot_clear(QN, d);
     for (int p = 0, pending = 0; p < planes; p++) {
         const uint8_t *row = first + (size_t)p * plane_step;
         __m256i bytes = full ? _mm256_loadu_si256((const __m256i *)row) : _mm256_maskload_epi32((const int *)row, mask);
-        dot_plane(bits, QN, bytes, words, query_stride, quad_stride, p * per, d);
+        if (bits == 3) { /* even p loads the high row, odd p takes its upper 4 bits */
+            const uint8_t *hrow = hi_first + (size_t)(p / 2) * plane_step;
+            hi = p % 2 ? _mm256_srli_epi16(hi, 4)
+                 : full ? _mm256_loadu_si256((const __m256i *)hrow)
+                        : _mm256_maskload_epi32((const int *)hrow, mask);
+        }
+        dot_plane(bits, QN, bytes, hi, words, query_stride, quad_stride, p * per, d);
         if (++pending == planes_per_widen || p == planes - 1) {
             dot_widen(bits, QN, d);
             pending = 0;
@@ -367,16 +432,18 @@ X86_INLINE void dot_q8_wide(const int QN, const uint8_t *first, size_t plane_ste
 }
 
 /* Scores of tokens t0 .. t0+7 (stored for t < n) for QN queries. */
-X86_INLINE void score_k_block(const int bits, const int QN, const uint8_t *group, int g, int plane0, int quads,
-                              int t0, int n, const k_fold *f, float *s, int lds, int accumulate)
+X86_INLINE void score_k_block(const int bits, const int QN, const uint8_t *group, const uint8_t *hi_codes, int g,
+                              int plane0, int quads, int t0, int n, const k_fold *f, float *s, int lds,
+                              int accumulate)
 {
     const uint8_t *first = group + ((size_t)plane0 * g + t0) * 4;
+    const uint8_t *hi_first = hi_codes + ((size_t)(plane0 / 2) * g + t0) * 4; /* q3; plane0 is even */
     dot_sums d;
     if (bits == 8)
         dot_q8_wide(QN, first, (size_t)g * 4, quads, f, d.wide);
     else
-        dot_planes(bits, QN, first, (size_t)g * 4, _mm256_setzero_si256(), 1, &f->words[0][0], K_FOLD_QUADS + 2, 1,
-                   quads, &d);
+        dot_planes(bits, QN, first, hi_first, (size_t)g * 4, _mm256_setzero_si256(), 1, &f->words[0][0],
+                   K_FOLD_QUADS + 2, 1, quads, &d);
     const __m256i m = lanes8(n - t0);
     X86_UNROLL
     for (int i = 0; i < QN; i++) {
@@ -392,8 +459,9 @@ X86_INLINE void score_k_block(const int bits, const int QN, const uint8_t *group
 X86_INLINE void score_k_quant(const int bits, slimkv_format fmt, const uint8_t *group, int dk, int g, int n,
                               const float *q, int nq, float *s, int lds)
 {
-    const int per = 8 / bits, nquad = dk / 4;
+    const int per = fields_per_byte(bits), nquad = dk / 4;
     const uint8_t *params = group + slimkv_k_params_offset(fmt, dk, g);
+    const uint8_t *hi_codes = group + slimkv_k_hi_plane_offset(dk, g); /* q3 */
     k_fold f;
     for (int i0 = 0; i0 < nq;) {
         /* whole chunks, then the last 1-3 queries in one pass (GQA groups of 3, 6, 7 ...) */
@@ -405,13 +473,13 @@ X86_INLINE void score_k_quant(const int bits, slimkv_format fmt, const uint8_t *
             for (int t0 = 0; t0 < n; t0 += 8) {
                 float *si = s + (size_t)i0 * lds;
                 if (qn == X86_QUERY_CHUNK)
-                    score_k_block(bits, X86_QUERY_CHUNK, group, g, k0 / per, kn, t0, n, &f, si, lds, k0 > 0);
+                    score_k_block(bits, X86_QUERY_CHUNK, group, hi_codes, g, k0 / per, kn, t0, n, &f, si, lds, k0 > 0);
                 else if (qn == 3)
-                    score_k_block(bits, 3, group, g, k0 / per, kn, t0, n, &f, si, lds, k0 > 0);
+                    score_k_block(bits, 3, group, hi_codes, g, k0 / per, kn, t0, n, &f, si, lds, k0 > 0);
                 else if (qn == 2)
-                    score_k_block(bits, 2, group, g, k0 / per, kn, t0, n, &f, si, lds, k0 > 0);
+                    score_k_block(bits, 2, group, hi_codes, g, k0 / per, kn, t0, n, &f, si, lds, k0 > 0);
                 else
-                    score_k_block(bits, 1, group, g, k0 / per, kn, t0, n, &f, si, lds, k0 > 0);
+                    score_k_block(bits, 1, group, hi_codes, g, k0 / per, kn, t0, n, &f, si, lds, k0 > 0);
             }
             k0 += K_FOLD_QUADS;
         } while (k0 < nquad);
@@ -561,15 +629,16 @@ X86_INLINE void fold_v_weights(const int QN, const int NVG, const int two_level,
 /* acc[i][c .. c+7] (up to c_end) += step_i * sum + bias_i over the fold,
  * the words of row i and quad u at words[i * V_WORDS_PER_ROW + u *
  * quad_stride], its step and bias f->step[i][jf]. */
-X86_INLINE void accum_v_block(const int bits, const int QN, const int fine_level, const uint8_t *block, int dv, int c,
-                              int c_end, int q0, int quads, const int32_t *words, int quad_stride, const v_fold *f,
-                              int jf, float *acc)
+X86_INLINE void accum_v_block(const int bits, const int QN, const int fine_level, const uint8_t *block,
+                              const uint8_t *hi_codes, int dv, int c, int c_end, int q0, int quads,
+                              const int32_t *words, int quad_stride, const v_fold *f, int jf, float *acc)
 {
-    const int per = 8 / bits, count = x86_min(8, c_end - c);
+    const int per = fields_per_byte(bits), count = x86_min(8, c_end - c);
     const __m256i m = lanes8(count);
     dot_sums d;
-    dot_planes(bits, QN, block + ((size_t)(q0 / per) * dv + c) * 4, (size_t)dv * 4, m, count == 8, words,
-               V_WORDS_PER_ROW, quad_stride, quads, &d);
+    /* q3: q0 is a multiple of 16, so low plane q0 / 4 is even and its high row q0 / 8 */
+    dot_planes(bits, QN, block + ((size_t)(q0 / per) * dv + c) * 4, hi_codes + ((size_t)(q0 / 8) * dv + c) * 4,
+               (size_t)dv * 4, m, count == 8, words, V_WORDS_PER_ROW, quad_stride, quads, &d);
     X86_UNROLL
     for (int i = 0; i < QN; i++) {
         float *dst = acc + (size_t)i * dv + c;
@@ -586,14 +655,16 @@ X86_INLINE void accum_v_groups(const int bits, const int QN, const int NVG, cons
                                float *acc)
 {
     const int nvg = (dv + g - 1) / g, quads = (tn + 3) / 4, two_level = bits == 8;
+    const uint8_t *hi_codes = block + slimkv_v_hi_plane_offset(dv, g); /* q3 */
     v_fold f;
     fold_v_weights(QN, NVG, two_level, scale_h, min_h, nvg, j0, t0, tn, w, ldw, &f);
     for (int j = 0; j < x86_min(NVG, nvg - j0); j++) {
         const int c_end = x86_min(dv, (j0 + j + 1) * g);
         for (int c = (j0 + j) * g; c < c_end; c += 8) {
-            accum_v_block(bits, QN, 0, block, dv, c, c_end, t0 / 4, quads, &f.words[0][j], NVG, &f, j, acc);
+            accum_v_block(bits, QN, 0, block, hi_codes, dv, c, c_end, t0 / 4, quads, &f.words[0][j], NVG, &f, j, acc);
             if (two_level) /* a second pass over the same codes, from L1 */
-                accum_v_block(bits, QN, 1, block, dv, c, c_end, t0 / 4, quads, &f.fine[0][j], NVG, &f, j, acc);
+                accum_v_block(bits, QN, 1, block, hi_codes, dv, c, c_end, t0 / 4, quads, &f.fine[0][j], NVG, &f, j,
+                              acc);
         }
     }
 }
@@ -702,6 +773,27 @@ static void slimkv_accum_v_q2_avx2(const uint8_t *block, int dv, int g, int n, c
     accum_v_quant(2, SLIMKV_Q2, block, dv, g, n, w, ldw, nq, acc);
 }
 
+static void slimkv_pack_k_q3_avx2(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_quant(3, SLIMKV_Q3, src, dk, g, group);
+}
+
+static void slimkv_pack_v_q3_avx2(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_quant(3, SLIMKV_Q3, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_q3_avx2(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                   int lds)
+{
+    score_k_quant(3, SLIMKV_Q3, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_q3_avx2(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                   float *acc)
+{
+    accum_v_quant(3, SLIMKV_Q3, block, dv, g, n, w, ldw, nq, acc);
+}
 
 /* ---- fused decode over whole groups, quantized K and V formats ---- */
 
@@ -711,12 +803,12 @@ const slimkv_score_k_fn slimkv_quant_score_k_avx2[4] = {
     slimkv_score_k_q8_avx2,
     slimkv_score_k_q4_avx2,
     slimkv_score_k_q2_avx2,
-    slimkv_score_k_q3_scalar};
+    slimkv_score_k_q3_avx2};
 const slimkv_accum_v_fn slimkv_quant_accum_v_avx2[4] = {
     slimkv_accum_v_q8_avx2,
     slimkv_accum_v_q4_avx2,
     slimkv_accum_v_q2_avx2,
-    slimkv_accum_v_q3_scalar};
+    slimkv_accum_v_q3_avx2};
 
 /* Every pair of q8 / q4 / q2 / q3 (formats SLIMKV_Q8..SLIMKV_Q3). */
 static void slimkv_attend_groups_quant_avx2(const slimkv_group_span *span, const float *q, int rows, float *m,
@@ -745,4 +837,8 @@ void slimkv_x86_quant_init_avx2(slimkv_kernels *k)
     k->pack_v[SLIMKV_Q2] = slimkv_pack_v_q2_avx2;
     k->score_k[SLIMKV_Q2] = slimkv_score_k_q2_avx2;
     k->accum_v[SLIMKV_Q2] = slimkv_accum_v_q2_avx2;
+    k->pack_k[SLIMKV_Q3] = slimkv_pack_k_q3_avx2;
+    k->pack_v[SLIMKV_Q3] = slimkv_pack_v_q3_avx2;
+    k->score_k[SLIMKV_Q3] = slimkv_score_k_q3_avx2;
+    k->accum_v[SLIMKV_Q3] = slimkv_accum_v_q3_avx2;
 }
