@@ -276,6 +276,8 @@ valgrind-test: tests
 # then the thread tests (test_reliability; test_truncate_fork: forks sharing
 # pages on two threads) under ThreadSanitizer with one OpenMP thread
 # (libgomp itself is not instrumented, so its own threads stay out).
+# test_truncate_fork's other tests run on one thread there: quick
+# (SLIMKV_TEST_QUICK=1; its two-thread test is the same in both modes).
 STRESS := $(BUILD)/tests/stress/stress
 TSAN_BUILD := build/tsan-$(ARCH)
 stress: deps
@@ -286,7 +288,7 @@ stress: deps
 	  $(TSAN_BUILD)/tests/test_truncate_fork
 	OMP_NUM_THREADS=1 STRESS_THREADS_ONLY=1 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/stress/stress
 	OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/test_reliability
-	OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/test_truncate_fork
+	OMP_NUM_THREADS=1 SLIMKV_TEST_QUICK=1 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/test_truncate_fork
 
 # Fuzzing with clang's libFuzzer (+ASan/UBSan), on the scalar kernels (the
 # readers and validators are what is fuzzed): every tests/fuzz/fuzz_*.c
