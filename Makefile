@@ -227,13 +227,18 @@ bench: $(BENCH)
 
 # ARM: the whole library and tests for aarch64 under qemu. qemu-user 7.2 here
 # hangs when a program starts a thread or forks: one OpenMP thread, and the
-# tests that need threads skip (SLIMKV_TEST_NO_THREADS).
+# tests that need threads skip (SLIMKV_TEST_NO_THREADS). SLIMKV_TEST_QUICK=1:
+# the heavy tests repeat less under the emulator (tests/oracle.h,
+# test_quick: every format, policy, eviction and edge case still, fewer
+# combinations of them and shorter runs; `make test` runs them all).
 cross-test:
-	$(Q)OMP_NUM_THREADS=1 SLIMKV_TEST_NO_THREADS=1 $(MAKE) --no-print-directory TOOLCHAIN=aarch64-linux-gnu test
+	$(Q)OMP_NUM_THREADS=1 SLIMKV_TEST_NO_THREADS=1 SLIMKV_TEST_QUICK=1 $(MAKE) --no-print-directory \
+	  TOOLCHAIN=aarch64-linux-gnu test
 
 # 32-bit ARM (armhf) the same way under qemu-arm, then its dispatch checks.
 cross-test-armhf:
-	$(Q)OMP_NUM_THREADS=1 SLIMKV_TEST_NO_THREADS=1 $(MAKE) --no-print-directory TOOLCHAIN=arm-linux-gnueabihf test
+	$(Q)OMP_NUM_THREADS=1 SLIMKV_TEST_NO_THREADS=1 SLIMKV_TEST_QUICK=1 $(MAKE) --no-print-directory \
+	  TOOLCHAIN=arm-linux-gnueabihf test
 	$(Q)$(MAKE) --no-print-directory TOOLCHAIN=arm-linux-gnueabihf arm-dispatch-checks
 
 # 32-bit ARM: SLIMKV_ISA=neon, and =neon-dotprod (no such table there: refused
@@ -255,13 +260,14 @@ sanitize-test:
 
 # The suite under valgrind memcheck (one OpenMP thread keeps it quick), less
 # the programs whose long O(n^2) prefills take many minutes there (ASan
-# covers them).
+# covers them); SLIMKV_TEST_QUICK=1 as under qemu (cross-test): the heavy
+# tests repeat less, ASan and `make test` run them in full.
 VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite
 VALGRIND_TESTS := $(filter-out %/test_policies %/test_model %/test_snapshot_hostile,$(TEST_BIN))
 valgrind-test: tests
 	$(Q)sh toolchains/install-deps.sh valgrind
 	$(Q)failed=0; for t in $(VALGRIND_TESTS); do echo "== valgrind $$t"; \
-	  OMP_NUM_THREADS=1 $(VALGRIND) $$t || failed=$$((failed + 1)); done; \
+	  OMP_NUM_THREADS=1 SLIMKV_TEST_QUICK=1 $(VALGRIND) $$t || failed=$$((failed + 1)); done; \
 	  echo "test programs failed under valgrind: $$failed"; [ $$failed -eq 0 ]
 
 # The hostile-input campaign (tests/stress/stress.c: every truncation of
@@ -270,6 +276,8 @@ valgrind-test: tests
 # then the thread tests (test_reliability; test_truncate_fork: forks sharing
 # pages on two threads) under ThreadSanitizer with one OpenMP thread
 # (libgomp itself is not instrumented, so its own threads stay out).
+# test_truncate_fork's other tests run on one thread there: quick
+# (SLIMKV_TEST_QUICK=1; its two-thread test is the same in both modes).
 STRESS := $(BUILD)/tests/stress/stress
 TSAN_BUILD := build/tsan-$(ARCH)
 stress: deps
@@ -280,7 +288,7 @@ stress: deps
 	  $(TSAN_BUILD)/tests/test_truncate_fork
 	OMP_NUM_THREADS=1 STRESS_THREADS_ONLY=1 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/stress/stress
 	OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/test_reliability
-	OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/test_truncate_fork
+	OMP_NUM_THREADS=1 SLIMKV_TEST_QUICK=1 TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD)/tests/test_truncate_fork
 
 # Fuzzing with clang's libFuzzer (+ASan/UBSan), on the scalar kernels (the
 # readers and validators are what is fuzzed): every tests/fuzz/fuzz_*.c

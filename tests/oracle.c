@@ -257,3 +257,9 @@ int test_threads_allowed(void)
     const char *v = getenv("SLIMKV_TEST_NO_THREADS");
     return !(v && strcmp(v, "1") == 0);
 }
+
+int test_quick(void)
+{
+    const char *v = getenv("SLIMKV_TEST_QUICK");
+    return v && strcmp(v, "1") == 0;
+}

@@ -56,6 +56,14 @@ double scaled_max_error(const float *a, const float *b, size_t n, double scale);
  * and fork); tests that need threads skip then. */
 int test_threads_allowed(void);
 
+/* 1 when the runner asks for the quick suite (SLIMKV_TEST_QUICK=1: the
+ * Makefile's valgrind and qemu stages, where each instruction costs tens of
+ * times its native time). The heavy tests then repeat less: fewer of the
+ * same checks, fewer combinations that run the same code, shorter runs,
+ * but every code path (format, policy, eviction, edge case) and every
+ * assertion still. Native `make test`, ASan and TSan run the full sizes. */
+int test_quick(void);
+
 /* A hash of everything a cache stores (windows, sinks, pages, counts): equal
  * before and after a failed call means the call changed nothing. */
 uint64_t cache_digest(const slimkv_cache *c);

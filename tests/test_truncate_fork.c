@@ -331,21 +331,34 @@ static void test_truncate_every_format_policy_isa(void **state)
     (void)state;
     inputs in = make_inputs(1);
     model *m = malloc(sizeof *m);
-    int isas = 0;
+    int isas = 0, n_isas = 0, runs = 0;
+    for (size_t ii = 0; ii < sizeof all_isas / sizeof *all_isas; ii++)
+        n_isas += slimkv_isa_supported(all_isas[ii]);
+    /* Quick (SLIMKV_TEST_QUICK=1): the policy x format matrix split across
+     * the ISAs, pair (p, f) on ISA (p + f) mod n: each pair still runs
+     * every cut once, each ISA every format and every policy; the full
+     * product runs natively. */
+    const int quick = test_quick();
     for (size_t ii = 0; ii < sizeof all_isas / sizeof *all_isas; ii++) {
         if (!slimkv_isa_supported(all_isas[ii]))
             continue;
-        isas++;
         for (size_t p = 0; p < sizeof all_policies / sizeof *all_policies; p++)
-            for (int f = 0; f < SLIMKV_FORMAT_COUNT; f++)
-                if (test_policy_takes(all_policies[p], all_formats[f]))
-                    run_scenario(all_isas[ii], all_policies[p], all_formats[f], all_formats[f], &in, m);
+            for (int f = 0; f < SLIMKV_FORMAT_COUNT; f++) {
+                if (!test_policy_takes(all_policies[p], all_formats[f]) ||
+                    (quick && (int)((p + (size_t)f) % (size_t)n_isas) != isas))
+                    continue;
+                run_scenario(all_isas[ii], all_policies[p], all_formats[f], all_formats[f], &in, m);
+                runs++;
+            }
+        isas++;
         /* K and V formats chosen apart */
         run_scenario(all_isas[ii], SLIMKV_POLICY_STATIC, SLIMKV_Q2, SLIMKV_Q8, &in, m);
         run_scenario(all_isas[ii], SLIMKV_POLICY_NONE, SLIMKV_F16, SLIMKV_Q4, &in, m);
+        runs += 2;
     }
-    print_message("  %d ISAs x %zu policies x %d formats, %zu cuts each\n", isas,
-                  sizeof all_policies / sizeof *all_policies, SLIMKV_FORMAT_COUNT, sizeof steps / sizeof *steps);
+    print_message("  %d ISAs, %zu policies x %d formats%s: %d runs, %zu cuts each\n", isas,
+                  sizeof all_policies / sizeof *all_policies, SLIMKV_FORMAT_COUNT,
+                  quick ? " split across the ISAs (quick)" : " on each", runs, sizeof steps / sizeof *steps);
     free(m);
     free_inputs(&in);
 }
@@ -357,9 +370,14 @@ static void test_truncate_other_windows(void **state)
     (void)state;
     inputs in = make_inputs(2);
     model *m = malloc(sizeof *m);
+    /* quick: one variant per policy x format, in turn ((p + f) mod 2:
+     * each policy and each format still meets both) */
+    const int quick = test_quick();
     for (size_t p = 0; p < sizeof all_policies / sizeof *all_policies; p++)
     for (int f = 0; f < SLIMKV_FORMAT_COUNT; f++)
         for (int variant = 0; variant < 2 && test_policy_takes(all_policies[p], all_formats[f]); variant++) {
+            if (quick && (int)((p + (size_t)f) % 2) != variant)
+                continue;
             slimkv_config cfg = make_config(all_policies[p], all_formats[f], all_formats[f], NULL);
             if (variant == 0)
                 cfg.residual = 0;
@@ -686,9 +704,12 @@ static void test_forks_diverge_like_unforked(void **state)
     (void)state;
     inputs in = make_inputs(7);
     model *ms = malloc(sizeof *ms), *mf = malloc(sizeof *mf), *mr = malloc(sizeof *mr), *mg = malloc(sizeof *mg);
+    /* quick: half the pairs ((p + f) even: each policy with three formats,
+     * each format with two policies) */
+    const int quick = test_quick();
     for (int p = 0; p < 4; p++)
         for (int f = 0; f < SLIMKV_FORMAT_COUNT; f++) {
-            if (!test_policy_takes(all_policies[p], all_formats[f]))
+            if (!test_policy_takes(all_policies[p], all_formats[f]) || (quick && (p + f) % 2))
                 continue;
             slimkv_config cfg = make_config(all_policies[p], all_formats[f], all_formats[f], NULL);
             slimkv_cache *src, *fork, *ref_src, *ref_fork;
