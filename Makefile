@@ -252,16 +252,18 @@ arm-dispatch-checks: $(BUILD)/tests/test_dispatch
 	    SLIMKV_TEST_EXPECT_ISA=$${c#*:} $(RUNNER) -cpu $${c%%:*} $< || failed=$$((failed + 1)); done; \
 	  echo "dispatch checks failed: $$failed"; [ $$failed -eq 0 ]
 
-# The suite under AddressSanitizer + UndefinedBehaviorSanitizer (own build dir).
+# The suite under AddressSanitizer + UndefinedBehaviorSanitizer (own build
+# dir), quick as under qemu (SLIMKV_TEST_QUICK=1: every code path, fewer
+# repetitions; `make test` runs the full sizes).
 SANITIZE_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 sanitize-test:
-	$(Q)$(MAKE) --no-print-directory BUILD=build/sanitize-$(ARCH) CFLAGS="$(SANITIZE_FLAGS)" \
+	$(Q)SLIMKV_TEST_QUICK=1 $(MAKE) --no-print-directory BUILD=build/sanitize-$(ARCH) CFLAGS="$(SANITIZE_FLAGS)" \
 	  LDFLAGS="-fsanitize=address,undefined" test
 
 # The suite under valgrind memcheck (one OpenMP thread keeps it quick), less
 # the programs whose long O(n^2) prefills take many minutes there (ASan
 # covers them); SLIMKV_TEST_QUICK=1 as under qemu (cross-test): the heavy
-# tests repeat less, ASan and `make test` run them in full.
+# tests repeat less, `make test` runs them in full.
 VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite
 VALGRIND_TESTS := $(filter-out %/test_policies %/test_model %/test_snapshot_hostile,$(TEST_BIN))
 valgrind-test: tests

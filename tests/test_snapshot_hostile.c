@@ -65,7 +65,14 @@ static void test_every_byte_flipped(void **state)
             small_write_file(bad, bytes, n);
             int fd = open(bad, O_WRONLY);
             assert_true(fd >= 0);
-            for (size_t i = 0; i < n; i++) {
+            /* Quick (SLIMKV_TEST_QUICK=1, emulators and valgrind): every byte
+             * of the length and the JSON header, every 13th of the tensor
+             * data (one checksum covers those bytes alike). */
+            uint64_t header = 0;
+            for (int b = 0; b < 8 && (size_t)b < n; b++)
+                header |= (uint64_t)bytes[b] << (8 * b);
+            const size_t data_start = 8 + (size_t)header, data_step = test_quick() ? 13 : 1;
+            for (size_t i = 0; i < n; i += i < data_start ? 1 : data_step) {
                 uint8_t flipped = bytes[i] ^ 0x20; /* letters change case, digits become other bytes, spaces NULs */
                 assert_int_equal(pwrite(fd, &flipped, 1, (off_t)i), 1);
                 slimkv_status st = slimkv_cache_restore(target, bad);
