@@ -118,67 +118,52 @@ SLIMKV_HD size_t slimkv_v_hi_plane_offset(int dv, int g)
     return (size_t)g * dv / 4;
 }
 
-/* Code of channel c, token t in a K group's code section (`bits` 8, 4, 3, 2). */
-SLIMKV_HD int slimkv_k_code_get(const uint8_t *codes, int bits, int dk, int g, int c, int t)
+/* Where one code sits: `width` bits at byte[0] >> shift[0], and when `high`
+ * (q3) a third bit at byte[1] >> shift[1]. */
+typedef struct slimkv_code_place {
+    size_t byte[2];
+    int shift[2], width, high;
+} slimkv_code_place;
+
+/* The code of channel c, token t in a K group (`bits` 8, 4, 3, 2). */
+SLIMKV_HD slimkv_code_place slimkv_k_code_place(int bits, int dk, int g, int c, int t)
 {
-    size_t byte;
-    int shift;
-    if (bits != 3) {
-        slimkv_k_code_pos(bits, g, c, t, &byte, &shift);
-        return (codes[byte] >> shift) & ((1 << bits) - 1);
-    }
-    slimkv_k_code_pos(2, g, c, t, &byte, &shift);
-    int code = (codes[byte] >> shift) & 3;
-    slimkv_k_code_pos(1, g, c, t, &byte, &shift);
-    return code | ((codes[slimkv_k_hi_plane_offset(dk, g) + byte] >> shift) & 1) << 2;
+    slimkv_code_place p;
+    p.high = bits == 3;
+    p.width = p.high ? 2 : bits;
+    slimkv_k_code_pos(p.width, g, c, t, &p.byte[0], &p.shift[0]);
+    slimkv_k_code_pos(1, g, c, t, &p.byte[1], &p.shift[1]);
+    p.byte[1] += slimkv_k_hi_plane_offset(dk, g);
+    return p;
+}
+
+/* The code of token t, channel c in a V block. */
+SLIMKV_HD slimkv_code_place slimkv_v_code_place(int bits, int dv, int g, int t, int c)
+{
+    slimkv_code_place p;
+    p.high = bits == 3;
+    p.width = p.high ? 2 : bits;
+    slimkv_v_code_pos(p.width, dv, t, c, &p.byte[0], &p.shift[0]);
+    slimkv_v_code_pos(1, dv, t, c, &p.byte[1], &p.shift[1]);
+    p.byte[1] += slimkv_v_hi_plane_offset(dv, g);
+    return p;
+}
+
+SLIMKV_HD int slimkv_code_get(const uint8_t *codes, slimkv_code_place p)
+{
+    int code = (codes[p.byte[0]] >> p.shift[0]) & ((1 << p.width) - 1);
+    if (p.high)
+        code |= ((codes[p.byte[1]] >> p.shift[1]) & 1) << 2;
+    return code;
 }
 
 /* Sets that code, leaving every other bit as it was. */
-SLIMKV_HD void slimkv_k_code_put(uint8_t *codes, int bits, int dk, int g, int c, int t, int code)
+SLIMKV_HD void slimkv_code_put(uint8_t *codes, slimkv_code_place p, int code)
 {
-    size_t byte;
-    int shift;
-    if (bits != 3) {
-        slimkv_k_code_pos(bits, g, c, t, &byte, &shift);
-        codes[byte] = (uint8_t)((codes[byte] & ~(((1 << bits) - 1) << shift)) | (code << shift));
-        return;
-    }
-    slimkv_k_code_pos(2, g, c, t, &byte, &shift);
-    codes[byte] = (uint8_t)((codes[byte] & ~(3 << shift)) | ((code & 3) << shift));
-    slimkv_k_code_pos(1, g, c, t, &byte, &shift);
-    byte += slimkv_k_hi_plane_offset(dk, g);
-    codes[byte] = (uint8_t)((codes[byte] & ~(1 << shift)) | ((code >> 2 & 1) << shift));
-}
-
-/* The same for token t, channel c of a V block. */
-SLIMKV_HD int slimkv_v_code_get(const uint8_t *codes, int bits, int dv, int g, int t, int c)
-{
-    size_t byte;
-    int shift;
-    if (bits != 3) {
-        slimkv_v_code_pos(bits, dv, t, c, &byte, &shift);
-        return (codes[byte] >> shift) & ((1 << bits) - 1);
-    }
-    slimkv_v_code_pos(2, dv, t, c, &byte, &shift);
-    int code = (codes[byte] >> shift) & 3;
-    slimkv_v_code_pos(1, dv, t, c, &byte, &shift);
-    return code | ((codes[slimkv_v_hi_plane_offset(dv, g) + byte] >> shift) & 1) << 2;
-}
-
-SLIMKV_HD void slimkv_v_code_put(uint8_t *codes, int bits, int dv, int g, int t, int c, int code)
-{
-    size_t byte;
-    int shift;
-    if (bits != 3) {
-        slimkv_v_code_pos(bits, dv, t, c, &byte, &shift);
-        codes[byte] = (uint8_t)((codes[byte] & ~(((1 << bits) - 1) << shift)) | (code << shift));
-        return;
-    }
-    slimkv_v_code_pos(2, dv, t, c, &byte, &shift);
-    codes[byte] = (uint8_t)((codes[byte] & ~(3 << shift)) | ((code & 3) << shift));
-    slimkv_v_code_pos(1, dv, t, c, &byte, &shift);
-    byte += slimkv_v_hi_plane_offset(dv, g);
-    codes[byte] = (uint8_t)((codes[byte] & ~(1 << shift)) | ((code >> 2 & 1) << shift));
+    int mask = (1 << p.width) - 1;
+    codes[p.byte[0]] = (uint8_t)((codes[p.byte[0]] & ~(mask << p.shift[0])) | ((code & mask) << p.shift[0]));
+    if (p.high)
+        codes[p.byte[1]] = (uint8_t)((codes[p.byte[1]] & ~(1 << p.shift[1])) | ((code >> 2 & 1) << p.shift[1]));
 }
 
 /* KIVI parameters of values in [lo, hi] as fp16: scale and min. */

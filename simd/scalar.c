@@ -215,7 +215,8 @@ static void pack_k_quant(int bits, slimkv_format fmt, const float *src, int dk, 
         quant_params(src + c, (size_t)dk, g, bits, &scale[c], &mins[c]);
         float mn = slimkv_f16_to_f32(mins[c]), inv = slimkv_inverse_scale(slimkv_f16_to_f32(scale[c]));
         for (int t = 0; t < g; t++)
-            slimkv_k_code_put(group, bits, dk, g, c, t, slimkv_quant_code(src[(size_t)t * dk + c], mn, inv, bits));
+            slimkv_code_put(group, slimkv_k_code_place(bits, dk, g, c, t),
+                            slimkv_quant_code(src[(size_t)t * dk + c], mn, inv, bits));
     }
 }
 
@@ -229,7 +230,7 @@ static void pack_v_quant(int bits, slimkv_format fmt, const float *src, int dv, 
         quant_params(src + c0, 1, cn, bits, sh, mh);
         float mn = slimkv_f16_to_f32(*mh), inv = slimkv_inverse_scale(slimkv_f16_to_f32(*sh));
         for (int c = c0; c < c0 + cn; c++)
-            slimkv_v_code_put(block, bits, dv, g, slot, c, slimkv_quant_code(src[c], mn, inv, bits));
+            slimkv_code_put(block, slimkv_v_code_place(bits, dv, g, slot, c), slimkv_quant_code(src[c], mn, inv, bits));
     }
 }
 
@@ -247,7 +248,8 @@ static void score_k_quant(int bits, slimkv_format fmt, const uint8_t *group, int
         for (int t = 0; t < n; t++) {
             float acc = 0.0f;
             for (int c = 0; c < dk; c++)
-                acc += qi[c] * slimkv_f16_to_f32(scale[c]) * (float)slimkv_k_code_get(group, bits, dk, g, c, t);
+                acc += qi[c] * slimkv_f16_to_f32(scale[c]) *
+                       (float)slimkv_code_get(group, slimkv_k_code_place(bits, dk, g, c, t));
             s[(size_t)i * lds + t] = acc + bias;
         }
     }
@@ -267,8 +269,8 @@ static void accum_v_quant(int bits, slimkv_format fmt, const uint8_t *block, int
         for (int t = 0; t < n; t++)
             for (int c = 0; c < dv; c++) {
                 size_t p = (size_t)t * nvg + c / g;
-                ai[c] += wi[t] * slimkv_f16_to_f32(scale[p]) * (float)slimkv_v_code_get(block, bits, dv, g, t, c) +
-                         wi[t] * slimkv_f16_to_f32(mins[p]);
+                float code = (float)slimkv_code_get(block, slimkv_v_code_place(bits, dv, g, t, c));
+                ai[c] += wi[t] * slimkv_f16_to_f32(scale[p]) * code + wi[t] * slimkv_f16_to_f32(mins[p]);
             }
     }
 }
@@ -589,9 +591,10 @@ void slimkv_unpack_k_token(slimkv_format fmt, const uint8_t *group, int dk, int 
     }
     int bits = slimkv_format_bits(fmt);
     const uint16_t *scale = (const uint16_t *)(group + slimkv_k_params_offset(fmt, dk, g)), *mins = scale + dk;
-    for (int c = 0; c < dk; c++)
-        dst[c] = (float)slimkv_k_code_get(group, bits, dk, g, c, t) * slimkv_f16_to_f32(scale[c]) +
-                 slimkv_f16_to_f32(mins[c]);
+    for (int c = 0; c < dk; c++) {
+        float code = (float)slimkv_code_get(group, slimkv_k_code_place(bits, dk, g, c, t));
+        dst[c] = code * slimkv_f16_to_f32(scale[c]) + slimkv_f16_to_f32(mins[c]);
+    }
 }
 
 void slimkv_unpack_spark_token(slimkv_format fmt, const uint8_t *group, const float *qnorm_rsqrt, int dim,
@@ -621,8 +624,8 @@ void slimkv_unpack_v_token(slimkv_format fmt, const uint8_t *block, int dv, int 
     const uint16_t *mins = scale + (size_t)g * nvg;
     for (int c = 0; c < dv; c++) {
         size_t p = (size_t)slot * nvg + c / g;
-        dst[c] = (float)slimkv_v_code_get(block, bits, dv, g, slot, c) * slimkv_f16_to_f32(scale[p]) +
-                 slimkv_f16_to_f32(mins[p]);
+        float code = (float)slimkv_code_get(block, slimkv_v_code_place(bits, dv, g, slot, c));
+        dst[c] = code * slimkv_f16_to_f32(scale[p]) + slimkv_f16_to_f32(mins[p]);
     }
 }
 
@@ -639,7 +642,7 @@ void slimkv_clear_v_slots(slimkv_format fmt, uint8_t *block, int dv, int g, int 
     int bits = slimkv_format_bits(fmt), nvg = (dv + g - 1) / g;
     for (int t = first_slot; t < g; t++)
         for (int c = 0; c < dv; c++)
-            slimkv_v_code_put(block, bits, dv, g, t, c, 0);
+            slimkv_code_put(block, slimkv_v_code_place(bits, dv, g, t, c), 0);
     uint16_t *scale = (uint16_t *)(block + slimkv_v_params_offset(fmt, dv, g)), *mins = scale + (size_t)g * nvg;
     memset(scale + (size_t)first_slot * nvg, 0, (size_t)(g - first_slot) * nvg * sizeof *scale);
     memset(mins + (size_t)first_slot * nvg, 0, (size_t)(g - first_slot) * nvg * sizeof *mins);

@@ -272,7 +272,8 @@ static void evict_copy_v_slot(const slimkv_cache *c, const slimkv_head *h, const
     }
     int bits = slimkv_format_bits(fmt), nvg = (dv + g - 1) / g;
     for (int j = 0; j < dv; j++)
-        slimkv_v_code_put(to, bits, dv, g, to_slot, j, slimkv_v_code_get(from, bits, dv, g, from_slot, j));
+        slimkv_code_put(to, slimkv_v_code_place(bits, dv, g, to_slot, j),
+                        slimkv_code_get(from, slimkv_v_code_place(bits, dv, g, from_slot, j)));
     size_t params = slimkv_v_params_offset(fmt, dv, g), pairs = (size_t)nvg * 2; /* bytes of nvg fp16 */
     memcpy(to + params + (size_t)to_slot * pairs, from + params + (size_t)from_slot * pairs, pairs);
     size_t mins = params + 2 * (size_t)g * nvg;
