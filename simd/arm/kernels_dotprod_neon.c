@@ -11,10 +11,12 @@
  * with the token scales for V) is quantized to int8 per block with a
  * symmetric step amax/127. SDOT is signed x signed and there is no
  * mixed-sign form in v8.2, so 8-bit codes are flipped to code-128 (EOR 0x80)
- * and 128*sum(int8) is added back once per block; 4- and 2-bit codes fit.
+ * and 128*sum(int8) is added back once per block; 4-, 3- and 2-bit codes
+ * fit (q3 codes are put together from its two planes as they are loaded:
+ * the q2-layout low field, the high bit inserted as bit 2).
  *
  * Precision: one int8 term is off by up to half a step per code. Against
- * 4-bit (0..15) and 2-bit codes that stays below the storage's own rounding
+ * 4-bit (0..15), 3-bit and 2-bit codes that stays below the storage's own rounding
  * (end to end, tests/test_cache.c: q4 0.21 vs 0.19 with float, bound 0.3),
  * but against 8-bit codes (0..255) it is as large as the q8 rounding
  * itself: q8 then misses its 0.04 bound (measured 0.055). So for q8 the
@@ -93,9 +95,13 @@ NEON_INLINE void keep_loads_below(void)
     __asm__ volatile("" ::: "memory");
 }
 
-/* Field j of raw code bytes as signed int8 for SDOT (8-bit codes shifted by -128). */
-NEON_INLINE int8x16_t signed_codes(uint8x16_t raw, int bits, int j)
+/* Field j of raw code bytes as signed int8 for SDOT (8-bit codes shifted by
+ * -128); q3: the 2-bit field j of its low plane with bit hj of the high-plane
+ * bytes `high` as bit 2 (other formats ignore high and hj). */
+NEON_INLINE int8x16_t signed_codes(uint8x16_t raw, uint8x16_t high, int bits, int j, int hj)
 {
+    if (bits == 3)
+        return vreinterpretq_s8_u8(add_high_bit(code_field(raw, 2, j), high, hj));
     uint8x16_t c = code_field(raw, bits, j);
     if (bits == 8)
         c = veorq_u8(c, vdupq_n_u8(0x80));
@@ -177,9 +183,10 @@ NEON_INLINE void code_offsets(int bits, const int32_t sums[2], int32_t corr[2])
 NEON_INLINE void score_k_dot_block(int bits, slimkv_format fmt, const uint8_t *group, int dk, int g, int n,
                                    const float *q, const int nq, float *s, int lds)
 {
-    const int per = 8 / bits, nquad = dk / 4, nplane = (nquad + per - 1) / per;
+    const int per = 8 / plane_bits(bits), nquad = dk / 4, nplane = (nquad + per - 1) / per;
     const int terms = dot_terms(bits), nvec = 4 / terms, block = 4 * nvec;
     const uint8_t *scale_p = group + slimkv_k_params_offset(fmt, dk, g), *min_p = scale_p + 2 * (size_t)dk;
+    const uint8_t *high = group + slimkv_k_hi_plane_offset(dk, g); /* q3 only */
     float bias[NEON_QUERY_BLOCK]; /* sum_c q_c * min_c, the same for every token */
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
@@ -224,15 +231,24 @@ NEON_INLINE void score_k_dot_block(int bits, slimkv_format fmt, const uint8_t *g
                     int plane = (c0 / 4 + qg) / per + pl;
                     if (plane >= nplane)
                         break;
-                    uint8x16_t raw[4]; /* 4 tokens x 4 bytes each; the group has g >= t0 + 16 tokens */
+                    uint8x16_t raw[4], hraw[4]; /* 4 tokens x 4 bytes each; the group has g >= t0 + 16 tokens */
+                    int hbit = 0; /* q3: the high bits of quads 4*plane.. at bits hbit.. of the 1-bit plane's row */
 #pragma GCC unroll 4
-                    for (int v = 0; v < nvec; v++)
+                    for (int v = 0; v < nvec; v++) {
                         raw[v] = vld1q_u8(group + ((size_t)plane * g + t0) * 4 + 16 * v);
+                        hraw[v] = raw[v];
+                    }
+                    if (bits == 3) {
+                        hbit = 4 * (plane % 2);
+#pragma GCC unroll 4
+                        for (int v = 0; v < nvec; v++)
+                            hraw[v] = vld1q_u8(high + ((size_t)(plane / 2) * g + t0) * 4 + 16 * v);
+                    }
 #pragma GCC unroll 4
                     for (int j = 0; j < per; j++) /* padding quads: code bits and query bytes are 0 */
 #pragma GCC unroll 4
                         for (int v = 0; v < nvec; v++) {
-                            int8x16_t codes = signed_codes(raw[v], bits, j);
+                            int8x16_t codes = signed_codes(raw[v], hraw[v], bits, j, hbit + j);
 #pragma GCC unroll 4
                             for (int i = 0; i < nq; i++)
 #pragma GCC unroll 2
@@ -267,11 +283,12 @@ NEON_INLINE void score_k_dot_block(int bits, slimkv_format fmt, const uint8_t *g
  * of 16 channels (8 for q8), 16 int32 accumulators [term][row][4 channels]:
  * a token quad's code bytes are vectors of 4 channels x 4 tokens, SDOT'd
  * with the quad's 4 weight bytes. */
-NEON_INLINE void accum_v_dot_cols(int bits, const uint8_t *block, int dv, int t0, int nt, const int nq,
+NEON_INLINE void accum_v_dot_cols(int bits, const uint8_t *block, int dv, int g, int t0, int nt, const int nq,
                                   int8_t wint[2][NEON_QUERY_BLOCK][NEON_V_CHUNK], const float *step,
                                   int32_t corr[][2], const float *bias, float *acc, int c0, int nc)
 {
-    const int per = 8 / bits, terms = dot_terms(bits), nvec = 4 / terms;
+    const int per = 8 / plane_bits(bits), terms = dot_terms(bits), nvec = 4 / terms;
+    const uint8_t *high = block + slimkv_v_hi_plane_offset(dv, g); /* q3 only */
     int32x4_t ia[NEON_QUERY_BLOCK][4][2]; /* [row][channel vector][term] */
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++)
@@ -290,13 +307,22 @@ NEON_INLINE void accum_v_dot_cols(int bits, const uint8_t *block, int dv, int t0
 #pragma GCC unroll 4
         for (int pl = 0; pl < 4 / per; pl++) { /* byte planes holding these quads, inside the block's g tokens */
             int plane = (t0 / 4 + u0) / per + pl;
-            uint8x16_t raw[4];
+            uint8x16_t raw[4], hraw[4];
+            int hbit = 0; /* q3: the high bits of quads 4*plane.. at bits hbit.. of the 1-bit plane's lanes */
             load_code_lanes(block + ((size_t)plane * dv + c0) * 4, nc, nvec, raw);
+            if (bits == 3) {
+                hbit = 4 * (plane % 2);
+                load_code_lanes(high + ((size_t)(plane / 2) * dv + c0) * 4, nc, nvec, hraw);
+            } else {
+#pragma GCC unroll 4
+                for (int v = 0; v < nvec; v++)
+                    hraw[v] = raw[v];
+            }
 #pragma GCC unroll 4
             for (int j = 0; j < per; j++) /* quads past n: weights are 0 */
 #pragma GCC unroll 4
                 for (int v = 0; v < nvec; v++) {
-                    int8x16_t codes = signed_codes(raw[v], bits, j);
+                    int8x16_t codes = signed_codes(raw[v], hraw[v], bits, j, hbit + j);
 #pragma GCC unroll 4
                     for (int i = 0; i < nq; i++)
 #pragma GCC unroll 2
@@ -339,9 +365,9 @@ NEON_INLINE void accum_v_dot_block(int bits, slimkv_format fmt, const uint8_t *b
             int c_end = (j + 1) * g < dv ? (j + 1) * g : dv; /* g is a multiple of 16: blocks stay in the group */
             int c = j * g;
             for (; c + lanes <= c_end; c += lanes) /* full blocks, then the tail: separate call sites */
-                accum_v_dot_cols(bits, block, dv, t0, nt, nq, wint, step, corr, bias, acc, c, lanes);
+                accum_v_dot_cols(bits, block, dv, g, t0, nt, nq, wint, step, corr, bias, acc, c, lanes);
             if (c < c_end)
-                accum_v_dot_cols(bits, block, dv, t0, nt, nq, wint, step, corr, bias, acc, c, c_end - c);
+                accum_v_dot_cols(bits, block, dv, g, t0, nt, nq, wint, step, corr, bias, acc, c, c_end - c);
         }
     }
 }
@@ -380,6 +406,12 @@ static void slimkv_score_k_q2_neondot(const uint8_t *group, int dk, int g, int n
     score_k_dot(2, SLIMKV_Q2, group, dk, g, n, q, nq, s, lds);
 }
 
+static void slimkv_score_k_q3_neondot(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                      int lds)
+{
+    score_k_dot(3, SLIMKV_Q3, group, dk, g, n, q, nq, s, lds);
+}
+
 static void slimkv_accum_v_q8_neondot(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
                                       float *acc)
 {
@@ -398,6 +430,12 @@ static void slimkv_accum_v_q2_neondot(const uint8_t *block, int dv, int g, int n
     accum_v_dot(2, SLIMKV_Q2, block, dv, g, n, w, ldw, nq, acc);
 }
 
+static void slimkv_accum_v_q3_neondot(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                      float *acc)
+{
+    accum_v_dot(3, SLIMKV_Q3, block, dv, g, n, w, ldw, nq, acc);
+}
+
 
 /* ---- fused decode over whole groups ---- */
 
@@ -406,12 +444,12 @@ static const slimkv_score_k_fn quant_score_neondot[4] = {
     slimkv_score_k_q8_neondot,
     slimkv_score_k_q4_neondot,
     slimkv_score_k_q2_neondot,
-    slimkv_score_k_q3_scalar};
+    slimkv_score_k_q3_neondot};
 static const slimkv_accum_v_fn quant_accum_neondot[4] = {
     slimkv_accum_v_q8_neondot,
     slimkv_accum_v_q4_neondot,
     slimkv_accum_v_q2_neondot,
-    slimkv_accum_v_q3_scalar};
+    slimkv_accum_v_q3_neondot};
 
 /* Every pair of q8 / q4 / q2 / q3 (formats SLIMKV_Q8..SLIMKV_Q3). */
 static void slimkv_attend_groups_quant_neondot(const slimkv_group_span *span, const float *q, int rows, float *m,
@@ -466,9 +504,11 @@ void slimkv_kernels_use_dotprod_neon(slimkv_kernels *k)
     k->score_k[SLIMKV_Q8] = slimkv_score_k_q8_neondot;
     k->score_k[SLIMKV_Q4] = slimkv_score_k_q4_neondot;
     k->score_k[SLIMKV_Q2] = slimkv_score_k_q2_neondot;
+    k->score_k[SLIMKV_Q3] = slimkv_score_k_q3_neondot;
     k->accum_v[SLIMKV_Q8] = slimkv_accum_v_q8_neondot;
     k->accum_v[SLIMKV_Q4] = slimkv_accum_v_q4_neondot;
     k->accum_v[SLIMKV_Q2] = slimkv_accum_v_q2_neondot;
+    k->accum_v[SLIMKV_Q3] = slimkv_accum_v_q3_neondot;
 }
 
 #endif /* dot-product intrinsics available */

@@ -374,11 +374,14 @@ NEON_INLINE uint8x16_t k_quad_codes4(const float *src, int dk, float32x4_t m, fl
 
 /* One byte plane at a time: the parameters of its 8/bits quads, then each
  * 4-token row of the plane ORed together from the quads' fields and stored
- * once. Every code byte is written, padding quads' bits as 0. */
+ * once. Every code byte is written, padding quads' bits as 0. q3: the planes
+ * of its low 2 bits as q2's; a row of the high-bit plane holds 8 quads, the
+ * 4 of an even low plane (stored with it) then those of the odd one (ORed in). */
 NEON_INLINE void pack_k_quant(int bits, slimkv_format fmt, const float *src, int dk, int g, uint8_t *group)
 {
-    const int per = 8 / bits, nquad = dk / 4, nplane = (nquad + per - 1) / per;
+    const int lbits = plane_bits(bits), per = 8 / lbits, nquad = dk / 4, nplane = (nquad + per - 1) / per;
     uint8_t *scale_p = group + slimkv_k_params_offset(fmt, dk, g), *min_p = scale_p + 2 * (size_t)dk;
+    uint8_t *high = group + slimkv_k_hi_plane_offset(dk, g); /* q3 only */
     uint32x4_t top = vdupq_n_u32((1u << bits) - 1);
     for (int p = 0; p < nplane; p++) {
         int in_plane = nquad - p * per < per ? nquad - p * per : per;
@@ -391,15 +394,23 @@ NEON_INLINE void pack_k_quant(int bits, slimkv_format fmt, const float *src, int
                               &m[j], &inv[j]);
             }
         for (int t = 0; t < g; t += 4) {
-            uint8x16_t word = vdupq_n_u8(0);
+            uint8x16_t word = vdupq_n_u8(0), hword = vdupq_n_u8(0);
 #pragma GCC unroll 4
             for (int j = 0; j < per; j++)
                 if (j < in_plane) {
                     const float *x = src + (size_t)t * dk + 4 * (p * per + j);
                     uint8x16_t codes = k_quad_codes4(x, dk, m[j], inv[j], top);
-                    word = vorrq_u8(word, j == 0 ? codes : vshlq_u8(codes, vdupq_n_s8((int8_t)(bits * j))));
+                    if (bits == 3) { /* quad 4p + j: high bit at bit 4*(p%2) + j */
+                        hword = vorrq_u8(hword, vshlq_u8(vshrq_n_u8(codes, 2), vdupq_n_s8((int8_t)(4 * (p % 2) + j))));
+                        codes = vandq_u8(codes, vdupq_n_u8(3));
+                    }
+                    word = vorrq_u8(word, j == 0 ? codes : vshlq_u8(codes, vdupq_n_s8((int8_t)(lbits * j))));
                 }
             vst1q_u8(group + ((size_t)p * g + t) * 4, word);
+            if (bits == 3) {
+                uint8_t *h = high + ((size_t)(p / 2) * g + t) * 4;
+                vst1q_u8(h, p % 2 ? vorrq_u8(vld1q_u8(h), hword) : hword);
+            }
         }
     }
 }
@@ -439,13 +450,19 @@ static void min_max_exact(const float *x, int n, float *lo_out, float *hi_out)
  * are one load, bit-select, store; other slots' bits are kept. */
 NEON_INLINE void pack_v_quant(int bits, slimkv_format fmt, const float *src, int dv, int g, uint8_t *block, int slot)
 {
-    const int per = 8 / bits, nvg = (dv + g - 1) / g, quad = slot / 4;
+    const int lbits = plane_bits(bits), per = 8 / lbits, nvg = (dv + g - 1) / g, quad = slot / 4;
     uint8_t *scale_p = block + slimkv_v_params_offset(fmt, dv, g), *min_p = scale_p + 2 * (size_t)g * nvg;
     uint8_t *codes = block + (size_t)(quad / per) * dv * 4;
-    int pos = 8 * (slot % 4) + bits * (quad % per);
-    uint32_t mask = (1u << bits) - 1;
-    uint32x4_t field = vdupq_n_u32(mask << pos), top = vdupq_n_u32(mask);
+    int pos = 8 * (slot % 4) + lbits * (quad % per);
+    uint32_t mask = (1u << lbits) - 1;
+    uint32x4_t field = vdupq_n_u32(mask << pos), top = vdupq_n_u32((1u << bits) - 1);
     int32x4_t shift = vdupq_n_s32(pos);
+    /* q3: the high bit in the 1-bit plane, at bit 8*(slot%4) + quad%8 of the lane
+     * (the low field's copy of code bit 2 falls outside `field`) */
+    uint8_t *hcodes = block + slimkv_v_hi_plane_offset(dv, g) + (size_t)(quad / 8) * dv * 4;
+    int hpos = 8 * (slot % 4) + quad % 8;
+    uint32x4_t hfield = vdupq_n_u32(1u << hpos);
+    int32x4_t hshift = vdupq_n_s32(hpos - 2);
     for (int j = 0; j < nvg; j++) {
         int c0 = j * g, cn = dv - c0 < g ? dv - c0 : g;
         float lo, hi;
@@ -462,11 +479,23 @@ NEON_INLINE void pack_v_quant(int bits, slimkv_format fmt, const float *src, int
             uint32x4_t words = vreinterpretq_u32_u8(vld1q_u8(lane));
             words = vbslq_u32(field, vshlq_u32(code, shift), words);
             vst1q_u8(lane, vreinterpretq_u8_u32(words));
+            if (bits == 3) {
+                uint8_t *hlane = hcodes + (size_t)c * 4;
+                uint32x4_t hwords = vreinterpretq_u32_u8(vld1q_u8(hlane));
+                hwords = vbslq_u32(hfield, vshlq_u32(code, hshift), hwords);
+                vst1q_u8(hlane, vreinterpretq_u8_u32(hwords));
+            }
         }
         for (; c < c0 + cn; c++) {
             uint8_t *b = codes + (size_t)c * 4 + slot % 4;
-            int bit = bits * (quad % per);
-            *b = (uint8_t)((*b & ~(mask << bit)) | (quant_code1(src[c], m, inv, bits) << bit));
+            int bit = lbits * (quad % per);
+            uint32_t code = quant_code1(src[c], m, inv, bits);
+            *b = (uint8_t)((*b & ~(mask << bit)) | ((code & mask) << bit));
+            if (bits == 3) {
+                uint8_t *hb = hcodes + (size_t)c * 4 + slot % 4;
+                int hbit = quad % 8;
+                *hb = (uint8_t)((*hb & ~(1u << hbit)) | ((code >> 2) << hbit));
+            }
         }
     }
 }
@@ -480,8 +509,9 @@ NEON_INLINE void pack_v_quant(int bits, slimkv_format fmt, const float *src, int
 NEON_INLINE void score_k_quant_block(int bits, slimkv_format fmt, const uint8_t *group, int dk, int g, int n,
                                      const float *q, const int nq, float *s, int lds)
 {
-    const int per = 8 / bits, nquad = dk / 4;
+    const int lbits = plane_bits(bits), per = 8 / lbits, nquad = dk / 4;
     const uint8_t *scale_p = group + slimkv_k_params_offset(fmt, dk, g), *min_p = scale_p + 2 * (size_t)dk;
+    const uint8_t *high = group + slimkv_k_hi_plane_offset(dk, g); /* q3 only */
     float bias[NEON_QUERY_BLOCK]; /* sum_c q_c * min_c, the same for every token */
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
@@ -501,6 +531,17 @@ NEON_INLINE void score_k_quant_block(int bits, slimkv_format fmt, const uint8_t 
             /* one quad per pass: a q4/q2 plane is reloaded (from L1) for each of
              * its quads rather than kept live, which would spill accumulators */
             uint8x16x4_t raw = vld4q_u8(group + ((size_t)(quad / per) * g + t0) * 4); /* the group has g tokens */
+            uint8x16_t code[4];
+            if (bits == 3) { /* its high bits (the same rows of the 1-bit plane), then the high plane is dead */
+                uint8x16x4_t hraw = vld4q_u8(high + ((size_t)(quad / 8) * g + t0) * 4);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++)
+                    code[k] = add_high_bit(code_field(raw.val[k], 2, quad % per), hraw.val[k], quad % 8);
+            } else {
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++)
+                    code[k] = code_field(raw.val[k], bits, quad % per);
+            }
             float32x4_t sc = load_f16x4(scale_p + 8 * (size_t)quad), fq[NEON_QUERY_BLOCK];
 #pragma GCC unroll 4
             for (int i = 0; i < nq; i++)
@@ -508,7 +549,7 @@ NEON_INLINE void score_k_quant_block(int bits, slimkv_format fmt, const uint8_t 
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 float32x4_t f[4];
-                widen_codes_f32(code_field(raw.val[k], bits, quad % per), f);
+                widen_codes_f32(code[k], f);
 #pragma GCC unroll 4
                 for (int i = 0; i < nq; i++)
 #pragma GCC unroll 4
@@ -531,10 +572,11 @@ NEON_INLINE void score_k_quant_block(int bits, slimkv_format fmt, const uint8_t 
  * of one channel group, tokens [t0, t0 + nt): a de-interleaving load splits
  * a token quad's row into its 4 tokens, whose codes are widened and FMA'd
  * with the folded weight of that token (one lane). */
-NEON_INLINE void accum_v_quant_cols(int bits, const uint8_t *block, int dv, int t0, int nt, const int nq,
+NEON_INLINE void accum_v_quant_cols(int bits, const uint8_t *block, int dv, int g, int t0, int nt, const int nq,
                                     float fw[][NEON_V_CHUNK], const float *bias, float *acc, int c0, int nc)
 {
-    const int per = 8 / bits;
+    const int lbits = plane_bits(bits), per = 8 / lbits;
+    const uint8_t *high = block + slimkv_v_hi_plane_offset(dv, g); /* q3 only */
     float32x4_t a[NEON_QUERY_BLOCK][4];
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
@@ -554,6 +596,25 @@ NEON_INLINE void accum_v_quant_cols(int bits, const uint8_t *block, int dv, int 
             memcpy(tmp, row, (size_t)nc * 4);
             raw = vld4q_u8(tmp);
         }
+        uint8x16_t code[4];
+        if (bits == 3) { /* the high bits: the same channels' lanes of the 1-bit plane */
+            const uint8_t *hrow = high + ((size_t)(quad / 8) * dv + c0) * 4;
+            uint8x16x4_t hraw;
+            if (nc == 16) {
+                hraw = vld4q_u8(hrow);
+            } else {
+                uint8_t tmp[64] = {0};
+                memcpy(tmp, hrow, (size_t)nc * 4);
+                hraw = vld4q_u8(tmp);
+            }
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                code[k] = add_high_bit(code_field(raw.val[k], 2, j), hraw.val[k], quad % 8);
+        } else {
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                code[k] = code_field(raw.val[k], bits, j);
+        }
         float32x4_t wv[NEON_QUERY_BLOCK];
 #pragma GCC unroll 4
         for (int i = 0; i < nq; i++)
@@ -561,7 +622,7 @@ NEON_INLINE void accum_v_quant_cols(int bits, const uint8_t *block, int dv, int 
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             float32x4_t f[4];
-            widen_codes_f32(code_field(raw.val[k], bits, j), f);
+            widen_codes_f32(code[k], f);
 #pragma GCC unroll 4
             for (int i = 0; i < nq; i++)
 #pragma GCC unroll 4
@@ -587,9 +648,9 @@ NEON_INLINE void accum_v_quant_block(int bits, slimkv_format fmt, const uint8_t 
             int c_end = (j + 1) * g < dv ? (j + 1) * g : dv;
             int c = j * g;
             for (; c + 16 <= c_end; c += 16) /* full blocks, then the tail: separate call sites */
-                accum_v_quant_cols(bits, block, dv, t0, nt, nq, fw, bias, acc, c, 16);
+                accum_v_quant_cols(bits, block, dv, g, t0, nt, nq, fw, bias, acc, c, 16);
             if (c < c_end)
-                accum_v_quant_cols(bits, block, dv, t0, nt, nq, fw, bias, acc, c, c_end - c);
+                accum_v_quant_cols(bits, block, dv, g, t0, nt, nq, fw, bias, acc, c, c_end - c);
         }
     }
 }
@@ -674,6 +735,28 @@ static void slimkv_accum_v_q2_neon(const uint8_t *block, int dv, int g, int n, c
                                    float *acc)
 {
     accum_v_quant(2, SLIMKV_Q2, block, dv, g, n, w, ldw, nq, acc);
+}
+
+static void slimkv_pack_k_q3_neon(const float *src, int dk, int g, uint8_t *group)
+{
+    pack_k_quant(3, SLIMKV_Q3, src, dk, g, group);
+}
+
+static void slimkv_pack_v_q3_neon(const float *src, int dv, int g, uint8_t *block, int slot)
+{
+    pack_v_quant(3, SLIMKV_Q3, src, dv, g, block, slot);
+}
+
+static void slimkv_score_k_q3_neon(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+                                   int lds)
+{
+    score_k_quant(3, SLIMKV_Q3, group, dk, g, n, q, nq, s, lds);
+}
+
+static void slimkv_accum_v_q3_neon(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+                                   float *acc)
+{
+    accum_v_quant(3, SLIMKV_Q3, block, dv, g, n, w, ldw, nq, acc);
 }
 
 
@@ -773,12 +856,12 @@ static const slimkv_score_k_fn quant_score_neon[4] = {
     slimkv_score_k_q8_neon,
     slimkv_score_k_q4_neon,
     slimkv_score_k_q2_neon,
-    slimkv_score_k_q3_scalar};
+    slimkv_score_k_q3_neon};
 static const slimkv_accum_v_fn quant_accum_neon[4] = {
     slimkv_accum_v_q8_neon,
     slimkv_accum_v_q4_neon,
     slimkv_accum_v_q2_neon,
-    slimkv_accum_v_q3_scalar};
+    slimkv_accum_v_q3_neon};
 
 /* Every pair of f32 / f16 / bf16 (formats 0..2). */
 static void slimkv_attend_groups_dense_neon(const slimkv_group_span *span, const float *q, int rows, float *m,
@@ -860,6 +943,10 @@ void slimkv_kernels_init_neon(slimkv_kernels *k)
     k->pack_v[SLIMKV_Q2] = slimkv_pack_v_q2_neon;
     k->score_k[SLIMKV_Q2] = slimkv_score_k_q2_neon;
     k->accum_v[SLIMKV_Q2] = slimkv_accum_v_q2_neon;
+    k->pack_k[SLIMKV_Q3] = slimkv_pack_k_q3_neon;
+    k->pack_v[SLIMKV_Q3] = slimkv_pack_v_q3_neon;
+    k->score_k[SLIMKV_Q3] = slimkv_score_k_q3_neon;
+    k->accum_v[SLIMKV_Q3] = slimkv_accum_v_q3_neon;
     k->score_rows_f32 = slimkv_score_rows_f32_neon;
     k->score_rows_f16 = slimkv_score_rows_f16_neon;
     k->accum_rows_f32 = slimkv_accum_rows_f32_neon;

@@ -475,6 +475,21 @@ NEON_INLINE uint8x16_t code_field(uint8x16_t raw, int bits, int j)
     return vandq_u8(shifted, vdupq_n_u8((uint8_t)((1 << bits) - 1)));
 }
 
+/* Field width of a format's first code plane: q3 stores its low 2 bits as
+ * q2 does, then a plane of 1-bit fields with the high bits (kernels.h). */
+NEON_INLINE int plane_bits(int bits)
+{
+    return bits == 3 ? 2 : bits;
+}
+
+/* q3 codes 0..7: the low field `low` (bit 2 clear) with bit `hj` of the
+ * high-plane bytes `high` as bit 2 (a shift and a bit insert). */
+NEON_INLINE uint8x16_t add_high_bit(uint8x16_t low, uint8x16_t high, int hj)
+{
+    uint8x16_t h = hj == 2 ? high : vshlq_u8(high, vdupq_n_s8((int8_t)(2 - hj)));
+    return vbslq_u8(vdupq_n_u8(4), h, low);
+}
+
 /* 16 codes (0..255) as four float vectors. Zero-extension by zipping with
  * zeros rather than UXTL of vget_low: GCC spills a vld4 result to the stack
  * to take the low half of one of its registers. */
