@@ -297,13 +297,6 @@ SLIMKV_HIDDEN void slimkv_unpack_v_token(slimkv_format fmt, const uint8_t *block
  * holds (codes, scales and mins 0; dense values 0), the other slots as they are. */
 SLIMKV_HIDDEN void slimkv_clear_v_slots(slimkv_format fmt, uint8_t *block, int dv, int g, int first_slot);
 
-/* q3 score and accumulation of the scalar table, for ISA tables that have
- * no q3 body of their own yet. */
-SLIMKV_HIDDEN void slimkv_score_k_q3_scalar(const uint8_t *group, int dk, int g, int n, const float *q, int nq,
-                                            float *s, int lds);
-SLIMKV_HIDDEN void slimkv_accum_v_q3_scalar(const uint8_t *block, int dv, int g, int n, const float *w, int ldw,
-                                            int nq, float *acc);
-
 /* Scalar fp16/bf16 conversions (shared by every ISA for tails). */
 SLIMKV_HIDDEN uint16_t slimkv_f32_to_f16(float f);
 SLIMKV_HIDDEN float slimkv_f16_to_f32(uint16_t h);

@@ -351,13 +351,13 @@ static void slimkv_pack_v_q3_scalar(const float *src, int dv, int g, uint8_t *bl
     pack_v_quant(3, SLIMKV_Q3, src, dv, g, block, slot);
 }
 
-void slimkv_score_k_q3_scalar(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
+static void slimkv_score_k_q3_scalar(const uint8_t *group, int dk, int g, int n, const float *q, int nq, float *s,
                                      int lds)
 {
     score_k_quant(3, SLIMKV_Q3, group, dk, g, n, q, nq, s, lds);
 }
 
-void slimkv_accum_v_q3_scalar(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
+static void slimkv_accum_v_q3_scalar(const uint8_t *block, int dv, int g, int n, const float *w, int ldw, int nq,
                                      float *acc)
 {
     accum_v_quant(3, SLIMKV_Q3, block, dv, g, n, w, ldw, nq, acc);
