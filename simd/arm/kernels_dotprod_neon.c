@@ -32,34 +32,6 @@
  * file is built with +dotprod, e.g. in the Makefile
  *   $(BUILD)/simd/arm/kernels_dotprod_neon.o: ISA_FLAGS := -march=armv8.2-a+dotprod
  * Without that flag the baseline NEON kernels stay in place. */
-static slimkv_score_k_fn score_k_of_neondot(slimkv_format fmt)
-{
-    return slimkv_is_quantized(fmt) ? quant_score_neondot[fmt - SLIMKV_Q8] : slimkv_dense_score_k_neon[fmt];
-}
-
-static slimkv_accum_v_fn accum_v_of_neondot(slimkv_format fmt)
-{
-    return slimkv_is_quantized(fmt) ? quant_accum_neondot[fmt - SLIMKV_Q8] : slimkv_dense_accum_v_neon[fmt];
-}
-
-/* Dense K with quantized V, or quantized K with dense V. */
-static void slimkv_attend_groups_mixed_neondot(const slimkv_group_span *span, const float *q, int rows, float *m,
-                                               float *l, float *acc)
-{
-    const slimkv_tile_ops ops = {score_k_of_neondot(span->k_format), accum_v_of_neondot(span->v_format),
-                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL};
-    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
-}
-
-/* SparK K groups of any format (NEON scores), V blocks of any format. */
-static void slimkv_attend_spark_groups_neondot(const slimkv_group_span *span, const float *q, int rows, float *m,
-                                               float *l, float *acc)
-{
-    const slimkv_tile_ops ops = {NULL, accum_v_of_neondot(span->v_format), slimkv_exp_sum_neon,
-                                 slimkv_max_f32_neon, slimkv_scale_f32_neon, slimkv_spark_score_neon[span->k_format]};
-    slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
-}
-
 void slimkv_kernels_use_dotprod_neon(slimkv_kernels *k)
 {
     (void)k;
