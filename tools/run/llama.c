@@ -51,6 +51,7 @@ struct llama_model {
 struct llama_session {
     const llama_model *model;
     slimkv_cache **caches;
+    int k_token_bits, k_token_group, k_token_rotate; /* llama_cache_options' K-per-token measurement */
     int n_past, capacity, max_batch;
     llama_observer observer;
     void *observer_ctx;
@@ -504,6 +505,9 @@ void llama_cache_options_init(llama_cache_options *o)
     o->eviction = defaults.eviction;
     o->evict_budget = defaults.evict_budget;
     o->evict_pool = defaults.evict_pool;
+    o->k_token_bits = 0;
+    o->k_token_group = defaults.group_size;
+    o->k_token_rotate = 0;
 }
 
 void llama_session_free(llama_session *s)
@@ -530,10 +534,16 @@ slimkv_status llama_session_create(const llama_model *m, const llama_cache_optio
     if (capacity < 1 || max_batch < 1)
         return SLIMKV_ERR_INVALID_ARG;
     const llama_hparams *hp = &m->hp;
+    if (opts->k_token_bits && (opts->k_token_bits < 2 || opts->k_token_bits > 8 || opts->k_token_group < 1 ||
+                               (opts->k_token_rotate && (hp->head_dim & (hp->head_dim - 1)) != 0)))
+        return SLIMKV_ERR_INVALID_ARG;
     llama_session *s = calloc(1, sizeof *s);
     if (!s)
         return SLIMKV_ERR_NOMEM;
     s->model = m;
+    s->k_token_bits = opts->k_token_bits;
+    s->k_token_group = opts->k_token_group;
+    s->k_token_rotate = opts->k_token_rotate;
     s->capacity = capacity;
     s->max_batch = max_batch;
     size_t b = (size_t)max_batch, d = (size_t)hp->n_embd, dkv = (size_t)hp->n_kv_head * hp->head_dim;
@@ -637,6 +647,67 @@ const slimkv_cache *llama_session_cache(const llama_session *s, int layer)
     return layer >= 0 && layer < s->model->hp.n_layer ? s->caches[layer] : NULL;
 }
 
+/* ---- the K-per-token measurement (llama_cache_options.k_token_bits) ---- */
+
+/* x <- H x / sqrt(d) in place (Sylvester order; H / sqrt(d) is its own inverse). */
+static void hadamard(float *x, int d)
+{
+    for (int len = 1; len < d; len *= 2)
+        for (int i = 0; i < d; i += 2 * len)
+            for (int j = i; j < i + len; j++) {
+                float a = x[j], b = x[j + len];
+                x[j] = a + b;
+                x[j + len] = a - b;
+            }
+    float s = 1.0f / sqrtf((float)d);
+    for (int i = 0; i < d; i++)
+        x[i] *= s;
+}
+
+/* A fixed random sign per (layer, KV head, channel). */
+static float k_sign(int layer, int head, int c)
+{
+    uint64_t z = ((uint64_t)layer << 40 ^ (uint64_t)head << 20 ^ (uint64_t)c) + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (z ^ (z >> 31)) & 1 ? -1.0f : 1.0f;
+}
+
+static void quantize_k_per_token(const llama_session *s, int layer, float *k, int n)
+{
+    const llama_hparams *hp = &s->model->hp;
+    int d = hp->head_dim, g = s->k_token_group < d ? s->k_token_group : d;
+    float top = (float)((1 << s->k_token_bits) - 1);
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < hp->n_kv_head; h++) {
+            float *x = k + ((size_t)t * hp->n_kv_head + h) * d;
+            if (s->k_token_rotate) {
+                for (int c = 0; c < d; c++)
+                    x[c] *= k_sign(layer, h, c);
+                hadamard(x, d);
+            }
+            for (int c0 = 0; c0 < d; c0 += g) {
+                int cn = d - c0 < g ? d - c0 : g;
+                float lo = x[c0], hi = x[c0];
+                for (int c = c0 + 1; c < c0 + cn; c++) {
+                    lo = x[c] < lo ? x[c] : lo;
+                    hi = x[c] > hi ? x[c] : hi;
+                }
+                float scale = (hi - lo) / top, inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+                for (int c = c0; c < c0 + cn; c++) {
+                    float code = rintf((x[c] - lo) * inv);
+                    code = code < 0.0f ? 0.0f : code > top ? top : code;
+                    x[c] = code * scale + lo;
+                }
+            }
+            if (s->k_token_rotate) {
+                hadamard(x, d);
+                for (int c = 0; c < d; c++)
+                    x[c] *= k_sign(layer, h, c);
+            }
+        }
+}
+
 /* ---- forward ------------------------------------------------------- */
 
 static slimkv_status attention_layer(llama_session *s, int il, int n, llama_attention_mode mode)
@@ -659,6 +730,8 @@ static slimkv_status attention_layer(llama_session *s, int il, int n, llama_atte
     rope(s->k, n, hp->n_kv_head, hp->head_dim, s->rope_cos, s->rope_sin);
     if (s->observer)
         s->observer(s->observer_ctx, il, s->q, s->k, s->v, n, s->n_past);
+    if (s->k_token_bits)
+        quantize_k_per_token(s, il, s->k, n);
     slimkv_status st;
     if (mode == LLAMA_PREFILL) {
         st = slimkv_cache_prefill(s->caches[il], s->q, s->k, s->v, n, s->attn);

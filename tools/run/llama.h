@@ -64,6 +64,14 @@ typedef struct llama_cache_options {
      * window above is SnapKV's observation window. */
     slimkv_eviction eviction;
     int evict_budget, evict_pool;
+    /* A measurement, not a storage format: when k_token_bits is 2..8, every
+     * K row is quantized per token over groups of k_token_group channels
+     * (KIVI min/max, float scale and min) and decoded again before the
+     * cache sees it, after a Walsh-Hadamard rotation with fixed signs when
+     * k_token_rotate (rotated back after decoding; the scores are those of
+     * rotated, quantized keys). Every token is quantized, the newest ones
+     * included: compare with per-channel caches at residual 0. */
+    int k_token_bits, k_token_group, k_token_rotate;
 } llama_cache_options;
 
 /* Fills with dense f16 and the library's defaults (G=32, R=128, S=0, no

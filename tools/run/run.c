@@ -648,6 +648,7 @@ typedef struct kv_config {
     int rotate; /* SLIMKV_ROTATE_* bits */
     slimkv_eviction eviction; /* with evict_budget (the pool and window are the options') */
     int evict_budget;
+    int k_token_bits; /* the K-per-token measurement (llama_cache_options): K kept f16 after it */
 } kv_config;
 
 /* Bits per stored element of the compressed body, averaged over K and V:
@@ -671,7 +672,8 @@ static double stored_bits(slimkv_format f, int g)
 static double body_bits_per_element(const run_options *o, const kv_config *kc)
 {
     int g = kc->group ? kc->group : o->group;
-    return (stored_bits(kc->k_format, g) + stored_bits(kc->v_format, g)) / 2;
+    double k = kc->k_token_bits ? kc->k_token_bits + 32.0 / g : stored_bits(kc->k_format, g);
+    return (k + stored_bits(kc->v_format, g)) / 2;
 }
 
 static void cache_options(const run_options *o, const kv_config *kc, uint8_t **masks, llama_cache_options *opts)
@@ -692,6 +694,12 @@ static void cache_options(const run_options *o, const kv_config *kc, uint8_t **m
     opts->eviction = kc->eviction;
     opts->evict_budget = kc->evict_budget;
     opts->evict_pool = o->evict_pool;
+    if (kc->k_token_bits) { /* the rotation flag means the measurement's K rotation */
+        opts->k_token_bits = kc->k_token_bits;
+        opts->k_token_group = opts->group_size;
+        opts->k_token_rotate = (kc->rotate & SLIMKV_ROTATE_K) != 0;
+        opts->rotate = kc->rotate & ~SLIMKV_ROTATE_K;
+    }
 }
 
 static int argmax(const float *x, int n)
@@ -1116,7 +1124,7 @@ static void kl_summary(double *kl, long n, double *mean, double *p99)
 
 /* The configurations the eval table and the depth bench compare, dense f16
  * first (the baseline), --plan's last when given; returns how many. */
-#define N_STANDARD_CONFIGS 45
+#define N_STANDARD_CONFIGS 50
 static int standard_configs(const runtime *rt, kv_config *rows)
 {
     const run_options *o = rt->opt;
@@ -1128,6 +1136,10 @@ static int standard_configs(const runtime *rt, kv_config *rows)
     /* every channel kept, the group size and rotation of the row */
 #define LOWBIT(label, kf, vf, g, rot)                                                                              \
     {.name = label, .k_format = kf, .v_format = vf, .keep_k = 1.0, .sinks = o->sinks, .group = g, .rotate = rot}
+    /* K quantized per token (a measurement: K decoded again into f16) */
+#define K_PER_TOKEN(label, bits, vf, rot)                                                                          \
+    {.name = label, .k_format = SLIMKV_F16, .v_format = vf, .keep_k = 1.0, .sinks = o->sinks, .rotate = rot,       \
+     .k_token_bits = bits}
 #define EVICT_ROW(label, f, pol, ratio, ev, budget)                                                                \
     {.name = label, .k_format = f, .v_format = f, .keep_k = 1.0, .sinks = o->sinks, .policy = pol,                 \
      .prune_ratio = ratio, .eviction = ev, .evict_budget = budget}
@@ -1155,6 +1167,11 @@ static int standard_configs(const runtime *rt, kv_config *rows)
         LOWBIT("K q2 / V q3, G=64, K+V rotated", SLIMKV_Q2, SLIMKV_Q3, 64, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
         LOWBIT("K q3 / V q2, G=128, K+V rotated", SLIMKV_Q3, SLIMKV_Q2, 128, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
         LOWBIT("q4, G=64, K+V rotated", SLIMKV_Q4, SLIMKV_Q4, 64, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        LOWBIT("q4, K+V rotated", SLIMKV_Q4, SLIMKV_Q4, 0, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        K_PER_TOKEN("q4, K per token", 4, SLIMKV_Q4, 0),
+        K_PER_TOKEN("q4, K per token, K+V rotated", 4, SLIMKV_Q4, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
+        K_PER_TOKEN("q2, K per token", 2, SLIMKV_Q2, 0),
+        K_PER_TOKEN("q2, K per token, K+V rotated", 2, SLIMKV_Q2, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
         LOWBIT("q4, V rotated", SLIMKV_Q4, SLIMKV_Q4, 0, SLIMKV_ROTATE_V),
         ROW("q4, K 75% kept by k", SLIMKV_Q4, SLIMKV_Q4, 0.75, 0, 0.0, o->sinks, none, 0),
         ROW("q4, K 75% kept by q·k", SLIMKV_Q4, SLIMKV_Q4, 0.75, 1, 0.0, o->sinks, none, 0),
@@ -1183,6 +1200,7 @@ static int standard_configs(const runtime *rt, kv_config *rows)
     };
 #undef ROW
 #undef LOWBIT
+#undef K_PER_TOKEN
 #undef EVICT_ROW
     int n_rows = (int)(sizeof all / sizeof all[0]) - (rt->plan ? 0 : 1);
     memcpy(rows, all, (size_t)n_rows * sizeof *rows);
