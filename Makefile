@@ -266,10 +266,15 @@ sanitize-test:
 # tests repeat less, `make test` runs them in full.
 VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite
 VALGRIND_TESTS := $(filter-out %/test_policies %/test_model %/test_snapshot_hostile,$(TEST_BIN))
+# Each program runs on one thread, so two run side by side (VALGRIND_JOBS),
+# each into its own log, printed in order afterwards.
+VALGRIND_JOBS ?= 2
 valgrind-test: tests
 	$(Q)sh toolchains/install-deps.sh valgrind
-	$(Q)failed=0; for t in $(VALGRIND_TESTS); do echo "== valgrind $$t"; \
-	  OMP_NUM_THREADS=1 SLIMKV_TEST_QUICK=1 $(VALGRIND) $$t || failed=$$((failed + 1)); done; \
+	$(Q)printf '%s\n' $(VALGRIND_TESTS) | xargs -P $(VALGRIND_JOBS) -I{} sh -c \
+	  'OMP_NUM_THREADS=1 SLIMKV_TEST_QUICK=1 $(VALGRIND) {} > {}.valgrind.log 2>&1; echo $$? > {}.valgrind.rc'
+	$(Q)failed=0; for t in $(VALGRIND_TESTS); do echo "== valgrind $$t"; cat $$t.valgrind.log; \
+	  [ "$$(cat $$t.valgrind.rc)" = 0 ] || failed=$$((failed + 1)); done; \
 	  echo "test programs failed under valgrind: $$failed"; [ $$failed -eq 0 ]
 
 # The hostile-input campaign (tests/stress/stress.c: every truncation of
