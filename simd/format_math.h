@@ -108,6 +108,12 @@ SLIMKV_HD void slimkv_v_code_pos(int bits, int dv, int t, int c, size_t *byte, i
 /* q3 codes are two planes: the low 2 bits in q2's layout, then the high
  * bit in the same layout with 1-bit fields (8 per byte). A 2-bit plane
  * decodes with q2's shifts and masks, and the high plane adds one bit. */
+/* Bits per field of a format's first code plane (q3: its low 2 bits). */
+SLIMKV_HD int slimkv_plane_bits(int bits)
+{
+    return bits == 3 ? 2 : bits;
+}
+
 SLIMKV_HD size_t slimkv_k_hi_plane_offset(int dk, int g)
 {
     return ((size_t)dk / 4 + 3) / 4 * (size_t)g * 4;
@@ -130,7 +136,7 @@ SLIMKV_HD slimkv_code_place slimkv_k_code_place(int bits, int dk, int g, int c, 
 {
     slimkv_code_place p;
     p.high = bits == 3;
-    p.width = p.high ? 2 : bits;
+    p.width = slimkv_plane_bits(bits);
     slimkv_k_code_pos(p.width, g, c, t, &p.byte[0], &p.shift[0]);
     slimkv_k_code_pos(1, g, c, t, &p.byte[1], &p.shift[1]);
     p.byte[1] += slimkv_k_hi_plane_offset(dk, g);
@@ -142,7 +148,7 @@ SLIMKV_HD slimkv_code_place slimkv_v_code_place(int bits, int dv, int g, int t, 
 {
     slimkv_code_place p;
     p.high = bits == 3;
-    p.width = p.high ? 2 : bits;
+    p.width = slimkv_plane_bits(bits);
     slimkv_v_code_pos(p.width, dv, t, c, &p.byte[0], &p.shift[0]);
     slimkv_v_code_pos(1, dv, t, c, &p.byte[1], &p.shift[1]);
     p.byte[1] += slimkv_v_hi_plane_offset(dv, g);

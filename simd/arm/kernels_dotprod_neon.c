@@ -155,7 +155,7 @@ NEON_INLINE void code_offsets(int bits, const int32_t sums[2], int32_t corr[2])
 NEON_INLINE void score_k_dot_block(int bits, slimkv_format fmt, const uint8_t *group, int dk, int g, int n,
                                    const float *q, const int nq, float *s, int lds)
 {
-    const int per = 8 / plane_bits(bits), nquad = dk / 4, nplane = (nquad + per - 1) / per;
+    const int per = 8 / slimkv_plane_bits(bits), nquad = dk / 4, nplane = (nquad + per - 1) / per;
     const int terms = dot_terms(bits), nvec = 4 / terms, block = 4 * nvec;
     const uint8_t *scale_p = group + slimkv_k_params_offset(fmt, dk, g), *min_p = scale_p + 2 * (size_t)dk;
     const uint8_t *high = group + slimkv_k_hi_plane_offset(dk, g); /* q3 only */
@@ -259,7 +259,7 @@ NEON_INLINE void accum_v_dot_cols(int bits, const uint8_t *block, int dv, int g,
                                   int8_t wint[2][NEON_QUERY_BLOCK][NEON_V_CHUNK], const float *step,
                                   int32_t corr[][2], const float *bias, float *acc, int c0, int nc)
 {
-    const int per = 8 / plane_bits(bits), terms = dot_terms(bits), nvec = 4 / terms;
+    const int per = 8 / slimkv_plane_bits(bits), terms = dot_terms(bits), nvec = 4 / terms;
     const uint8_t *high = block + slimkv_v_hi_plane_offset(dv, g); /* q3 only */
     int32x4_t ia[NEON_QUERY_BLOCK][4][2]; /* [row][channel vector][term] */
 #pragma GCC unroll 4

@@ -379,7 +379,7 @@ NEON_INLINE uint8x16_t k_quad_codes4(const float *src, int dk, float32x4_t m, fl
  * 4 of an even low plane (stored with it) then those of the odd one (ORed in). */
 NEON_INLINE void pack_k_quant(int bits, slimkv_format fmt, const float *src, int dk, int g, uint8_t *group)
 {
-    const int lbits = plane_bits(bits), per = 8 / lbits, nquad = dk / 4, nplane = (nquad + per - 1) / per;
+    const int lbits = slimkv_plane_bits(bits), per = 8 / lbits, nquad = dk / 4, nplane = (nquad + per - 1) / per;
     uint8_t *scale_p = group + slimkv_k_params_offset(fmt, dk, g), *min_p = scale_p + 2 * (size_t)dk;
     uint8_t *high = group + slimkv_k_hi_plane_offset(dk, g); /* q3 only */
     uint32x4_t top = vdupq_n_u32((1u << bits) - 1);
@@ -450,7 +450,7 @@ static void min_max_exact(const float *x, int n, float *lo_out, float *hi_out)
  * are one load, bit-select, store; other slots' bits are kept. */
 NEON_INLINE void pack_v_quant(int bits, slimkv_format fmt, const float *src, int dv, int g, uint8_t *block, int slot)
 {
-    const int lbits = plane_bits(bits), per = 8 / lbits, nvg = (dv + g - 1) / g, quad = slot / 4;
+    const int lbits = slimkv_plane_bits(bits), per = 8 / lbits, nvg = (dv + g - 1) / g, quad = slot / 4;
     uint8_t *scale_p = block + slimkv_v_params_offset(fmt, dv, g), *min_p = scale_p + 2 * (size_t)g * nvg;
     uint8_t *codes = block + (size_t)(quad / per) * dv * 4;
     int pos = 8 * (slot % 4) + lbits * (quad % per);
@@ -509,7 +509,7 @@ NEON_INLINE void pack_v_quant(int bits, slimkv_format fmt, const float *src, int
 NEON_INLINE void score_k_quant_block(int bits, slimkv_format fmt, const uint8_t *group, int dk, int g, int n,
                                      const float *q, const int nq, float *s, int lds)
 {
-    const int lbits = plane_bits(bits), per = 8 / lbits, nquad = dk / 4;
+    const int lbits = slimkv_plane_bits(bits), per = 8 / lbits, nquad = dk / 4;
     const uint8_t *scale_p = group + slimkv_k_params_offset(fmt, dk, g), *min_p = scale_p + 2 * (size_t)dk;
     const uint8_t *high = group + slimkv_k_hi_plane_offset(dk, g); /* q3 only */
     float bias[NEON_QUERY_BLOCK]; /* sum_c q_c * min_c, the same for every token */
@@ -575,7 +575,7 @@ NEON_INLINE void score_k_quant_block(int bits, slimkv_format fmt, const uint8_t 
 NEON_INLINE void accum_v_quant_cols(int bits, const uint8_t *block, int dv, int g, int t0, int nt, const int nq,
                                     float fw[][NEON_V_CHUNK], const float *bias, float *acc, int c0, int nc)
 {
-    const int lbits = plane_bits(bits), per = 8 / lbits;
+    const int lbits = slimkv_plane_bits(bits), per = 8 / lbits;
     const uint8_t *high = block + slimkv_v_hi_plane_offset(dv, g); /* q3 only */
     float32x4_t a[NEON_QUERY_BLOCK][4];
 #pragma GCC unroll 4

@@ -475,13 +475,6 @@ NEON_INLINE uint8x16_t code_field(uint8x16_t raw, int bits, int j)
     return vandq_u8(shifted, vdupq_n_u8((uint8_t)((1 << bits) - 1)));
 }
 
-/* Field width of a format's first code plane: q3 stores its low 2 bits as
- * q2 does, then a plane of 1-bit fields with the high bits (kernels.h). */
-NEON_INLINE int plane_bits(int bits)
-{
-    return bits == 3 ? 2 : bits;
-}
-
 /* q3 codes 0..7: the low field `low` (bit 2 clear) with bit `hj` of the
  * high-plane bytes `high` as bit 2 (a shift and a bit insert). */
 NEON_INLINE uint8x16_t add_high_bit(uint8x16_t low, uint8x16_t high, int hj)

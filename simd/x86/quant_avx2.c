@@ -59,12 +59,6 @@ X86_INLINE __m256 abs8(__m256 x)
     return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
 }
 
-/* Fields per byte of a code plane: q3's low plane is q2's. */
-X86_INLINE int fields_per_byte(int bits)
-{
-    return bits == 3 ? 4 : 8 / bits;
-}
-
 /* Field `sub` of the bytes of a plane (8/bits fields per byte). q8 is not
  * split here: see its nibbles in the blocks below. */
 X86_INLINE __m256i code_field(__m256i bytes, int bits, int sub)
@@ -142,7 +136,7 @@ X86_INLINE __m128i words_to_bytes(__m256i w01, __m256i w23)
 
 X86_INLINE void pack_k_quant(const int bits, slimkv_format fmt, const float *src, int dk, int g, uint8_t *group)
 {
-    const int per = fields_per_byte(bits), lo_bits = bits == 3 ? 2 : bits;
+    const int lo_bits = slimkv_plane_bits(bits), per = 8 / lo_bits;
     const __m256 top = _mm256_set1_ps((float)((1 << bits) - 1)), zero = _mm256_setzero_ps();
     uint8_t *scale_h = group + slimkv_k_params_offset(fmt, dk, g), *min_h = scale_h + 2 * (size_t)dk;
     uint8_t *hi_codes = group + slimkv_k_hi_plane_offset(dk, g); /* q3 */
@@ -212,7 +206,7 @@ X86_INLINE void pack_k_quant(const int bits, slimkv_format fmt, const float *src
 X86_INLINE void pack_v_quant(const int bits, slimkv_format fmt, const float *src, int dv, int g, uint8_t *block,
                              int slot)
 {
-    const int per = fields_per_byte(bits), lo_bits = bits == 3 ? 2 : bits, nvg = (dv + g - 1) / g, u = slot / 4;
+    const int lo_bits = slimkv_plane_bits(bits), per = 8 / lo_bits, nvg = (dv + g - 1) / g, u = slot / 4;
     const float top = (float)((1 << bits) - 1);
     uint8_t *scale_h = block + slimkv_v_params_offset(fmt, dv, g), *min_h = scale_h + 2 * (size_t)g * nvg;
     uint8_t *plane = block + (size_t)(u / per) * dv * 4;
@@ -314,7 +308,7 @@ X86_INLINE void dot_plane(const int bits, const int QN, __m256i bytes, __m256i h
         return;
     }
     X86_UNROLL
-    for (int sub = 0; sub < fields_per_byte(bits); sub++) {
+    for (int sub = 0; sub < 8 / slimkv_plane_bits(bits); sub++) {
         __m256i codes = bits == 3 ? q3_code(bytes, hi, sub) : code_field(bytes, bits, sub);
         X86_UNROLL
         for (int i = 0; i < QN; i++) {
@@ -331,7 +325,7 @@ X86_INLINE void dot_planes(const int bits, const int QN, const uint8_t *first, c
                            size_t plane_step, __m256i mask, int full, const int32_t *words, int query_stride,
                            int quad_stride, int quads, dot_sums *d)
 {
-    const int per = fields_per_byte(bits), planes = (quads + per - 1) / per;
+    const int per = 8 / slimkv_plane_bits(bits), planes = (quads + per - 1) / per;
     const int planes_per_widen = bits == 8 ? int16_terms(bits) : int16_terms(bits) / per;
     __m256i hi = _mm256_setzero_si256();
     dot_clear(QN, d);
@@ -459,7 +453,7 @@ X86_INLINE void score_k_block(const int bits, const int QN, const uint8_t *group
 X86_INLINE void score_k_quant(const int bits, slimkv_format fmt, const uint8_t *group, int dk, int g, int n,
                               const float *q, int nq, float *s, int lds)
 {
-    const int per = fields_per_byte(bits), nquad = dk / 4;
+    const int per = 8 / slimkv_plane_bits(bits), nquad = dk / 4;
     const uint8_t *params = group + slimkv_k_params_offset(fmt, dk, g);
     const uint8_t *hi_codes = group + slimkv_k_hi_plane_offset(dk, g); /* q3 */
     k_fold f;
@@ -633,7 +627,7 @@ X86_INLINE void accum_v_block(const int bits, const int QN, const int fine_level
                               const uint8_t *hi_codes, int dv, int c, int c_end, int q0, int quads,
                               const int32_t *words, int quad_stride, const v_fold *f, int jf, float *acc)
 {
-    const int per = fields_per_byte(bits), count = x86_min(8, c_end - c);
+    const int per = 8 / slimkv_plane_bits(bits), count = x86_min(8, c_end - c);
     const __m256i m = lanes8(count);
     dot_sums d;
     /* q3: q0 is a multiple of 16, so low plane q0 / 4 is even and its high row q0 / 8 */

@@ -35,13 +35,6 @@ X86_INLINE __mmask32 lanes32(int n)
     return n >= 32 ? (__mmask32)0xffffffffu : n <= 0 ? (__mmask32)0 : (__mmask32)((1u << n) - 1);
 }
 
-/* Fields per byte of a code plane: q3's low plane is q2's (its high bits
- * are a plane of their own, see high_field). */
-X86_INLINE int plane_fields(int bits)
-{
-    return bits == 3 ? 4 : 8 / bits;
-}
-
 /* Bit k of every byte of a q3 high plane moved to bit 2 (the others 0):
  * what that byte's code gains over its low 2 bits. */
 X86_INLINE __m512i high_field(__m512i bytes, int k)
@@ -175,7 +168,7 @@ X86_INLINE __m512 load_quad_4_tokens(const float *p, size_t stride)
 
 X86_INLINE void pack_k_quant(const int bits, slimkv_format fmt, const float *src, int dk, int g, uint8_t *group)
 {
-    const int per = plane_fields(bits);
+    const int per = 8 / slimkv_plane_bits(bits);
     const __m512 top = _mm512_set1_ps((float)((1 << bits) - 1)), zero = _mm512_setzero_ps();
     uint8_t *scale_h = group + slimkv_k_params_offset(fmt, dk, g), *min_h = scale_h + 2 * (size_t)dk;
     /* q3: the high bits are ORed into their plane, which starts zeroed */
@@ -229,7 +222,7 @@ X86_INLINE void pack_k_quant(const int bits, slimkv_format fmt, const float *src
                                                     _mm512_slli_epi32(_mm512_srli_epi32(code, 2), (unsigned)(high_base + sub)));
                         code = _mm512_and_si512(code, _mm512_set1_epi32(3));
                     }
-                    word = _mm512_or_si512(word, _mm512_slli_epi32(code, (unsigned)((bits == 3 ? 2 : bits) * sub)));
+                    word = _mm512_or_si512(word, _mm512_slli_epi32(code, (unsigned)(slimkv_plane_bits(bits) * sub)));
                 }
                 _mm_storeu_si128((__m128i *)(plane + 4 * (size_t)t), _mm512_cvtepi32_epi8(word));
                 if (bits == 3) {
@@ -244,8 +237,8 @@ X86_INLINE void pack_k_quant(const int bits, slimkv_format fmt, const float *src
 X86_INLINE void pack_v_quant(const int bits, slimkv_format fmt, const float *src, int dv, int g, uint8_t *block,
                              int slot)
 {
-    const int per = plane_fields(bits), nvg = (dv + g - 1) / g, u = slot / 4;
-    const int low_bits = bits == 3 ? 2 : bits; /* q3: 2 bits here, the third in the high plane */
+    const int per = 8 / slimkv_plane_bits(bits), nvg = (dv + g - 1) / g, u = slot / 4;
+    const int low_bits = slimkv_plane_bits(bits); /* q3: 2 bits here, the third in the high plane */
     const float top = (float)((1 << bits) - 1);
     uint8_t *scale_h = block + slimkv_v_params_offset(fmt, dv, g), *min_h = scale_h + 2 * (size_t)g * nvg;
     uint8_t *plane = block + (size_t)(u / per) * dv * 4;
@@ -358,7 +351,7 @@ X86_INLINE void score_k_block(const int bits, const int QN, const int NV, const 
                               int g, int plane0, int quads, int t0, int n, const k_fold *f, float *s, int lds,
                               int accumulate)
 {
-    const int per = plane_fields(bits), planes = (quads + per - 1) / per, two_level = bits == 8;
+    const int per = 8 / slimkv_plane_bits(bits), planes = (quads + per - 1) / per, two_level = bits == 8;
     __m512i acc[X86_QUERY_CHUNK][2], acc_fine[X86_QUERY_CHUNK][2];
     X86_UNROLL
     for (int i = 0; i < QN; i++)
@@ -422,7 +415,7 @@ X86_INLINE void score_k_block(const int bits, const int QN, const int NV, const 
 X86_INLINE void score_k_queries(const int bits, const int QN, const uint8_t *group, const uint8_t *params, int dk,
                                 int g, int n, const float *q, float *s, int lds)
 {
-    const int per = plane_fields(bits), nquad = dk / 4;
+    const int per = 8 / slimkv_plane_bits(bits), nquad = dk / 4;
     const uint8_t *high = group + slimkv_k_hi_plane_offset(dk, g); /* read by q3 only */
     k_fold f;
     int k0 = 0;
@@ -640,7 +633,7 @@ X86_INLINE void accum_v_block(const int bits, const int QN, const int NV, const 
                               const uint8_t *high, int dv, int c, int c_end, int q0, int quads, const int32_t *words,
                               int stride, const v_fold *f, int jf, float *acc)
 {
-    const int per = plane_fields(bits), planes = (quads + per - 1) / per;
+    const int per = 8 / slimkv_plane_bits(bits), planes = (quads + per - 1) / per;
     const __mmask16 last = lanes16(c_end - c - 16 * (NV - 1));
     __m512i sum[X86_QUERY_CHUNK][4];
     X86_UNROLL
