@@ -331,7 +331,12 @@ fuzz:
 	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SIMD=0 \
 	  CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/libslimkv.a \
 	  $(sort $(foreach t,$(FUZZ_TARGETS),$(FUZZ_LIBS_$(t))))
-	$(Q)$(foreach t,$(FUZZ_TARGETS),$(call fuzz_one,$(t)) &&) true
+	$(Q)$(MAKE) --no-print-directory -j$(FUZZ_JOBS) --output-sync=target $(addprefix fuzz-run-,$(FUZZ_TARGETS))
+# Each libFuzzer run is one process on one core: FUZZ_JOBS of them at a time,
+# each target's output printed whole when it ends.
+FUZZ_JOBS ?= 2
+fuzz-run-%:
+	$(Q)$(call fuzz_one,$*)
 
 fuzz-seeds: $(STATIC_LIB)
 	$(Q)$(CC) $(ALL_CPPFLAGS) -std=c11 -fopenmp tests/fuzz/make_seeds.c $(STATIC_LIB) $(LIBS) -o $(BUILD)/make_seeds

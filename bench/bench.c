@@ -103,6 +103,8 @@ static void usage(FILE *to)
             "                                       prune_ratio default 0.4, e.g. q4+think0.4\n"
             "                    K[/V]+spark[ratio] SparK: per-token top-T K channels, pruned ones\n"
             "                                       restored in the score, e.g. q4+spark0.5\n"
+            "                    ...:oN             N K outlier channels per head at q8, the rest\n"
+            "                                       in K's format, e.g. q2:o8\n"
             "  --prefill N       ThinK/SparK: the first N tokens of each cache go through\n"
             "                    slimkv_cache_prefill (O(N^2)), the rest is appended (default %d)\n"
             "  --contexts LIST   context lengths, k = x1024 (default %s)\n"
@@ -610,8 +612,8 @@ static void write_csv(FILE *f, const bench_report *report)
 
 static void write_json(FILE *f, const bench_report *report)
 {
-    /* Config names are K[/V][@keep] or K[/V]+policy[ratio] (letters, digits, '/', '@', '+', '.'): no
-     * escaping needed. */
+    /* Config names are K[/V][@keep] or K[/V]+policy[ratio], maybe ending in :oN (letters, digits, '/',
+     * '@', '+', '.', ':'): no escaping needed. */
     fprintf(f, "{\n  \"version\": \"%s\",\n  \"isa\": \"%s\",\n  \"llc_bytes\": %zu,\n  \"llc_multiple\": %d,\n",
             slimkv_version(), report->isa ? report->isa : "", report->llc_bytes, report->llc_multiple);
     fprintf(f, "  \"reps\": %d,\n  \"prefill_tokens\": %d,\n  \"busy\": %d,\n  \"read_bandwidth\": [",

@@ -22,12 +22,13 @@
 #define WORKLOAD_SEED 20240607u
 
 /* Dense f16 first: it is the baseline the others are compared with. Then
- * quantization, static masks, ThinK (prune 40% of K channels per head) and
- * SparK (prune 50% / 80% of K channels per token). */
+ * quantization (q2:o8: 8 K outlier channels per head at q8), static masks,
+ * ThinK (prune 40% of K channels per head) and SparK (prune 50% / 80% of K
+ * channels per token). */
 static const char *const demo_specs[] = {"f16",          "q8",           "q4",          "q3",
-                                         "q2",           "q4@0.5",       "q2@0.5",      "f16+think0.4",
-                                         "q4+think0.4",  "f16+spark0.5", "q4+spark0.5", "f16+spark0.8",
-                                         "q4+spark0.8"};
+                                         "q2",           "q2:o8",        "q4@0.5",      "q2@0.5",
+                                         "f16+think0.4", "q4+think0.4",  "f16+spark0.5", "q4+spark0.5",
+                                         "f16+spark0.8", "q4+spark0.8"};
 #define DEMO_SPEC_COUNT (int)(sizeof demo_specs / sizeof demo_specs[0])
 #define CONFIG_WIDTH 12 /* the longest name above */
 
@@ -176,8 +177,10 @@ static void describe_cache(const slimkv_config *cfg, const slimkv_cache *cache, 
     int per_token = cfg->policy == SLIMKV_POLICY_SPARK;
     int kept = per_token ? cfg->head_dim - (int)floorf(cfg->prune_ratio * (float)cfg->head_dim)
                          : kept_total / cfg->n_kv_heads;
-    snprintf(text, size, "%s/%s %c %3d/%d", slimkv_format_name(cfg->k_format), slimkv_format_name(cfg->v_format),
-             per_token ? 'T' : 'K', kept, cfg->head_dim);
+    int n = snprintf(text, size, "%s/%s %c %3d/%d", slimkv_format_name(cfg->k_format),
+                     slimkv_format_name(cfg->v_format), per_token ? 'T' : 'K', kept, cfg->head_dim);
+    if (cfg->k_outliers && n > 0 && (size_t)n < size)
+        snprintf(text + n, size - (size_t)n, ", %d q8", cfg->k_outliers);
 }
 
 static void print_header(const demo_options *opt, const workload *w, const slimkv_cache *first)
@@ -204,8 +207,9 @@ static void print_header(const demo_options *opt, const workload *w, const slimk
     printf("error vs fp32 dense attention: rel max = max|out - ref| / max|ref| per step (mean and worst over "
            "steps),\n  cos = cosine similarity of out and ref per q head (mean over heads and steps)\n"
            "storage: K/V formats, K n/D = K channels kept per KV head (@keep: static mask by mean |k|;\n"
-           "  +think: ThinK's choice at prefill), T n/D = K channels SparK keeps per token\n\n");
-    printf("%-*s %-18s %8s %8s %8s %10s %10s %9s\n", CONFIG_WIDTH, "config", "storage", "MiB", "smaller", "ms/step",
+           "  +think: ThinK's choice at prefill), T n/D = K channels SparK keeps per token, n q8 = K outlier\n"
+           "  channels per KV head stored at 8 bits (:o)\n\n");
+    printf("%-*s %-23s %8s %8s %8s %10s %10s %9s\n", CONFIG_WIDTH, "config", "storage", "MiB", "smaller", "ms/step",
            "rel max", "worst", "cos");
 }
 
@@ -252,7 +256,7 @@ static int run_demo(const demo_options *opt)
             char storage[40];
             describe_cache(&setup.config, cache, storage, sizeof storage);
             baseline_bytes = i == 0 ? result.bytes : baseline_bytes;
-            printf("%-*s %-18s %8.2f %7.2fx %8.2f %10.2e %10.2e %9.6f\n", CONFIG_WIDTH, spec.name, storage,
+            printf("%-*s %-23s %8.2f %7.2fx %8.2f %10.2e %10.2e %9.6f\n", CONFIG_WIDTH, spec.name, storage,
                    (double)result.bytes / (1024.0 * 1024.0), (double)baseline_bytes / (double)result.bytes,
                    result.ms_per_step, result.rel_max_mean, result.rel_max_worst, result.cos_mean);
             fflush(stdout);

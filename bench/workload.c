@@ -327,8 +327,9 @@ attend_error compare_outputs(const float *out, const float *ref, int n_heads, in
 /* ---- cache configurations ---- */
 
 static const char *const SPEC_SYNTAX =
-    "expected K[/V], K[/V]@keep or K[/V]+think|spark[ratio] with formats f32 f16 bf16 q8 q4 q3 q2 "
-    "(e.g. q4, q4/q2, q4@0.5, q4+think0.4, f16+spark0.5)";
+    "expected K[/V], K[/V]@keep or K[/V]+think|spark[ratio] with formats f32 f16 bf16 q8 q4 q3 q2, "
+    "optionally ending in :oN (N K outlier channels at q8) (e.g. q4, q4/q2, q4@0.5, q4+think0.4, "
+    "f16+spark0.5, q2:o8)";
 
 /* A number in [lo, hi] (hi_open: [lo, hi)) that fills all of text. */
 static int parse_fraction(const char *text, double lo, double hi, int hi_open, double *value)
@@ -344,14 +345,28 @@ static int parse_fraction(const char *text, double lo, double hi, int hi_open, d
     return 0;
 }
 
-int kv_spec_parse(const char *text, kv_spec *spec)
+int kv_spec_parse(const char *full, kv_spec *spec)
 {
     memset(spec, 0, sizeof *spec);
-    if (strlen(text) >= sizeof spec->name) {
-        fprintf(stderr, "format spec too long: %s\n", text);
+    if (strlen(full) >= sizeof spec->name) {
+        fprintf(stderr, "format spec too long: %s\n", full);
         return -1;
     }
-    strcpy(spec->name, text);
+    strcpy(spec->name, full);
+    /* ":oN" at the end: N K outlier channels per head at q8 */
+    char text[sizeof spec->name];
+    strcpy(text, full);
+    char *outliers = strchr(text, ':');
+    if (outliers) {
+        char *end;
+        long n = outliers[1] == 'o' && outliers[2] >= '0' && outliers[2] <= '9' ? strtol(outliers + 2, &end, 10) : -1;
+        if (n < 1 || n > 1024 || *end) {
+            fprintf(stderr, "bad outlier count in '%s': expected :oN at the end (N K channels at q8)\n", full);
+            return -1;
+        }
+        spec->k_outliers = (int)n;
+        *outliers = '\0';
+    }
     spec->policy = SLIMKV_POLICY_NONE;
     spec->k_keep = 1.0;
     /* The formats end at the first '@' (static mask) or '+' (ThinK/SparK). */
@@ -432,6 +447,7 @@ int kv_setup_init(kv_setup *setup, const kv_spec *spec, const workload *w, int c
     cfg->k_format = spec->k_format;
     cfg->v_format = spec->v_format;
     cfg->policy = spec->policy;
+    cfg->k_outliers = spec->k_outliers;
     if (spec->policy == SLIMKV_POLICY_STATIC) {
         int keep = (int)lround(spec->k_keep * w->head_dim);
         keep = keep < 1 ? 1 : keep;

@@ -71,13 +71,15 @@ attend_error compare_outputs(const float *out, const float *ref, int n_heads, in
  *   +spark[ratio]  SparK (SLIMKV_POLICY_SPARK), e.g. "f16+spark0.5".
  * ratio is the config's prune_ratio, in [0, 1); without it the library's
  * default (slimkv_config_init, 0.4). Examples: "f16", "q4/q2", "q4@0.5",
- * "q4+think0.4", "q4/q4+spark0.8". */
+ * "q4+think0.4", "q4/q4+spark0.8". A spec may end in ":oN": N K outlier
+ * channels per head at q8 (slimkv_config.k_outliers), e.g. "q2:o8". */
 typedef struct kv_spec {
     char name[32];          /* as given */
     slimkv_format k_format, v_format;
     slimkv_policy policy;   /* NONE, STATIC (@keep), THINK or SPARK */
     double k_keep;          /* (0, 1]; 1 = no static mask */
     double prune_ratio;     /* THINK/SPARK: [0, 1); else 0 */
+    int k_outliers;         /* ":oN" at the end: slimkv_config.k_outliers; else 0 */
 } kv_spec;
 
 /* 0 on success; -1 with a message on stderr when the text is malformed. */

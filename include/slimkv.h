@@ -175,6 +175,16 @@ typedef struct slimkv_config {
                                   `residual`); at least 1 with eviction; default 1024 */
     int evict_pool;            /* SnapKV: max-pool kernel over the token axis, odd, 1 to 1023
                                   (1: no pooling); default 7 */
+    /* K outlier channels (default 0): per KV head, this many kept K
+     * channels are stored at 8 bits and the rest in k_format, both in each
+     * K group (README "K outlier channels"). They are the channels of the
+     * widest range (max - min) over the tokens the window holds when the
+     * head's first K group is flushed, chosen afresh whenever the K body
+     * starts again from empty (a truncation to before it). A multiple of 4;
+     * k_format q4, q3 or q2; a head keeping dk channels stores at most
+     * dk - 4 at 8 bits. CPU only (the CUDA backend refuses it); not with
+     * SparK or token eviction (SLIMKV_ERR_UNSUPPORTED). */
+    int k_outliers;
 } slimkv_config;
 
 typedef struct slimkv_cache slimkv_cache;
@@ -182,7 +192,7 @@ typedef struct slimkv_cache slimkv_cache;
 SLIMKV_API const char *slimkv_status_str(slimkv_status status);
 SLIMKV_API const char *slimkv_format_name(slimkv_format format);
 /* The format or policy a name stands for ("f32" "f16" "bf16" "q8" "q4"
- * "q2"; "none" "static" "think" "spark"), the names *_name() return.
+ * "q3" "q2"; "none" "static" "think" "spark"), the names *_name() return.
  * `length` bytes of `name` are read (they need no terminating NUL), so a
  * name inside a longer text parses in place. SLIMKV_ERR_INVALID_ARG for
  * any other text; *out is then unchanged. */

@@ -19,6 +19,10 @@
  *     q3: the low 2 bits as q2 (bytes [0, H)), then the high bit at byte
  *         H + ((q/8)*G + t)*4 + c%4, bit q%8 (H = slimkv_k_hi_plane_offset)
  *   then fp16 scale[dk], fp16 min[dk] at slimkv_k_params_offset().
+ *   With K outlier channels (config k_outliers; n of a head's dk kept
+ *   channels): a group of the K format over the dk - n other channels,
+ *   then at the next 64-byte boundary a q8 group over the n outliers (the
+ *   query rows split alike; the core passes the offset and both halves).
  * V block (G tokens of one KV head):
  *   dense: elements [t][dv], token-major.
  *   quantized, codes of token quad u = t/4 are bytes [c][t%4] (a lane holds
@@ -242,10 +246,18 @@ typedef struct slimkv_group_span {
      * restored channels (see score_spark). */
     int dim, t_keep;
     const float *u;
+    /* K outlier channels (0: none): each K group holds a q8 group over
+     * k_outliers channels at byte k_outlier_offset, after the K format's
+     * group over the dk others; q_outliers [rows][k_outliers] is the query
+     * on them, and a token's score is the sum of both groups' scores. */
+    int k_outliers;
+    size_t k_outlier_offset;
+    const float *q_outliers;
 } slimkv_group_span;
 
-/* q [rows][dk]: the scaled query on the kept K channels; for SparK
- * groups [rows][D], the scaled query on all channels. */
+/* q [rows][dk]: the scaled query on the kept K channels (without the
+ * outliers, which come in span->q_outliers); for SparK groups [rows][D],
+ * the scaled query on all channels. */
 typedef void (*slimkv_attend_groups_fn)(const slimkv_group_span *span, const float *q, int rows, float *m,
                                         float *l, float *acc);
 

@@ -697,7 +697,7 @@ static void slimkv_attend_groups_scalar(const slimkv_group_span *span, const flo
                                         float *acc)
 {
     const slimkv_tile_ops ops = {score_k_scalar[span->k_format], accum_v_scalar[span->v_format], exp_sum_scalar,
-                                 max_scalar, scale_scalar, NULL};
+                                 max_scalar, scale_scalar, NULL, score_k_scalar[SLIMKV_Q8]};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
@@ -710,7 +710,7 @@ static void slimkv_attend_spark_groups_scalar(const slimkv_group_span *span, con
                                               float *l, float *acc)
 {
     const slimkv_tile_ops ops = {NULL, accum_v_scalar[span->v_format], exp_sum_scalar, max_scalar, scale_scalar,
-                                 score_spark_scalar[span->k_format]};
+                                 score_spark_scalar[span->k_format], NULL};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 

@@ -29,6 +29,7 @@ typedef struct slimkv_tile_ops {
     float (*max)(const float *x, int n);
     void (*scale)(float *x, int n, float a);
     slimkv_score_spark_fn score_spark; /* instead of score: SparK K groups (span dim, t_keep, u) */
+    slimkv_score_k_fn score_outliers;  /* q8 scores of span->k_outliers channels (quantized K only) */
 } slimkv_tile_ops;
 
 static inline const uint8_t *slimkv_span_group(uint8_t *const *pages, int page_groups, size_t bytes, int i)
@@ -76,6 +77,7 @@ static inline __attribute__((always_inline)) void slimkv_tile_loop(const slimkv_
     const int end = sp->first + sp->count;
     const size_t q_stride = ops->score_spark ? (size_t)sp->dim : (size_t)sp->dk; /* floats per query row */
     float s[SLIMKV_TILE_ROWS * SLIMKV_TILE_MAX_TOKENS];
+    float s_out[SLIMKV_TILE_ROWS * SLIMKV_TILE_MAX_TOKENS]; /* outlier channels' scores, added to s */
     for (int t0 = sp->first; t0 < end; t0 += per_tile) {
         const int ng = end - t0 < per_tile ? end - t0 : per_tile, n = ng * g;
         for (int r0 = 0; r0 < rows; r0 += SLIMKV_TILE_ROWS) {
@@ -91,7 +93,13 @@ static inline __attribute__((always_inline)) void slimkv_tile_loop(const slimkv_
                                      s + (size_t)j * g, n);
                 else
                     ops->score(group, sp->dk, g, g, q + r0 * q_stride, nr, s + (size_t)j * g, n);
+                if (sp->k_outliers)
+                    ops->score_outliers(group + sp->k_outlier_offset, sp->k_outliers, g, g,
+                                        sp->q_outliers + (size_t)r0 * sp->k_outliers, nr, s_out + (size_t)j * g, n);
             }
+            if (sp->k_outliers)
+                for (int i = 0; i < nr * n; i++)
+                    s[i] += s_out[i];
             for (int i = 0; i < nr; i++)
                 slimkv_softmax_step(ops, s + (size_t)i * n, n, &m[r0 + i], &l[r0 + i],
                                     acc + (size_t)(r0 + i) * sp->dv, sp->dv);

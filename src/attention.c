@@ -43,7 +43,11 @@ typedef slimkv_tile_plan tile_plan;
 typedef struct scratch {
     float *scores;        /* [rows][G] */
     float *q_full;        /* [rows][D] scaled query */
-    float *q_kept;        /* [rows][dk] scaled query, kept K channels only */
+    /* [rows][dk] scaled query, kept K channels only, in storage order; with
+     * K outliers [rows][dk - k_out] then [rows][k_out] (q_outliers) */
+    float *q_kept;
+    float *q_outliers;
+    float *scores_out;    /* [rows][G] the outliers' scores of a tile outside the fused span */
     float *q_spark;       /* [rows][D] SparK: scaled query / sqrt(qnorm), for restored channels */
     float *acc_body;      /* [rows][dv] V accumulated from the body, kept V channels */
     float *acc;           /* [rows][D] */
@@ -147,7 +151,14 @@ static void score_tile(const run *r, const slimkv_head *h, const tile_src *t, co
     if (t->k_group && slimkv_k_is_spark(r->c))
         k->score_spark[cfg->k_format](t->k_group, dim, r->c->spark_keep, g, t->n, sc->q_full, sc->q_spark, rows,
                                       sc->scores, g);
-    else if (t->k_group)
+    else if (t->k_group && h->k_out > 0) {
+        k->score_k[cfg->k_format](t->k_group, h->dk - h->k_out, g, t->n, sc->q_kept, rows, sc->scores, g);
+        k->score_k[SLIMKV_Q8](t->k_group + h->k_out_offset, h->k_out, g, t->n, sc->q_outliers, rows, sc->scores_out,
+                              g);
+        for (int row = 0; row < rows; row++)
+            for (int i = 0; i < t->n; i++)
+                sc->scores[(size_t)row * g + i] += sc->scores_out[(size_t)row * g + i];
+    } else if (t->k_group)
         k->score_k[cfg->k_format](t->k_group, h->dk, g, t->n, sc->q_kept, rows, sc->scores, g);
     else if (t->k_rows_fmt == SLIMKV_F32)
         k->score_rows_f32(t->k_rows, t->k_stride, t->n, dim, sc->q_full, rows, sc->scores, g);
@@ -226,20 +237,26 @@ static void softmax_tile(const run *r, const slimkv_head *h, const tile_src *t, 
     }
 }
 
-/* Loads the queries of one block, scaled, for all q heads of a KV head. */
-static void load_queries(const run *r, const slimkv_head *h, int head, int qfirst, int nqry, const scratch *sc)
+/* Loads the queries of one block, scaled, for all q heads of a KV head;
+ * sets sc->q_outliers (after the block's other kept channels). */
+static void load_queries(const run *r, const slimkv_head *h, int head, int qfirst, int nqry, scratch *sc)
 {
     const slimkv_config *cfg = &r->c->cfg;
-    int dim = cfg->head_dim, gs = r->c->q_per_kv;
+    int dim = cfg->head_dim, gs = r->c->q_per_kv, others = h->dk - h->k_out;
+    const int32_t *chan = slimkv_k_stored_channels(h);
+    sc->q_outliers = sc->q_kept + (size_t)nqry * gs * others;
     for (int j = 0; j < nqry; j++)
         for (int g = 0; g < gs; g++) {
             int row = j * gs + g;
             const float *src = r->q + ((size_t)(qfirst + j) * cfg->n_q_heads + (size_t)head * gs + g) * dim;
-            float *qf = sc->q_full + (size_t)row * dim, *qk = sc->q_kept + (size_t)row * h->dk;
+            float *qf = sc->q_full + (size_t)row * dim, *qk = sc->q_kept + (size_t)row * others;
+            float *qo = sc->q_outliers + (size_t)row * h->k_out;
             for (int c = 0; c < dim; c++)
                 qf[c] = src[c] * r->scale;
-            for (int c = 0; c < h->dk; c++)
-                qk[c] = qf[h->k_chan[c]];
+            for (int c = 0; c < others; c++)
+                qk[c] = qf[chan[c]];
+            for (int c = 0; c < h->k_out; c++)
+                qo[c] = qf[chan[others + c]];
             if (h->qnorm_rsqrt)
                 for (int c = 0; c < dim; c++)
                     sc->q_spark[(size_t)row * dim + c] = qf[c] * h->qnorm_rsqrt[c];
@@ -278,8 +295,9 @@ static void run_fused(const run *r, const slimkv_head *h, int first_span, int co
     const slimkv_config *cfg = &r->c->cfg;
     int spark = slimkv_k_is_spark(r->c);
     slimkv_group_span span = {h->k_pages, h->v_pages, h->k_group_bytes, h->v_block_bytes, SLIMKV_PAGE_GROUPS,
-                              first_span, count, h->dk, h->dv, cfg->group_size, cfg->k_format, cfg->v_format,
-                              cfg->head_dim, r->c->spark_keep, spark ? sc->q_spark : NULL};
+                              first_span, count, h->dk - h->k_out, h->dv, cfg->group_size, cfg->k_format,
+                              cfg->v_format, cfg->head_dim, r->c->spark_keep, spark ? sc->q_spark : NULL,
+                              h->k_out, h->k_out_offset, sc->q_outliers};
     fused_kernel(r->c)(&span, spark ? sc->q_full : sc->q_kept, rows, sc->m_fused, sc->l_fused, sc->acc_fused);
 }
 
@@ -302,7 +320,7 @@ static void merge_fused(const slimkv_head *h, const scratch *sc, int rows, int d
     }
 }
 
-static void run_item(const run *r, int item, const scratch *sc)
+static void run_item(const run *r, int item, scratch *sc)
 {
     const slimkv_cache *c = r->c;
     int dim = c->cfg.head_dim, gs = c->q_per_kv;
@@ -454,7 +472,7 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
     threads = omp_get_max_threads();
 #endif
     size_t rows = (size_t)max_rows(&r), dim = (size_t)cfg->head_dim;
-    size_t per_thread = rows * cfg->group_size + 6 * rows * dim + 4 * rows;
+    size_t per_thread = 2 * rows * cfg->group_size + 6 * rows * dim + 4 * rows;
     size_t work_bytes = float_bytes((size_t)threads, per_thread);
     float *work = work_bytes ? slimkv_malloc(work_bytes) : NULL;
     if (r.n_split > 1) {
@@ -494,6 +512,8 @@ slimkv_status slimkv_attention_run(const slimkv_cache *c, const float *q, int n_
         sc.acc_fused = sc.l + rows;
         sc.m_fused = sc.acc_fused + rows * dim;
         sc.l_fused = sc.m_fused + rows;
+        sc.scores_out = sc.l_fused + rows;
+        sc.q_outliers = NULL;
         /* Items are taken dynamically, and the thread that finishes the last
          * split of a (head, query block) merges it: no barrier between the
          * two phases, so a thread the OS has descheduled (a busy machine)

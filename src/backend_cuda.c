@@ -117,12 +117,13 @@ slimkv_status slimkv_cuda_read_bandwidth(size_t bytes, int reps, double *gbps)
 }
 
 /* The CUDA backend cannot serve SparK (no device kernels for its records),
- * token eviction (the rebuild of kept tokens runs on host storage), nor q3
- * (its two-plane codes have no device kernels yet). */
+ * token eviction (the rebuild of kept tokens runs on host storage), q3
+ * (its two-plane codes have no device kernels yet) nor K outlier channels
+ * (two-part K groups, likewise). */
 static int cuda_serves(const slimkv_config *cfg)
 {
     return cfg->policy != SLIMKV_POLICY_SPARK && cfg->eviction == SLIMKV_EVICT_NONE &&
-           cfg->k_format != SLIMKV_Q3 && cfg->v_format != SLIMKV_Q3;
+           cfg->k_format != SLIMKV_Q3 && cfg->v_format != SLIMKV_Q3 && cfg->k_outliers == 0;
 }
 
 /* The device's view of a cache's heads (channel arrays stay host memory:

@@ -133,6 +133,16 @@ static slimkv_status check(const slimkv_config *cfg, const char **why)
     if (cfg->policy == SLIMKV_POLICY_SPARK && cfg->k_format == SLIMKV_Q3)
         REFUSE(SLIMKV_ERR_UNSUPPORTED, "policy SLIMKV_POLICY_SPARK does not take k_format q3 (SparK records hold "
                                        "q8, q4, q2 or dense K values)");
+    if (cfg->k_outliers < 0 || cfg->k_outliers % 4 != 0 || cfg->k_outliers > SLIMKV_MAX_HEAD_DIM)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "k_outliers must be a multiple of 4 between 0 and 1024");
+    if (cfg->k_outliers && cfg->k_format != SLIMKV_Q4 && cfg->k_format != SLIMKV_Q3 && cfg->k_format != SLIMKV_Q2)
+        REFUSE(SLIMKV_ERR_INVALID_CONFIG, "k_outliers needs k_format q4, q3 or q2 (the other channels' format)");
+    if (cfg->k_outliers && cfg->policy == SLIMKV_POLICY_SPARK)
+        REFUSE(SLIMKV_ERR_UNSUPPORTED, "k_outliers does not compose with SparK (its records choose channels per "
+                                       "token)");
+    if (cfg->k_outliers && cfg->eviction != SLIMKV_EVICT_NONE)
+        REFUSE(SLIMKV_ERR_UNSUPPORTED, "k_outliers does not compose with token eviction (its rebuilds score and "
+                                       "repack K groups of one format)");
     if ((unsigned)cfg->eviction > SLIMKV_EVICT_H2O)
         REFUSE(SLIMKV_ERR_INVALID_CONFIG, "eviction is not a slimkv_eviction");
     if (cfg->eviction != SLIMKV_EVICT_NONE) {

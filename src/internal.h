@@ -23,6 +23,14 @@ typedef struct slimkv_head {
     float *qnorm;          /* SparK: [head_dim] ||qbar|| per channel */
     float *qnorm_rsqrt;    /* SparK: 1 / sqrt(qnorm) */
     int32_t *k_chan;       /* [dk] kept K channel indices, ascending */
+    /* K outlier channels (config k_outliers): k_out of the kept channels
+     * at 8 bits. k_store [dk] holds the kept channels in storage order,
+     * the dk - k_out others ascending, then the outliers ascending (until
+     * the first K group's flush chooses them: the last k_out of k_chan).
+     * NULL and 0 without outliers, where the storage order is k_chan's. */
+    int k_out;
+    int32_t *k_store;
+    size_t k_out_offset;   /* byte of the outliers' q8 group in a K group */
     int32_t *v_chan;       /* [dv] */
     uint8_t *sink_k, *sink_v; /* [S][head_dim] rows, row format */
     uint8_t *ring_k, *ring_v; /* [R+G][head_dim] residual window, slot = (pos - S) % ring */
@@ -89,8 +97,17 @@ int slimkv_policy_spark_keep(const slimkv_config *cfg);     /* T, 0 unless SparK
 /* Channels and sizes of a new head: the masks' (static), else all. */
 slimkv_status slimkv_policy_init_head(slimkv_cache *c, int index, const uint8_t *k_mask, const uint8_t *v_mask);
 void slimkv_policy_free_head(slimkv_head *h);
-/* Sizes of a head's K group and V block, once its channels are known. */
+/* Sizes of a head's K group and V block, once its channels are known
+ * (with K outliers: their count, the default storage order and offset). */
 void slimkv_policy_group_bytes(const slimkv_cache *c, slimkv_head *h);
+/* The kept K channels in storage order (k_store, else k_chan). */
+static inline const int32_t *slimkv_k_stored_channels(const slimkv_head *h)
+{
+    return h->k_store ? h->k_store : h->k_chan;
+}
+/* K outliers: the head's k_out outliers become the kept channels of widest
+ * range[channel] (ties: the lower channel), k_store their storage order. */
+void slimkv_policy_choose_outliers(slimkv_head *h, const float *range);
 /* The config that creates a cache with c's channels before any choice is
  * made: c's own, with masks of its kept channels for static masks. Free
  * *masks (NULL when none) after the create. */

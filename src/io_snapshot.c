@@ -13,6 +13,8 @@
  * (io_snapshot_check.c) before the cache takes it. Tensors per KV head i
  * (raw bytes in the one storage layout, the same on every ISA):
  *   h<i>.k_chan, h<i>.v_chan  I32 kept channels
+ *   h<i>.k_store              I32 [dk] K channels in storage order, with K
+ *                             outlier channels only (config "outliers=")
  *   h<i>.qnorm                F32 [head_dim], SparK only
  *   h<i>.sink_k/v, h<i>.window_k/v, h<i>.k_body, h<i>.v_body  U8
  * Version 3 is written for caches with token eviction (and only for them,
@@ -34,7 +36,7 @@
 #define SNAPSHOT_VERSION "2"
 /* 3: version 2 plus the token eviction state (see the top) */
 #define SNAPSHOT_VERSION_EVICT "3"
-#define PARTS_PER_HEAD 11
+#define PARTS_PER_HEAD 12
 #define FNV_OFFSET 0xcbf29ce484222325ull
 #define META_KEYS 5
 #define META_KEYS_EVICT 6
@@ -64,6 +66,8 @@ static void config_string(const slimkv_cache *c, char *buf, size_t size)
         n += snprintf(buf + n, size - (size_t)n, " rotate=%d", f->rotate);
     if (f->policy == SLIMKV_POLICY_STATIC)
         n += snprintf(buf + n, size - (size_t)n, " align=%d", f->channel_align);
+    if (f->k_outliers)
+        n += snprintf(buf + n, size - (size_t)n, " outliers=%d", f->k_outliers);
     if (f->policy == SLIMKV_POLICY_SPARK)
         n += snprintf(buf + n, size - (size_t)n, " keep=%d", c->spark_keep);
     /* the policy decides which tensors a head has; its budget, window and
@@ -129,6 +133,8 @@ static int head_parts(const slimkv_cache *c, int i, part *p)
     } while (0)
     FLAT("k_chan", ST_I32, h->k_chan, (size_t)h->dk * sizeof(int32_t));
     FLAT("v_chan", ST_I32, h->v_chan, (size_t)h->dv * sizeof(int32_t));
+    if (h->k_store)
+        FLAT("k_store", ST_I32, h->k_store, (size_t)h->dk * sizeof(int32_t));
     if (h->qnorm)
         FLAT("qnorm", ST_F32, h->qnorm, dim * sizeof(float));
     FLAT("sink_k", ST_U8, h->sink_k, (size_t)c->sink_rows * krow);

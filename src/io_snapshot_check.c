@@ -104,8 +104,30 @@ static int k_group_ok(const slimkv_cache *c, const slimkv_head *h, const uint8_t
         return spark_group_ok(c, group);
     if (!slimkv_is_quantized(cfg->k_format))
         return elems_finite(cfg->k_format, group, (size_t)h->dk * cfg->group_size);
-    const uint8_t *scales = group + slimkv_k_params_offset(cfg->k_format, h->dk, cfg->group_size);
-    return params_ok(scales, scales + 2 * (size_t)h->dk, (size_t)h->dk);
+    int others = h->dk - h->k_out, g = cfg->group_size;
+    const uint8_t *scales = group + slimkv_k_params_offset(cfg->k_format, others, g);
+    if (!params_ok(scales, scales + 2 * (size_t)others, (size_t)others))
+        return 0;
+    const uint8_t *outliers = group + h->k_out_offset + slimkv_k_params_offset(SLIMKV_Q8, h->k_out, g);
+    return params_ok(outliers, outliers + 2 * (size_t)h->k_out, (size_t)h->k_out);
+}
+
+/* K outliers' storage order: a permutation of the kept channels, the
+ * others ascending, then the outliers ascending. */
+static int k_store_ok(const slimkv_head *h, int dim)
+{
+    uint8_t seen[SLIMKV_MAX_HEAD_DIM] = {0};
+    int others = h->dk - h->k_out;
+    for (int j = 0; j < h->dk; j++) {
+        int ch = h->k_store[j];
+        if (ch < 0 || ch >= dim || (j != others && j > 0 && ch <= h->k_store[j - 1]))
+            return 0;
+        seen[ch] = 1;
+    }
+    for (int j = 0; j < h->dk; j++)
+        if (!seen[h->k_chan[j]])
+            return 0;
+    return 1;
 }
 
 /* The first `slots` token slots of a V block. */
@@ -131,6 +153,8 @@ int slimkv_snapshot_state_valid(const slimkv_cache *c)
     int k_groups = k_body / g, v_blocks = (v_body + g - 1) / g;
     for (int i = 0; i < cfg->n_kv_heads; i++) {
         const slimkv_head *h = &c->heads[i];
+        if (h->k_store && !k_store_ok(h, cfg->head_dim))
+            return 0;
         if (!rows_finite(c, h->sink_k, c->k_row_fmt, 0, sinks, 0) ||
             !rows_finite(c, h->sink_v, c->v_row_fmt, 0, sinks, 0) ||
             !rows_finite(c, h->ring_k, c->k_row_fmt, s + k_body > n ? n : s + k_body, n, 1) ||

@@ -58,11 +58,39 @@ static int all_channels(int dim, int32_t *chan)
 void slimkv_policy_group_bytes(const slimkv_cache *c, slimkv_head *h)
 {
     const slimkv_config *cfg = &c->cfg;
-    if (slimkv_k_is_spark(c))
-        h->k_group_bytes = slimkv_spark_group_bytes(cfg->k_format, cfg->head_dim, c->spark_keep, cfg->group_size);
-    else
-        h->k_group_bytes = slimkv_k_group_bytes(cfg->k_format, h->dk, cfg->group_size);
-    h->v_block_bytes = slimkv_v_block_bytes(cfg->v_format, h->dv, cfg->group_size);
+    int g = cfg->group_size;
+    if (h->k_store) { /* K outliers: at most dk - 4, so that the K format's group keeps a channel quad */
+        int most = h->dk > 4 ? h->dk - 4 : 0;
+        h->k_out = cfg->k_outliers < most ? cfg->k_outliers : most;
+        memcpy(h->k_store, h->k_chan, (size_t)h->dk * sizeof *h->k_store); /* the default order */
+    }
+    if (slimkv_k_is_spark(c)) {
+        h->k_group_bytes = slimkv_spark_group_bytes(cfg->k_format, cfg->head_dim, c->spark_keep, g);
+    } else if (h->k_out > 0) {
+        h->k_out_offset = slimkv_k_group_bytes(cfg->k_format, h->dk - h->k_out, g);
+        h->k_group_bytes = h->k_out_offset + slimkv_k_group_bytes(SLIMKV_Q8, h->k_out, g);
+    } else {
+        h->k_out_offset = 0;
+        h->k_group_bytes = slimkv_k_group_bytes(cfg->k_format, h->dk, g);
+    }
+    h->v_block_bytes = slimkv_v_block_bytes(cfg->v_format, h->dv, g);
+}
+
+void slimkv_policy_choose_outliers(slimkv_head *h, const float *range)
+{
+    /* Kept channel j is an outlier when fewer than k_out channels rank
+     * above it (wider range, or equal range and lower index). */
+    int n_other = 0, n_out = 0, first_out = h->dk - h->k_out;
+    for (int j = 0; j < h->dk; j++) {
+        int above = 0;
+        for (int i = 0; i < h->dk && above < h->k_out; i++)
+            above += range[h->k_chan[i]] > range[h->k_chan[j]] ||
+                     (range[h->k_chan[i]] == range[h->k_chan[j]] && i < j);
+        if (above < h->k_out)
+            h->k_store[first_out + n_out++] = h->k_chan[j];
+        else
+            h->k_store[n_other++] = h->k_chan[j];
+    }
 }
 
 slimkv_status slimkv_policy_init_head(slimkv_cache *c, int index, const uint8_t *k_mask, const uint8_t *v_mask)
@@ -73,6 +101,8 @@ slimkv_status slimkv_policy_init_head(slimkv_cache *c, int index, const uint8_t 
     h->k_chan = slimkv_malloc((size_t)dim * sizeof *h->k_chan);
     h->v_chan = slimkv_malloc((size_t)dim * sizeof *h->v_chan);
     if (!h->k_chan || !h->v_chan)
+        return SLIMKV_ERR_NOMEM;
+    if (cfg->k_outliers > 0 && !(h->k_store = slimkv_malloc((size_t)dim * sizeof *h->k_store)))
         return SLIMKV_ERR_NOMEM;
     int masked = cfg->policy == SLIMKV_POLICY_STATIC;
     h->dk = masked && k_mask ? kept_channels(k_mask + (size_t)index * dim, dim, cfg->channel_align, h->k_chan)
@@ -97,6 +127,7 @@ void slimkv_policy_free_head(slimkv_head *h)
     slimkv_free(h->qnorm_rsqrt);
     slimkv_free(h->k_chan);
     slimkv_free(h->v_chan);
+    slimkv_free(h->k_store);
 }
 
 size_t slimkv_policy_state_bytes(const slimkv_cache *c)
@@ -249,6 +280,8 @@ void slimkv_policy_copy_choice(slimkv_cache *dst, const slimkv_cache *src)
             memcpy(d->qnorm_rsqrt, s->qnorm_rsqrt, (size_t)cfg->head_dim * sizeof *d->qnorm_rsqrt);
         }
         slimkv_policy_group_bytes(dst, d);
+        if (s->k_store) /* the outliers chosen at src's first flush */
+            memcpy(d->k_store, s->k_store, (size_t)s->dk * sizeof *d->k_store);
     }
     dst->channels_pending = src->channels_pending;
 }

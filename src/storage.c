@@ -156,6 +156,46 @@ static void store_row(const slimkv_cache *c, slimkv_format row_fmt, const float 
         c->kern->f32_to_f16(src, (uint16_t *)dst, (size_t)c->cfg.head_dim);
 }
 
+/* Channels chan[0..n) of the G window rows of K body tokens t0.. into
+ * scratch [G][n] (G*D + D floats: the last D hold one decoded row). */
+static void gather_k_group(const slimkv_cache *c, const slimkv_head *h, int t0, const int32_t *chan, int n,
+                           float *scratch)
+{
+    int g = c->cfg.group_size;
+    float *row_f32 = scratch + (size_t)g * c->cfg.head_dim;
+    for (int t = 0; t < g; t++) {
+        const uint8_t *row = slimkv_ring_row(c, h->ring_k, c->k_row_fmt, c->cfg.n_sink + t0 + t);
+        gather_row(c, c->k_row_fmt, row, chan, n, row_f32, scratch + (size_t)t * n);
+    }
+}
+
+/* K outliers of head `index` at its first K group's flush, from the
+ * window rows of body tokens 0 .. pos: all still in the ring (the first
+ * flush comes at R + 1 body tokens, or G with R = 0) and the same whenever
+ * that flush happens, so the choice is too. row_f32: D floats. */
+static void choose_outliers(const slimkv_cache *c, int index, int pos, float *row_f32)
+{
+    const slimkv_config *cfg = &c->cfg;
+    slimkv_head *h = &c->heads[index];
+    int dim = cfg->head_dim;
+    float lo[SLIMKV_MAX_HEAD_DIM], hi[SLIMKV_MAX_HEAD_DIM];
+    for (int p = cfg->n_sink; p <= pos; p++) {
+        const uint8_t *row = slimkv_ring_row(c, h->ring_k, c->k_row_fmt, p);
+        if (c->k_row_fmt == SLIMKV_F32)
+            memcpy(row_f32, row, (size_t)dim * sizeof(float));
+        else
+            c->kern->f16_to_f32((const uint16_t *)row, row_f32, (size_t)dim);
+        for (int ch = 0; ch < dim; ch++) {
+            float x = row_f32[ch];
+            lo[ch] = p == cfg->n_sink || x < lo[ch] ? x : lo[ch];
+            hi[ch] = p == cfg->n_sink || x > hi[ch] ? x : hi[ch];
+        }
+    }
+    for (int ch = 0; ch < dim; ch++)
+        hi[ch] -= lo[ch];
+    slimkv_policy_choose_outliers(h, hi);
+}
+
 /* Appends tokens [n0, n0 + count) of one head, flushing from the window to
  * the compressed body as tokens age out. scratch: G*D + D floats. */
 static void append_head(const slimkv_cache *c, int index, const float *k, const float *v, int n0, int count,
@@ -182,15 +222,23 @@ static void append_head(const slimkv_cache *c, int index, const float *k, const 
             continue; /* streaming head: the window just slides */
         int k_before = slimkv_k_body_tokens(cfg, pos), k_after = slimkv_k_body_tokens(cfg, pos + 1);
         for (int t0 = k_before; t0 < k_after; t0 += g) {
-            for (int t = 0; t < g; t++) {
-                const uint8_t *row = slimkv_ring_row(c, h->ring_k, c->k_row_fmt, cfg->n_sink + t0 + t);
-                gather_row(c, c->k_row_fmt, row, h->k_chan, h->dk, row_f32, scratch + (size_t)t * h->dk);
-            }
+            if (t0 == 0 && h->k_out > 0)
+                choose_outliers(c, index, pos, scratch + (size_t)g * dim);
             uint8_t *group = slimkv_k_group_ptr(h, t0 / g);
-            if (slimkv_k_is_spark(c))
+            if (slimkv_k_is_spark(c)) {
+                gather_k_group(c, h, t0, h->k_chan, h->dk, scratch);
                 c->kern->pack_spark[cfg->k_format](scratch, h->qnorm, h->dk, c->spark_keep, g, group);
-            else
-                c->kern->pack_k[cfg->k_format](scratch, h->dk, g, group);
+                continue;
+            }
+            /* the K format's group over the other channels, then the outliers' q8 group */
+            const int32_t *chan = slimkv_k_stored_channels(h);
+            int others = h->dk - h->k_out;
+            gather_k_group(c, h, t0, chan, others, scratch);
+            c->kern->pack_k[cfg->k_format](scratch, others, g, group);
+            if (h->k_out > 0) {
+                gather_k_group(c, h, t0, chan + others, h->k_out, scratch);
+                c->kern->pack_k[SLIMKV_Q8](scratch, h->k_out, g, group + h->k_out_offset);
+            }
         }
         int v_before = slimkv_v_body_tokens(cfg, pos), v_after = slimkv_v_body_tokens(cfg, pos + 1);
         for (int t = v_before; t < v_after && h->dv > 0; t++) {
@@ -278,10 +326,14 @@ static void decode_rows(const slimkv_cache *c, const slimkv_head *h, int p, uint
     if (slimkv_k_is_spark(c)) {
         slimkv_unpack_spark_token(cfg->k_format, group, h->qnorm_rsqrt, dim, c->spark_keep, g, rel % g, row);
     } else {
+        const int32_t *chan = slimkv_k_stored_channels(h);
+        int others = h->dk - h->k_out;
         memset(row, 0, (size_t)dim * sizeof *row);
-        slimkv_unpack_k_token(cfg->k_format, group, h->dk, g, rel % g, kept);
+        slimkv_unpack_k_token(cfg->k_format, group, others, g, rel % g, kept);
+        if (h->k_out > 0)
+            slimkv_unpack_k_token(SLIMKV_Q8, group + h->k_out_offset, h->k_out, g, rel % g, kept + others);
         for (int j = 0; j < h->dk; j++)
-            row[h->k_chan[j]] = kept[j];
+            row[chan[j]] = kept[j];
     }
     store_decoded_row(c, c->k_row_fmt, row, k_row);
     memset(row, 0, (size_t)dim * sizeof *row);
@@ -418,6 +470,8 @@ slimkv_status slimkv_storage_truncate(slimkv_cache *c, int n)
             slimkv_clear_v_slots(cfg->v_format, page + (size_t)block * bytes, h->dv, g, vb % g);
             memset(page + (size_t)(block + 1) * bytes, 0, (size_t)(SLIMKV_PAGE_GROUPS - block - 1) * bytes);
         }
+        if (kb == 0 && h->k_store) /* the next first flush chooses the outliers afresh */
+            slimkv_policy_group_bytes(c, h);
         release_pages_from(h->k_pages, &h->n_k_pages, slimkv_pages_for_tokens(cfg, kb));
         release_pages_from(h->v_pages, &h->n_v_pages, slimkv_pages_for_tokens(cfg, vb));
         if (n < c->sink_rows) {

@@ -38,6 +38,9 @@ void fill_normal(test_rng *r, float *x, size_t n, float scale)
 void fill_keys(test_rng *r, float *k, int n_tokens, int pos0, int n_heads, int head_dim)
 {
     int half = head_dim / 2;
+    float freq[512]; /* RoPE frequencies, computed once (head_dim <= 1024) */
+    for (int i = 0; i < half; i++)
+        freq[i] = powf(10000.0f, -2.0f * i / head_dim);
     for (int t = 0; t < n_tokens; t++)
         for (int h = 0; h < n_heads; h++) {
             float *row = k + ((size_t)t * n_heads + h) * head_dim;
@@ -50,7 +53,7 @@ void fill_keys(test_rng *r, float *k, int n_tokens, int pos0, int n_heads, int h
                 row[c] = x;
             }
             for (int i = 0; i < half; i++) { /* RoPE, rotate-half pairing */
-                float theta = (float)(pos0 + t) * powf(10000.0f, -2.0f * i / head_dim);
+                float theta = (float)(pos0 + t) * freq[i];
                 float a = row[i], b = row[i + half], cs = cosf(theta), sn = sinf(theta);
                 row[i] = a * cs - b * sn;
                 row[i + half] = a * sn + b * cs;
@@ -73,20 +76,37 @@ static int v_body_end(const oracle_cfg *c, int n)
     return c->n_sink + (x > 0 ? x : 0);
 }
 
+typedef struct ranked_channel {
+    double sal;
+    int c;
+} ranked_channel;
+
+/* Saliency descending, then index ascending: a total order. */
+static int by_saliency(const void *a, const void *b)
+{
+    const ranked_channel *x = a, *y = b;
+    if (x->sal != y->sal)
+        return x->sal > y->sal ? -1 : 1;
+    return x->c - y->c;
+}
+
 void oracle_spark_restore(const float *k, const float *qnorm, int dim, int t_keep, float *restored)
 {
+    ranked_channel rank[1024];
     double sal[1024], pruned = 0;
     int keep[1024];
-    for (int c = 0; c < dim; c++)
+    for (int c = 0; c < dim; c++) {
         sal[c] = (double)k[c] * k[c] * qnorm[c];
-    for (int c = 0; c < dim; c++) { /* rank by (saliency desc, index asc) */
-        int above = 0;
-        for (int j = 0; j < dim; j++)
-            above += sal[j] > sal[c] || (sal[j] == sal[c] && j < c);
-        keep[c] = above < t_keep;
+        rank[c] = (ranked_channel){sal[c], c};
+    }
+    /* sorted, not counted pairwise: the oracles call this for every
+     * (query, token), and O(dim^2) dominated the tests under valgrind */
+    qsort(rank, (size_t)dim, sizeof *rank, by_saliency);
+    for (int r = 0; r < dim; r++)
+        keep[rank[r].c] = r < t_keep;
+    for (int c = 0; c < dim; c++)
         if (!keep[c])
             pruned += sal[c];
-    }
     double a = dim > t_keep ? pruned / (dim - t_keep) : 0;
     for (int c = 0; c < dim; c++)
         restored[c] = keep[c] ? k[c] : (float)((k[c] < 0 ? -1 : 1) * sqrt(a / qnorm[c]));
@@ -98,6 +118,16 @@ void oracle_attend(const oracle_cfg *cfg, const float *k, const float *v, int n,
     int d = cfg->head_dim, gs = cfg->n_q_heads / cfg->n_kv_heads;
     int kb = k_body_end(cfg, n), vb = v_body_end(cfg, n);
     double *w = malloc((size_t)n * sizeof *w);
+    /* SparK: every body key restored once, not once per query */
+    float *restored = NULL;
+    if (cfg->spark_keep > 0) {
+        restored = malloc((size_t)n * cfg->n_kv_heads * d * sizeof *restored);
+        for (int t = cfg->n_sink; t < kb; t++)
+            for (int h = 0; h < cfg->n_kv_heads; h++) {
+                size_t at = ((size_t)t * cfg->n_kv_heads + h) * d;
+                oracle_spark_restore(k + at, cfg->qnorm + (size_t)h * d, d, cfg->spark_keep, restored + at);
+            }
+    }
     for (int i = 0; i < nq; i++)
         for (int hq = 0; hq < cfg->n_q_heads; hq++) {
             int h = hq / gs, pos = n - nq + i;
@@ -116,11 +146,8 @@ void oracle_attend(const oracle_cfg *cfg, const float *k, const float *v, int n,
                 }
                 const float *kt = k + ((size_t)t * cfg->n_kv_heads + h) * d;
                 int in_body = !streaming && t >= cfg->n_sink && t < kb;
-                float restored[1024];
-                if (in_body && cfg->spark_keep > 0) {
-                    oracle_spark_restore(kt, cfg->qnorm + (size_t)h * d, d, cfg->spark_keep, restored);
-                    kt = restored;
-                }
+                if (in_body && restored)
+                    kt = restored + ((size_t)t * cfg->n_kv_heads + h) * d;
                 double s = 0;
                 for (int c = 0; c < d; c++)
                     if (!in_body || !kk || kk[c])
@@ -137,16 +164,22 @@ void oracle_attend(const oracle_cfg *cfg, const float *k, const float *v, int n,
                 w[t] = w[t] == -INFINITY ? 0 : exp(w[t] - mx);
                 l += w[t];
             }
-            for (int c = 0; c < d; c++) {
-                double acc = 0;
-                for (int t = 0; t <= pos; t++) {
-                    int in_body = !streaming && t >= cfg->n_sink && t < vb;
-                    if (w[t] != 0 && (!in_body || !vk || vk[c]))
-                        acc += w[t] * v[((size_t)t * cfg->n_kv_heads + h) * d + c];
-                }
-                o[c] = (float)(acc / l);
+            /* token by token (each channel's sum in the same order): rows,
+             * not strided columns, so the oracle stays cheap under valgrind */
+            double acc[1024] = {0};
+            for (int t = 0; t <= pos; t++) {
+                if (w[t] == 0)
+                    continue;
+                int in_body = !streaming && t >= cfg->n_sink && t < vb;
+                const float *vt = v + ((size_t)t * cfg->n_kv_heads + h) * d;
+                for (int c = 0; c < d; c++)
+                    if (!in_body || !vk || vk[c])
+                        acc[c] += w[t] * vt[c];
             }
+            for (int c = 0; c < d; c++)
+                o[c] = (float)(acc[c] / l);
         }
+    free(restored);
     free(w);
 }
 
@@ -240,6 +273,8 @@ uint64_t cache_digest(const slimkv_cache *c)
         size_t kp = hd->k_group_bytes * SLIMKV_PAGE_GROUPS, vp = hd->v_block_bytes * SLIMKV_PAGE_GROUPS;
         h = digest_bytes(h, &hd->dk, sizeof hd->dk);
         h = digest_bytes(h, hd->k_chan, (size_t)hd->dk * sizeof *hd->k_chan);
+        if (hd->k_store) /* K outliers' storage order */
+            h = digest_bytes(h, hd->k_store, (size_t)hd->dk * sizeof *hd->k_store);
         if (hd->qnorm)
             h = digest_bytes(h, hd->qnorm, (size_t)cfg->head_dim * sizeof *hd->qnorm);
         h = digest_bytes(h, &hd->n_k_pages, sizeof hd->n_k_pages);

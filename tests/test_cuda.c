@@ -209,6 +209,21 @@ static slimkv_config base_config(int n_q, int n_kv, int dim, int capacity)
     return c;
 }
 
+/* A config without device kernels (q3, K outlier channels): backend CUDA
+ * refuses it, auto takes the CPU. */
+static void refused_then_cpu(slimkv_config c)
+{
+    slimkv_cache *cache = NULL;
+    assert_int_equal(slimkv_cache_create(&c, &cache), SLIMKV_ERR_UNSUPPORTED);
+    assert_null(cache);
+    c.backend = SLIMKV_BACKEND_AUTO;
+    assert_int_equal(slimkv_cache_create(&c, &cache), SLIMKV_OK);
+    slimkv_backend b;
+    assert_int_equal(slimkv_cache_backend(cache, &b), SLIMKV_OK);
+    assert_int_equal(b, SLIMKV_BACKEND_CPU);
+    slimkv_cache_destroy(cache);
+}
+
 static void test_every_format(void **state)
 {
     (void)state;
@@ -221,17 +236,14 @@ static void test_every_format(void **state)
             slimkv_config c = base_config(4, 2, 64, 256);
             c.k_format = (slimkv_format)kf;
             c.v_format = (slimkv_format)vf;
-            if (kf == SLIMKV_Q3 || vf == SLIMKV_Q3) { /* no device kernels: refused, and auto takes the CPU */
-                slimkv_cache *cache = NULL;
-                assert_int_equal(slimkv_cache_create(&c, &cache), SLIMKV_ERR_UNSUPPORTED);
-                assert_null(cache);
-                c.backend = SLIMKV_BACKEND_AUTO;
-                assert_int_equal(slimkv_cache_create(&c, &cache), SLIMKV_OK);
-                slimkv_backend b;
-                assert_int_equal(slimkv_cache_backend(cache, &b), SLIMKV_OK);
-                assert_int_equal(b, SLIMKV_BACKEND_CPU);
-                slimkv_cache_destroy(cache);
+            if (kf == SLIMKV_Q3 || vf == SLIMKV_Q3) {
+                refused_then_cpu(c);
                 continue;
+            }
+            if (kf == SLIMKV_Q2 && vf == SLIMKV_Q2) {
+                slimkv_config outliers = c;
+                outliers.k_outliers = 8;
+                refused_then_cpu(outliers);
             }
             run_scenario(&c, 70, 0, appends, 4, 3, 0, 100 + (uint64_t)kf * 8 + vf);
         }

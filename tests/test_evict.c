@@ -200,7 +200,18 @@ static void oracle_evicted(const workload *w, const slimkv_config *cfg, const tr
 {
     int d = w->dim, gs = w->n_q / w->n_kv, n = t->n;
     double *wt = malloc((size_t)n * sizeof *wt);
-    float restored[1024];
+    /* SparK: each held key restored once, not once per query */
+    float *restored = NULL;
+    if (spark_keep > 0) {
+        restored = malloc((size_t)n * w->n_kv * d * sizeof *restored);
+        for (int h = 0; h < w->n_kv; h++)
+            for (int j = 0; j < n; j++) {
+                const int32_t *p = t->pos + (size_t)h * t->cap_seen;
+                if (t->k_comp[(size_t)h * t->cap_seen + p[j]])
+                    oracle_spark_restore(w->k + ((size_t)p[j] * w->n_kv + h) * d, qnorm + (size_t)h * d, d,
+                                         spark_keep, restored + ((size_t)j * w->n_kv + h) * d);
+            }
+    }
     for (int i = 0; i < nq; i++)
         for (int hq = 0; hq < w->n_q; hq++) {
             int h = hq / gs, last = n - nq + i;
@@ -216,10 +227,8 @@ static void oracle_evicted(const workload *w, const slimkv_config *cfg, const tr
                 }
                 const float *kt = w->k + ((size_t)p[j] * w->n_kv + h) * d;
                 int comp = t->k_comp[(size_t)h * t->cap_seen + p[j]];
-                if (comp && spark_keep > 0) {
-                    oracle_spark_restore(kt, qnorm + (size_t)h * d, d, spark_keep, restored);
-                    kt = restored;
-                }
+                if (comp && restored)
+                    kt = restored + ((size_t)j * w->n_kv + h) * d;
                 double s = 0;
                 for (int c = 0; c < d; c++)
                     if (!comp || spark_keep > 0 || kk[c])
@@ -244,6 +253,7 @@ static void oracle_evicted(const workload *w, const slimkv_config *cfg, const tr
             }
         }
     free(wt);
+    free(restored);
 }
 
 static double bound_for(const slimkv_config *cfg)

@@ -574,7 +574,8 @@ static void fused_case_free(fused_case *fc)
 static slimkv_group_span fused_span(const fused_case *fc, int first, int count)
 {
     slimkv_group_span sp = {fc->k_pages, fc->v_pages, fc->kb, fc->vb, FUSED_PAGE_GROUPS, first, count,
-                            fc->dk,      fc->dv,      fc->g,  fc->kf, fc->vf,       fc->dk, fc->t_keep, fc->u};
+                            fc->dk,      fc->dv,      fc->g,  fc->kf, fc->vf,       fc->dk, fc->t_keep, fc->u,
+                            0,           0,           NULL};
     return sp;
 }
 

@@ -24,6 +24,7 @@
 
 #include "gguf.h"
 #include "llama.h"
+#include "oracle.h"
 #include "tokenizer.h"
 
 #define DEFAULT_MODEL_PATH "build/models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -414,7 +415,9 @@ static int load_model(void **state)
     }
     st = tokenizer_load(fixture.file, &fixture.tok);
     llama_load_options f32 = {.f32_weights = 1};
-    if (st == SLIMKV_OK && fixture.scope != SCOPE_TOKENIZER)
+    /* The float32 path is plain C, the same on every machine: the quick
+     * runs (qemu, ASan) check the quantized weights' kernels only. */
+    if (st == SLIMKV_OK && fixture.scope != SCOPE_TOKENIZER && !test_quick())
         st = llama_load(fixture.file, &f32, &fixture.model);
     if (st == SLIMKV_OK && fixture.scope != SCOPE_TOKENIZER)
         st = llama_load(fixture.file, NULL, &fixture.qmodel);
@@ -584,24 +587,26 @@ static void test_logits_match_reference(void **state)
 {
     (void)state;
     need(SCOPE_NO_PPL);
-    const llama_hparams *hp = llama_get_hparams(fixture.model);
+    const llama_hparams *hp = llama_get_hparams(fixture.qmodel);
     assert_int_equal(hp->n_layer, 30);
     assert_int_equal(hp->head_dim, 64);
     assert_int_equal(hp->n_kv_head, 3);
-    assert_string_equal(llama_weights_isa(fixture.model), "f32");
     int equal;
     double nll;
-    reference_logits(fixture.model, &equal, &nll);
-    print_message("f32 weights: mean NLL %.6f, numpy reference %.6f, argmax equal %d/64\n", nll, REFERENCE_MEAN_NLL,
-                  equal);
-    assert_int_equal(equal, 64);
-    assert_true(fabs(nll - REFERENCE_MEAN_NLL) < 1e-3);
+    if (fixture.model) { /* not in quick runs (load_model) */
+        assert_string_equal(llama_weights_isa(fixture.model), "f32");
+        reference_logits(fixture.model, &equal, &nll);
+        print_message("f32 weights: mean NLL %.6f, numpy reference %.6f, argmax equal %d/64\n", nll,
+                      REFERENCE_MEAN_NLL, equal);
+        assert_int_equal(equal, 64);
+        assert_true(fabs(nll - REFERENCE_MEAN_NLL) < 1e-3);
+        assert_true(llama_weight_bytes(fixture.qmodel) * 5 < llama_weight_bytes(fixture.model));
+    }
     reference_logits(fixture.qmodel, &equal, &nll);
     print_message("quantized weights (%s): mean NLL %.6f (%+.2f%%), argmax equal %d/64\n",
                   llama_weights_isa(fixture.qmodel), nll, 100.0 * (nll / REFERENCE_MEAN_NLL - 1.0), equal);
     assert_true(fabs(nll / REFERENCE_MEAN_NLL - 1.0) < 0.01);
     assert_true(equal >= 56);
-    assert_true(llama_weight_bytes(fixture.qmodel) * 5 < llama_weight_bytes(fixture.model));
 }
 
 static void greedy_paris(const llama_model *model)
@@ -641,7 +646,8 @@ static void test_greedy_generation(void **state)
 {
     (void)state;
     need(SCOPE_NO_PPL);
-    greedy_paris(fixture.model);
+    if (fixture.model)
+        greedy_paris(fixture.model);
     greedy_paris(fixture.qmodel);
 }
 
@@ -676,6 +682,10 @@ static void test_perplexity_dense_and_q8(void **state)
 {
     (void)state;
     need(SCOPE_ALL);
+    if (!fixture.model) {
+        print_message("skipped: SLIMKV_TEST_QUICK=1 loads no float32 weights\n");
+        skip();
+    }
     FILE *fp = fopen(fixture.text_path, "rb");
     if (!fp) {
         print_message("skipped: %s absent (run `make model-data`)\n", fixture.text_path);

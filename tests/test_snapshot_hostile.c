@@ -205,6 +205,9 @@ typedef enum forgery {
     FORGE_K_MIN_NAN,
     FORGE_V_SCALE_NEGATIVE,
     FORGE_TOKENS_OVER_CAPACITY,
+    FORGE_K_STORE_REPEATED,  /* K outliers: a channel twice in the storage order */
+    FORGE_K_STORE_UNSORTED,  /* the non-outliers out of ascending order */
+    FORGE_OUTLIER_SCALE_INF, /* fp16 Inf as the outliers' q8 scale */
     FORGE_COUNT
 } forgery;
 
@@ -245,7 +248,8 @@ static int forge_apply(forged *fg, const slimkv_config *cfg, const slimkv_cache 
         if (!slimkv_is_quantized(cfg->k_format) || cfg->policy == SLIMKV_POLICY_SPARK)
             return 0;
         p = forge_tensor(fg, "h0.k_body", &n);
-        p += slimkv_k_params_offset(cfg->k_format, h->dk, SMALL_G) + (what == FORGE_K_MIN_NAN ? 2 * (size_t)h->dk : 0);
+        p += slimkv_k_params_offset(cfg->k_format, h->dk - h->k_out, SMALL_G) +
+             (what == FORGE_K_MIN_NAN ? 2 * (size_t)(h->dk - h->k_out) : 0);
         put_u16(p + 2, what == FORGE_K_SCALE_INF ? 0x7c00 : 0x7e01);
         return 1;
     case FORGE_V_SCALE_NEGATIVE:
@@ -256,6 +260,23 @@ static int forge_apply(forged *fg, const slimkv_config *cfg, const slimkv_cache 
         return 1;
     case FORGE_TOKENS_OVER_CAPACITY:
         snprintf(fg->meta_values[2], sizeof fg->meta_values[2], "%d", SMALL_CAP + 1);
+        return 1;
+    case FORGE_K_STORE_REPEATED:
+    case FORGE_K_STORE_UNSORTED: {
+        if (h->k_out == 0)
+            return 0;
+        int32_t *order = (int32_t *)forge_tensor(fg, "h0.k_store", &n);
+        int32_t first = order[0];
+        order[0] = order[1];
+        if (what == FORGE_K_STORE_UNSORTED)
+            order[1] = first;
+        return 1;
+    }
+    case FORGE_OUTLIER_SCALE_INF:
+        if (h->k_out == 0)
+            return 0;
+        p = forge_tensor(fg, "h0.k_body", &n);
+        put_u16(p + h->k_out_offset + slimkv_k_params_offset(SLIMKV_Q8, h->k_out, SMALL_G) + 2, 0x7c00);
         return 1;
     default: return 0;
     }
@@ -271,11 +292,15 @@ static void test_forged_snapshots_refused(void **state)
     tmpdir_file(&dir, "forged.safetensors", bad, sizeof bad);
     int applied[FORGE_COUNT] = {0};
     for (int p = 0; p < 4; p++)
-        for (int f = 0; f < SLIMKV_FORMAT_COUNT; f++) {
-            if (!test_policy_takes(policies[p], (slimkv_format)f))
+        for (int fo = 0; fo < SLIMKV_FORMAT_COUNT + 3; fo++) {
+            /* every format, then q4, q3 and q2 with K outliers (not SparK) */
+            int f = fo < SLIMKV_FORMAT_COUNT ? fo : (int)(SLIMKV_Q4 + (fo - SLIMKV_FORMAT_COUNT) % 3);
+            int outliers = fo >= SLIMKV_FORMAT_COUNT ? 4 : 0;
+            if (!test_policy_takes(policies[p], (slimkv_format)f) || (outliers && policies[p] == SLIMKV_POLICY_SPARK))
                 continue;
             slimkv_config cfg =
                 small_snapshot_config(policies[p], (slimkv_format)f, (slimkv_format)((f + 4) % SLIMKV_FORMAT_COUNT));
+            cfg.k_outliers = outliers;
             slimkv_cache *src = small_snapshot_cache(&cfg, 5), *target = small_snapshot_cache(&cfg, 6);
             assert_int_equal(slimkv_cache_save(src, good), SLIMKV_OK);
             uint64_t before = cache_digest(target);

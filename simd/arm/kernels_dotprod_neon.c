@@ -429,7 +429,8 @@ static void slimkv_attend_groups_quant_neondot(const slimkv_group_span *span, co
 {
     const slimkv_tile_ops ops = {quant_score_neondot[span->k_format - SLIMKV_Q8],
                                  quant_accum_neondot[span->v_format - SLIMKV_Q8],
-                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL};
+                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL,
+                                 quant_score_neondot[0]};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
@@ -448,7 +449,8 @@ static void slimkv_attend_groups_mixed_neondot(const slimkv_group_span *span, co
                                                float *l, float *acc)
 {
     const slimkv_tile_ops ops = {score_k_of_neondot(span->k_format), accum_v_of_neondot(span->v_format),
-                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL};
+                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL,
+                                 score_k_of_neondot(SLIMKV_Q8)};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
@@ -457,7 +459,8 @@ static void slimkv_attend_spark_groups_neondot(const slimkv_group_span *span, co
                                                float *l, float *acc)
 {
     const slimkv_tile_ops ops = {NULL, accum_v_of_neondot(span->v_format), slimkv_exp_sum_neon,
-                                 slimkv_max_f32_neon, slimkv_scale_f32_neon, slimkv_spark_score_neon[span->k_format]};
+                                 slimkv_max_f32_neon, slimkv_scale_f32_neon, slimkv_spark_score_neon[span->k_format],
+                                 NULL};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 

@@ -868,7 +868,8 @@ static void slimkv_attend_groups_dense_neon(const slimkv_group_span *span, const
                                             float *l, float *acc)
 {
     const slimkv_tile_ops ops = {slimkv_dense_score_k_neon[span->k_format], slimkv_dense_accum_v_neon[span->v_format],
-                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL};
+                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL,
+                                 NULL};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
@@ -878,7 +879,8 @@ static void slimkv_attend_groups_quant_neon(const slimkv_group_span *span, const
 {
     const slimkv_tile_ops ops = {quant_score_neon[span->k_format - SLIMKV_Q8],
                                  quant_accum_neon[span->v_format - SLIMKV_Q8],
-                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL};
+                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL,
+                                 quant_score_neon[0]};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
@@ -899,7 +901,8 @@ static void slimkv_attend_groups_mixed_neon(const slimkv_group_span *span, const
                                             float *l, float *acc)
 {
     const slimkv_tile_ops ops = {score_k_of_neon(span->k_format), accum_v_of_neon(span->v_format),
-                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL};
+                                 slimkv_exp_sum_neon, slimkv_max_f32_neon, slimkv_scale_f32_neon, NULL,
+                                 score_k_of_neon(SLIMKV_Q8)};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
@@ -908,7 +911,8 @@ static void slimkv_attend_spark_groups_neon(const slimkv_group_span *span, const
                                             float *l, float *acc)
 {
     const slimkv_tile_ops ops = {NULL, accum_v_of_neon(span->v_format), slimkv_exp_sum_neon, slimkv_max_f32_neon,
-                                 slimkv_scale_f32_neon, slimkv_spark_score_neon[span->k_format]};
+                                 slimkv_scale_f32_neon, slimkv_spark_score_neon[span->k_format],
+                                 NULL};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 

@@ -456,7 +456,7 @@ static void slimkv_attend_groups_dense_avx2(const slimkv_group_span *span, const
                                             float *l, float *acc)
 {
     const slimkv_tile_ops ops = {dense_score_avx2[span->k_format], dense_accum_avx2[span->v_format],
-                                 slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2, NULL};
+                                 slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2, NULL, NULL};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
@@ -477,7 +477,8 @@ static void slimkv_attend_groups_mixed_avx2(const slimkv_group_span *span, const
                                              float *l, float *acc)
 {
     const slimkv_tile_ops ops = {score_k_of_avx2(span->k_format), accum_v_of_avx2(span->v_format),
-                                 slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2, NULL};
+                                 slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2, NULL,
+                                 score_k_of_avx2(SLIMKV_Q8)};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
@@ -486,7 +487,7 @@ static void slimkv_attend_spark_groups_avx2(const slimkv_group_span *span, const
                                              float *l, float *acc)
 {
     const slimkv_tile_ops ops = {NULL, accum_v_of_avx2(span->v_format), slimkv_exp_sum_avx2, slimkv_max_f32_avx2,
-                                 slimkv_scale_f32_avx2, slimkv_spark_score_avx2[span->k_format]};
+                                 slimkv_scale_f32_avx2, slimkv_spark_score_avx2[span->k_format], NULL};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 

@@ -451,7 +451,7 @@ static void slimkv_attend_groups_dense_avx512(const slimkv_group_span *span, con
                                               float *l, float *acc)
 {
     const slimkv_tile_ops ops = {dense_score_avx512[span->k_format], dense_accum_avx512[span->v_format],
-                                 slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512, NULL};
+                                 slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512, NULL, NULL};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
@@ -472,7 +472,8 @@ static void slimkv_attend_groups_mixed_avx512(const slimkv_group_span *span, con
                                              float *l, float *acc)
 {
     const slimkv_tile_ops ops = {score_k_of_avx512(span->k_format), accum_v_of_avx512(span->v_format),
-                                 slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512, NULL};
+                                 slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512, NULL,
+                                 score_k_of_avx512(SLIMKV_Q8)};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 
@@ -481,7 +482,7 @@ static void slimkv_attend_spark_groups_avx512(const slimkv_group_span *span, con
                                              float *l, float *acc)
 {
     const slimkv_tile_ops ops = {NULL, accum_v_of_avx512(span->v_format), slimkv_exp_sum_avx512, slimkv_max_f32_avx512,
-                                 slimkv_scale_f32_avx512, slimkv_spark_score_avx512[span->k_format]};
+                                 slimkv_scale_f32_avx512, slimkv_spark_score_avx512[span->k_format], NULL};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 

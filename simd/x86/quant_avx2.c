@@ -810,7 +810,8 @@ static void slimkv_attend_groups_quant_avx2(const slimkv_group_span *span, const
 {
     const slimkv_tile_ops ops = {slimkv_quant_score_k_avx2[span->k_format - SLIMKV_Q8],
                                  slimkv_quant_accum_v_avx2[span->v_format - SLIMKV_Q8],
-                                 slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2, NULL};
+                                 slimkv_exp_sum_avx2, slimkv_max_f32_avx2, slimkv_scale_f32_avx2, NULL,
+                                 slimkv_quant_score_k_avx2[0]};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 

@@ -868,7 +868,8 @@ static void slimkv_attend_groups_quant_avx512(const slimkv_group_span *span, con
 {
     const slimkv_tile_ops ops = {slimkv_quant_score_k_avx512[span->k_format - SLIMKV_Q8],
                                  slimkv_quant_accum_v_avx512[span->v_format - SLIMKV_Q8],
-                                 slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512, NULL};
+                                 slimkv_exp_sum_avx512, slimkv_max_f32_avx512, slimkv_scale_f32_avx512, NULL,
+                                 slimkv_quant_score_k_avx512[0]};
     slimkv_tile_loop(&ops, span, q, rows, m, l, acc);
 }
 

@@ -34,6 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.policy = (slimkv_policy)(take_i32(&p, &left) % 5);
     int32_t ratio_bits = take_i32(&p, &left);
     memcpy(&cfg.prune_ratio, &ratio_bits, sizeof ratio_bits);
+    cfg.k_outliers = take_i32(&p, &left) % 72; /* a quarter of the non-negative ones are multiples of 4 */
     static uint8_t mask[4096];
     if (cfg.policy == SLIMKV_POLICY_STATIC) {
         for (size_t i = 0; i < sizeof mask; i++)

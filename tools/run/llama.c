@@ -501,6 +501,7 @@ void llama_cache_options_init(llama_cache_options *o)
     o->prune_ratio = defaults.prune_ratio;
     o->window = defaults.window;
     o->rotate = defaults.rotate;
+    o->k_outliers = defaults.k_outliers;
     o->plan = NULL;
     o->eviction = defaults.eviction;
     o->evict_budget = defaults.evict_budget;
@@ -593,6 +594,7 @@ slimkv_status llama_session_create(const llama_model *m, const llama_cache_optio
             cfg.n_sink = opts->n_sink;
             cfg.channel_align = opts->channel_align;
             cfg.rotate = opts->rotate;
+            cfg.k_outliers = opts->k_outliers;
             if (opts->k_masks && opts->k_masks[i]) {
                 cfg.policy = SLIMKV_POLICY_STATIC;
                 cfg.k_mask = opts->k_masks[i];

@@ -56,6 +56,7 @@ typedef struct llama_cache_options {
     float prune_ratio;
     int window;
     int rotate; /* slimkv_config.rotate */
+    int k_outliers; /* slimkv_config.k_outliers */
     /* A per-layer plan (slimkv-plan): when set, it gives every layer's
      * storage settings and masks, and the fields above are not used. */
     const slimkv_plan *plan;

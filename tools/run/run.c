@@ -649,6 +649,7 @@ typedef struct kv_config {
     slimkv_eviction eviction; /* with evict_budget (the pool and window are the options') */
     int evict_budget;
     int k_token_bits; /* the K-per-token measurement (llama_cache_options): K kept f16 after it */
+    int k_outliers;   /* K channels per head at 8 bits (slimkv_config.k_outliers) */
 } kv_config;
 
 /* Bits per stored element of the compressed body, averaged over K and V:
@@ -669,10 +670,12 @@ static double stored_bits(slimkv_format f, int g)
     return 0;
 }
 
-static double body_bits_per_element(const run_options *o, const kv_config *kc)
+static double body_bits_per_element(const run_options *o, const kv_config *kc, int head_dim)
 {
     int g = kc->group ? kc->group : o->group;
     double k = kc->k_token_bits ? kc->k_token_bits + 32.0 / g : stored_bits(kc->k_format, g);
+    if (kc->k_outliers) /* n of the D channels at q8 */
+        k += (stored_bits(SLIMKV_Q8, g) - k) * kc->k_outliers / head_dim;
     return (k + stored_bits(kc->v_format, g)) / 2;
 }
 
@@ -683,6 +686,7 @@ static void cache_options(const run_options *o, const kv_config *kc, uint8_t **m
     opts->v_format = kc->v_format;
     opts->group_size = kc->group ? kc->group : o->group;
     opts->rotate = kc->rotate;
+    opts->k_outliers = kc->k_outliers;
     opts->residual = o->residual;
     opts->n_sink = kc->sinks;
     opts->channel_align = o->align;
@@ -1124,7 +1128,7 @@ static void kl_summary(double *kl, long n, double *mean, double *p99)
 
 /* The configurations the eval table and the depth bench compare, dense f16
  * first (the baseline), --plan's last when given; returns how many. */
-#define N_STANDARD_CONFIGS 50
+#define N_STANDARD_CONFIGS 61
 static int standard_configs(const runtime *rt, kv_config *rows)
 {
     const run_options *o = rt->opt;
@@ -1136,6 +1140,10 @@ static int standard_configs(const runtime *rt, kv_config *rows)
     /* every channel kept, the group size and rotation of the row */
 #define LOWBIT(label, kf, vf, g, rot)                                                                              \
     {.name = label, .k_format = kf, .v_format = vf, .keep_k = 1.0, .sinks = o->sinks, .group = g, .rotate = rot}
+    /* n K outlier channels per head at q8 */
+#define OUTLIERS(label, kf, vf, g, rot, n)                                                                         \
+    {.name = label, .k_format = kf, .v_format = vf, .keep_k = 1.0, .sinks = o->sinks, .group = g, .rotate = rot,   \
+     .k_outliers = n}
     /* K quantized per token (a measurement: K decoded again into f16) */
 #define K_PER_TOKEN(label, bits, vf, rot)                                                                          \
     {.name = label, .k_format = SLIMKV_F16, .v_format = vf, .keep_k = 1.0, .sinks = o->sinks, .rotate = rot,       \
@@ -1173,6 +1181,18 @@ static int standard_configs(const runtime *rt, kv_config *rows)
         K_PER_TOKEN("q2, K per token", 2, SLIMKV_Q2, 0),
         K_PER_TOKEN("q2, K per token, K+V rotated", 2, SLIMKV_Q2, SLIMKV_ROTATE_K | SLIMKV_ROTATE_V),
         LOWBIT("q4, V rotated", SLIMKV_Q4, SLIMKV_Q4, 0, SLIMKV_ROTATE_V),
+        /* K outliers: K unrotated (a rotation spreads the outliers over every channel) */
+        OUTLIERS("q2, K 4 outliers", SLIMKV_Q2, SLIMKV_Q2, 0, 0, 4),
+        OUTLIERS("q2, K 8 outliers", SLIMKV_Q2, SLIMKV_Q2, 0, 0, 8),
+        OUTLIERS("q2, K 8 outliers, V rotated", SLIMKV_Q2, SLIMKV_Q2, 0, SLIMKV_ROTATE_V, 8),
+        OUTLIERS("q2, G=64, K 4 outliers, V rotated", SLIMKV_Q2, SLIMKV_Q2, 64, SLIMKV_ROTATE_V, 4),
+        OUTLIERS("q2, G=128, K 4 outliers, V rotated", SLIMKV_Q2, SLIMKV_Q2, 128, SLIMKV_ROTATE_V, 4),
+        OUTLIERS("q2, G=128, K 8 outliers, V rotated", SLIMKV_Q2, SLIMKV_Q2, 128, SLIMKV_ROTATE_V, 8),
+        OUTLIERS("K q3 / V q2, G=128, K 4 outliers, V rotated", SLIMKV_Q3, SLIMKV_Q2, 128, SLIMKV_ROTATE_V, 4),
+        OUTLIERS("q3, K 4 outliers, V rotated", SLIMKV_Q3, SLIMKV_Q3, 0, SLIMKV_ROTATE_V, 4),
+        OUTLIERS("q3, G=64, K 4 outliers, V rotated", SLIMKV_Q3, SLIMKV_Q3, 64, SLIMKV_ROTATE_V, 4),
+        OUTLIERS("K q3 / V q2, G=64, K 4 outliers, V rotated", SLIMKV_Q3, SLIMKV_Q2, 64, SLIMKV_ROTATE_V, 4),
+        OUTLIERS("q3, G=128, K 4 outliers, V rotated", SLIMKV_Q3, SLIMKV_Q3, 128, SLIMKV_ROTATE_V, 4),
         ROW("q4, K 75% kept by k", SLIMKV_Q4, SLIMKV_Q4, 0.75, 0, 0.0, o->sinks, none, 0),
         ROW("q4, K 75% kept by q·k", SLIMKV_Q4, SLIMKV_Q4, 0.75, 1, 0.0, o->sinks, none, 0),
         ROW("q4, K 50% kept by k", SLIMKV_Q4, SLIMKV_Q4, 0.5, 0, 0.0, o->sinks, none, 0),
@@ -1201,6 +1221,7 @@ static int standard_configs(const runtime *rt, kv_config *rows)
 #undef ROW
 #undef LOWBIT
 #undef K_PER_TOKEN
+#undef OUTLIERS
 #undef EVICT_ROW
     int n_rows = (int)(sizeof all / sizeof all[0]) - (rt->plan ? 0 : 1);
     memcpy(rows, all, (size_t)n_rows * sizeof *rows);
@@ -1396,7 +1417,8 @@ static int run_eval(const runtime *rt)
                 snprintf(held, sizeof held, " %d -> %d |", rows[r].ppl.r.cache_tokens_prompt,
                          rows[r].ppl.r.cache_tokens_end);
             printf("| %s%s | %.4g | %.0f | %.1f%% | %.1f | %.3f | %+.2f%% | %.4f | %.4f | %.1f%% | %.1f%% |%s\n",
-                   rows[r].kc.name, sinks, body_bits_per_element(o, &rows[r].kc), bytes, 100.0 * bytes / dense_bytes, rows[r].decode_tps, ppl,
+                   rows[r].kc.name, sinks, body_bits_per_element(o, &rows[r].kc, llama_get_hparams(rt->model)->head_dim),
+                   bytes, 100.0 * bytes / dense_bytes, rows[r].decode_tps, ppl,
                    100.0 * (ppl / dense_ppl - 1.0), rows[r].kl_mean, rows[r].kl_p99, rows[r].top1, rows[r].agreement,
                    held);
         }
